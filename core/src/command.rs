@@ -1,0 +1,244 @@
+//! Commands: what someone asks of an order. Imperative, exhaustive, and free
+//! of wire concerns (the runtime maps its JSON/MessagePack bodies onto these).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::TenantConfig;
+use crate::ids::{CommandId, ContactId, LocationId, OrderId, TenantId, Timestamp, WorkOrderId};
+use crate::model::{Client, ExecutionFlow, JobStatus, Money, OrderSummary};
+
+/// A contact: personal data. Its `Debug` never prints the values.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The person's name.
+    pub name: String,
+    /// One phone number.
+    pub phone: String,
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Contact(<redacted>)")
+    }
+}
+
+/// An address: personal data. Its `Debug` never prints the values.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Address(pub serde_json::Value);
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Address(<redacted>)")
+    }
+}
+
+/// A contact given in full, or by reference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactInput {
+    /// Name and phone: stored apart under a new contact id.
+    Details(Contact),
+    /// Already in the contact store.
+    Id(ContactId),
+}
+
+/// A location given in full, or by reference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocationInput {
+    /// An address: stored apart under a new location id.
+    Address(Address),
+    /// Already in the location store.
+    Id(LocationId),
+}
+
+/// One work order of a new order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkOrderSpec {
+    /// Its type, one the tenant configured (or a default type).
+    pub kind: String,
+}
+
+/// A new order, as the client gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateOrder {
+    /// Who places it.
+    pub client: Client,
+    /// The client's own reference.
+    pub client_order_id: String,
+    /// Default true.
+    pub ready_to_process: bool,
+    /// The consignee.
+    pub contact: Option<ContactInput>,
+    /// The drop location.
+    pub location: Option<LocationInput>,
+    /// Where returns go.
+    pub return_location: Option<LocationInput>,
+    /// How the work orders run.
+    pub execution_flow: ExecutionFlow,
+    /// Invoice, description, totals.
+    pub summary: OrderSummary,
+    /// The work orders, in order.
+    pub work_orders: Vec<WorkOrderSpec>,
+    /// Tenant-defined attributes.
+    pub custom: BTreeMap<String, serde_json::Value>,
+}
+
+/// A change to an existing order: only what seed 002 lets change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpdateOrder {
+    /// A new contact.
+    pub contact: Option<ContactInput>,
+    /// A new location.
+    pub location: Option<LocationInput>,
+    /// Summary fields to set (each `Some` replaces the field).
+    pub summary: SummaryPatch,
+    /// Custom attributes to set.
+    pub custom: BTreeMap<String, serde_json::Value>,
+    /// readyToProcess: only `Some(true)` can change anything.
+    pub ready_to_process: Option<bool>,
+}
+
+/// Summary fields to replace.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SummaryPatch {
+    /// New invoice number.
+    pub invoice_number: Option<String>,
+    /// New description.
+    pub order_description: Option<String>,
+    /// New weight.
+    pub total_weight: Option<f64>,
+    /// New item count.
+    pub total_items: Option<u32>,
+    /// New cost.
+    pub total_order_cost: Option<Money>,
+}
+
+impl SummaryPatch {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.invoice_number.is_none()
+            && self.order_description.is_none()
+            && self.total_weight.is_none()
+            && self.total_items.is_none()
+            && self.total_order_cost.is_none()
+    }
+}
+
+/// A validation plugin's answer about a new order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginVerdict {
+    /// The plugin accepts the order.
+    Accepted,
+    /// The plugin refuses it, with reasons.
+    Rejected(Vec<String>),
+}
+
+/// A job update from dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUpdate {
+    /// The work order the job runs.
+    pub work_order: WorkOrderId,
+    /// The attempt the job belongs to.
+    pub attempt: u32,
+    /// What happened.
+    pub status: JobStatus,
+    /// Dispatch's id of the job.
+    pub job_id: Option<String>,
+    /// Why it failed (failed, cancel_failed).
+    pub reason_code: Option<String>,
+}
+
+/// Everything that can be asked of an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Register a new order.
+    Create(Box<CreateOrder>),
+    /// Change what may change.
+    Update(Box<UpdateOrder>),
+    /// Set readyToProcess to true.
+    MarkReady,
+    /// Withdraw the order for a while.
+    Hold {
+        /// Why, for the record.
+        reason: Option<String>,
+    },
+    /// Put a held order back where it was.
+    Resume,
+    /// Cancel the order.
+    Cancel {
+        /// Why, for the record.
+        reason: Option<String>,
+    },
+    /// Close an EXECUTED order as COMPLETED.
+    Close,
+    /// Move to a tenant sub-state (None clears it).
+    SetSubState {
+        /// The sub-state.
+        to: Option<String>,
+    },
+    /// A job update from dispatch.
+    Job(JobUpdate),
+    /// A validation plugin answered (orderd-internal).
+    RecordPluginVerdict {
+        /// The plugin's name.
+        plugin: String,
+        /// Its answer.
+        verdict: PluginVerdict,
+    },
+    /// Time passed: fire the timers that are due (orderd-internal).
+    FireTimers,
+}
+
+impl Command {
+    /// The command's verb, as in subjects and logs.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Create(_) => "create",
+            Command::Update(_) => "update",
+            Command::MarkReady => "ready",
+            Command::Hold { .. } => "hold",
+            Command::Resume => "resume",
+            Command::Cancel { .. } => "cancel",
+            Command::Close => "close",
+            Command::SetSubState { .. } => "substate",
+            Command::Job(_) => "job",
+            Command::RecordPluginVerdict { .. } => "plugin_verdict",
+            Command::FireTimers => "fire_timers",
+        }
+    }
+}
+
+/// A command with who sent it, for which order, under which idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The tenant named by the subject the command arrived on.
+    pub tenant: TenantId,
+    /// The order it is for.
+    pub order_id: OrderId,
+    /// The idempotency key.
+    pub command_id: CommandId,
+    /// Who sent it (client id, `dispatch`, `orderd`), for createdBy/updatedBy.
+    pub by: String,
+    /// The command.
+    pub command: Command,
+}
+
+/// What the shell hands the core with each command: the time, the tenant's
+/// configuration, and fresh ids. The core draws nothing itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// Now, as the shell read it.
+    pub now: Timestamp,
+    /// The tenant configuration in force.
+    pub config: &'a TenantConfig,
+    /// Fresh random ids for contacts and locations stored apart.
+    pub fresh_ids: [Uuid; Ctx::FRESH_IDS],
+}
+
+impl Ctx<'_> {
+    /// How many fresh ids a command may need (contact, location, return location).
+    pub const FRESH_IDS: usize = 3;
+}
