@@ -281,6 +281,9 @@ pub struct QueryRequest {
     /// Only orders in this state.
     #[serde(default)]
     pub state: Option<OrderState>,
+    /// Only orders with this client order id.
+    #[serde(default)]
+    pub client_order_id: Option<String>,
     /// Only orders in this sub-state.
     #[serde(default)]
     pub sub_state: Option<String>,
