@@ -5,10 +5,6 @@ use crate::model::Order;
 use crate::rejection::Rejection;
 
 /// Decides the events a command causes, or refuses it.
-pub fn decide(
-    _order: &Order,
-    _envelope: &Envelope,
-    _ctx: &Ctx<'_>,
-) -> Result<Vec<Event>, Rejection> {
+pub fn decide(_order: &Order, _envelope: &Envelope, _ctx: &Ctx<'_>) -> Result<Vec<Event>, Rejection> {
     Err(Rejection::OrderNotFound)
 }

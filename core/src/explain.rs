@@ -35,10 +35,5 @@ pub struct Explanation {
 
 /// Explains an order.
 pub fn explain(order: &Order, _config: &TenantConfig) -> Explanation {
-    Explanation {
-        state: order.state,
-        waiting_for: Vec::new(),
-        commands: Vec::new(),
-        timers: order.timers.clone(),
-    }
+    Explanation { state: order.state, waiting_for: Vec::new(), commands: Vec::new(), timers: order.timers.clone() }
 }
