@@ -206,6 +206,8 @@ pub struct Cancellation {
     pub failure_reason_code: Option<String>,
     /// When `status` last changed.
     pub status_timestamp: Option<Timestamp>,
+    /// The first cancel-failed reason of the attempt under way.
+    pub attempt_failure: Option<String>,
 }
 
 /// Who placed the order.
@@ -373,6 +375,10 @@ pub struct WorkOrder {
     pub attempt: u32,
     /// A cancel was sent for the current attempt and is not answered yet.
     pub cancel_requested: bool,
+    /// The last cancel sent for the current attempt was refused by dispatch.
+    pub cancel_failed: bool,
+    /// Dispatch started a job for it at least once: its goods may have moved.
+    pub started: bool,
     /// The last failure reason dispatch gave.
     pub last_failure: Option<String>,
     /// Dispatch's id of the current job, once it reported one.
