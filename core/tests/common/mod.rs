@@ -46,6 +46,7 @@ pub fn create(flow: ExecutionFlow, kinds: &[&str]) -> CreateOrder {
 }
 
 /// One order driven through the core, with its history.
+#[derive(Clone)]
 pub struct Harness {
     pub order: Order,
     pub config: TenantConfig,
