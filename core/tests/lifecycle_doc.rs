@@ -68,6 +68,11 @@ fn situations() -> Vec<(&'static str, Harness)> {
     out.push(("ON_HOLD", h));
 
     let mut h = Harness::created_with(config(false), create(flow, &kinds));
+    h.ok(Command::Hold { reason: None });
+    h.job_ok(1, 1, JobStatus::Completed);
+    out.push(("ON_HOLD (no job out)", h));
+
+    let mut h = Harness::created_with(config(false), create(flow, &kinds));
     h.complete(1);
     h.complete(2);
     out.push(("EXECUTED", h));
@@ -145,6 +150,19 @@ fn commands() -> Vec<(&'static str, Command)> {
     ]
 }
 
+fn state_after(e: &orderd_core::Event, current: OrderState) -> OrderState {
+    use orderd_core::Event;
+    match e {
+        Event::Validated => OrderState::Created,
+        Event::Started => OrderState::InProgress,
+        Event::Held { .. } => OrderState::OnHold,
+        Event::Resumed { to } => *to,
+        Event::Executed => OrderState::Executed,
+        Event::Closed { .. } => OrderState::Closed,
+        _ => current,
+    }
+}
+
 fn render() -> String {
     let situations = situations();
     let mut edges: BTreeSet<(OrderState, OrderState)> = BTreeSet::new();
@@ -159,10 +177,17 @@ fn render() -> String {
             h.now += 10_000;
             let before = h.order.state;
             let cell = match h.run(cmd.clone()) {
-                Outcome::Applied(_) => {
+                Outcome::Applied(change) => {
+                    let mut prev = before;
+                    for e in &change.events {
+                        let next = state_after(e, prev);
+                        if next != prev {
+                            edges.insert((prev, next));
+                            prev = next;
+                        }
+                    }
                     let after = h.order.state;
                     if after != before {
-                        edges.insert((before, after));
                         format!(" → {after}")
                     } else {
                         " accepted".to_owned()
