@@ -4,7 +4,8 @@
 use crate::event::{Change, Event, RegisteredWorkOrder};
 use crate::ids::Timestamp;
 use crate::model::{
-    CancellationStatus, IgnoredUpdate, Order, OrderState, WorkOrder, WorkOrderState,
+    CancellationStatus, IgnoredUpdate, MilestoneStatus, Order, OrderState, TimerKind, WorkOrder,
+    WorkOrderState,
 };
 
 /// Applies one accepted change: every event, then the sequence number, the
@@ -270,10 +271,35 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
         Event::TimerSet { timer, due } => {
             order.timers.retain(|t| t.kind != *timer);
             order.timers.push(crate::model::Timer {
-                kind: *timer,
+                kind: timer.clone(),
                 due: *due,
             });
         }
         Event::TimerFired { timer } => order.timers.retain(|t| t.kind != *timer),
+        Event::MilestoneStarted { name, reach, due } => {
+            order.milestones.insert(
+                name.clone(),
+                MilestoneStatus {
+                    reach: *reach,
+                    due: *due,
+                    reached: false,
+                    missed: false,
+                },
+            );
+        }
+        Event::MilestoneDueSoon { .. } => {}
+        Event::MilestoneMissed { name } => {
+            if let Some(m) = order.milestones.get_mut(name) {
+                m.missed = true;
+            }
+        }
+        Event::MilestoneReached { name, .. } => {
+            if let Some(m) = order.milestones.get_mut(name) {
+                m.reached = true;
+            }
+            order.timers.retain(|t| {
+                !matches!(&t.kind, TimerKind::MilestoneDue(n) | TimerKind::MilestoneWarning(n) if n == name)
+            });
+        }
     }
 }

@@ -21,7 +21,7 @@ use crate::command::{
 };
 use crate::config::RETURN_TYPE;
 use crate::event::{Event, RegisteredWorkOrder, Registration, Sealed};
-use crate::ids::{ContactId, LocationId, WorkOrderId};
+use crate::ids::{ContactId, LocationId, Timestamp, WorkOrderId};
 use crate::model::{
     CancellationStatus, CloseReason, DropDetails, ExecutionFlow, IgnoredWhy, JobStatus, Order,
     OrderState, TimerKind, UpdateGroup, WorkOrderState,
@@ -166,6 +166,7 @@ impl<'a> Decision<'a> {
         if config.plugins.is_empty() {
             self.emit(Event::Validated);
         }
+        self.start_milestones(None);
         Ok(())
     }
 
@@ -568,18 +569,21 @@ impl<'a> Decision<'a> {
 
     fn fire_timers(&mut self) -> Result<(), Rejection> {
         let now = self.ctx.now;
-        let due: Vec<TimerKind> = self
+        let mut due: Vec<(Timestamp, TimerKind)> = self
             .order
             .timers
             .iter()
             .filter(|t| t.due <= now)
-            .map(|t| t.kind)
+            .map(|t| (t.due, t.kind.clone()))
             .collect();
         if due.is_empty() {
             return Err(Rejection::NoTimerDue);
         }
-        for timer in due {
-            self.emit(Event::TimerFired { timer });
+        due.sort();
+        for (_, timer) in due {
+            self.emit(Event::TimerFired {
+                timer: timer.clone(),
+            });
             match timer {
                 TimerKind::AutoClose if self.order.state == OrderState::Executed => {
                     self.emit(Event::Closed {
@@ -588,9 +592,75 @@ impl<'a> Decision<'a> {
                     });
                 }
                 TimerKind::AutoClose => {}
+                TimerKind::MilestoneWarning(name) => {
+                    if let Some(m) = self.order.milestones.get(&name).filter(|m| !m.reached) {
+                        let due = m.due;
+                        self.emit(Event::MilestoneDueSoon { name, due });
+                    }
+                }
+                TimerKind::MilestoneDue(name) => {
+                    if self.order.milestones.get(&name).is_some_and(|m| !m.reached) {
+                        self.emit(Event::MilestoneMissed { name });
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Starts the milestones counted from `after` (None: from creation).
+    fn start_milestones(&mut self, after: Option<&str>) {
+        let now = self.ctx.now;
+        let starting: Vec<_> = self
+            .ctx
+            .config
+            .milestones
+            .iter()
+            .filter(|m| m.after.as_deref() == after && !self.order.milestones.contains_key(&m.name))
+            .cloned()
+            .collect();
+        for m in starting {
+            let due = now.plus_ms(m.within_ms);
+            self.emit(Event::MilestoneStarted {
+                name: m.name.clone(),
+                reach: m.reach,
+                due,
+            });
+            if let Some(w) = m.warn_before_ms.filter(|w| *w < m.within_ms) {
+                self.emit(Event::TimerSet {
+                    timer: TimerKind::MilestoneWarning(m.name.clone()),
+                    due: now.plus_ms(m.within_ms - w),
+                });
+            }
+            self.emit(Event::TimerSet {
+                timer: TimerKind::MilestoneDue(m.name),
+                due,
+            });
+        }
+    }
+
+    /// Marks the milestones the order's state now meets, and starts the ones
+    /// counted from them.
+    fn meet_milestones(&mut self) {
+        let state = self.order.state;
+        if state == OrderState::Closed && self.order.close_reason != Some(CloseReason::Completed) {
+            // A cancelled or refused order meets nothing by closing.
+            return;
+        }
+        let met: Vec<(String, bool)> = self
+            .order
+            .milestones
+            .iter()
+            .filter(|(_, m)| !m.reached && (state == m.reach || state.rank() > m.reach.rank()))
+            .map(|(n, m)| (n.clone(), m.missed))
+            .collect();
+        for (name, late) in met {
+            self.emit(Event::MilestoneReached {
+                name: name.clone(),
+                late,
+            });
+            self.start_milestones(Some(&name));
+        }
     }
 
     // ---- the flow engine --------------------------------------------------
@@ -602,6 +672,9 @@ impl<'a> Decision<'a> {
         for _ in 0..(4 * validate::MAX_WORK_ORDERS + 16) {
             let before = self.events.len();
             self.settle_once();
+            if !self.order.milestones.is_empty() {
+                self.meet_milestones();
+            }
             if self.events.len() == before {
                 return;
             }

@@ -11,7 +11,7 @@ use crate::config::TenantConfig;
 use crate::decide::{check_update_group, decide};
 use crate::ids::CommandId;
 use crate::model::{
-    CancellationStatus, ExecutionFlow, Order, OrderState, Timer, UpdateGroup, WorkOrder,
+    CancellationStatus, ExecutionFlow, Order, OrderState, Timer, TimerKind, UpdateGroup, WorkOrder,
     WorkOrderState,
 };
 use crate::rejection::Rejection;
@@ -217,19 +217,29 @@ fn waiting_for(order: &Order) -> Vec<String> {
                 }
             }
         }
-        OrderState::Executed => out.push(match order.timers.first() {
-            Some(t) => format!(
-                "executed: closes automatically at {} ms, or on a close command",
-                t.due.0
-            ),
-            None => "executed: waiting for a close command (post-execution work)".to_owned(),
-        }),
+        OrderState::Executed => out.push(
+            match order.timers.iter().find(|t| t.kind == TimerKind::AutoClose) {
+                Some(t) => format!(
+                    "executed: closes automatically at {} ms, or on a close command",
+                    t.due.0
+                ),
+                None => "executed: waiting for a close command (post-execution work)".to_owned(),
+            },
+        ),
         OrderState::Closed => out.push(format!(
             "closed ({}): nothing to wait for",
             order
                 .close_reason
                 .map_or("?".to_owned(), |r| format!("{r:?}").to_uppercase())
         )),
+    }
+    for (name, m) in order.milestones.iter().filter(|(_, m)| !m.reached) {
+        out.push(format!(
+            "milestone {name}: reach {} by {} ms{}",
+            m.reach,
+            m.due.0,
+            if m.missed { " (missed)" } else { "" }
+        ));
     }
     out
 }

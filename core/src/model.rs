@@ -406,11 +406,28 @@ pub struct Timer {
 }
 
 /// What a timer does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TimerKind {
     /// Close an EXECUTED order as COMPLETED.
     AutoClose,
+    /// The named milestone is due within its warning time.
+    MilestoneWarning(String),
+    /// The named milestone is due: missed unless reached.
+    MilestoneDue(String),
+}
+
+/// Where one milestone of the order stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneStatus {
+    /// The state that meets it.
+    pub reach: OrderState,
+    /// When it is due.
+    pub due: Timestamp,
+    /// Met (possibly late).
+    pub reached: bool,
+    /// Its due time passed before it was met.
+    pub missed: bool,
 }
 
 /// The validation plugins' verdicts while the order is INITIATED.
@@ -469,6 +486,9 @@ pub struct Order {
     pub validation: Validation,
     /// Pending timers.
     pub timers: Vec<Timer>,
+    /// The tenant's milestones that have started counting, by name.
+    #[serde(default)]
+    pub milestones: BTreeMap<String, MilestoneStatus>,
     /// Every command id applied to this order, for its whole life.
     pub applied_commands: BTreeSet<CommandId>,
 }
@@ -503,6 +523,7 @@ impl Order {
             work_orders: Vec::new(),
             validation: Validation::default(),
             timers: Vec::new(),
+            milestones: BTreeMap::new(),
             applied_commands: BTreeSet::new(),
         }
     }

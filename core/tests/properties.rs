@@ -120,6 +120,22 @@ fn config(s: &Scenario) -> TenantConfig {
             .map(|p| p.to_string())
             .collect(),
         auto_close_after_ms: s.auto_close.then_some(5_000),
+        milestones: vec![
+            orderd_core::config::Milestone {
+                name: "started".into(),
+                reach: OrderState::InProgress,
+                within_ms: 3_000,
+                after: None,
+                warn_before_ms: Some(1_000),
+            },
+            orderd_core::config::Milestone {
+                name: "done".into(),
+                reach: OrderState::Executed,
+                within_ms: 8_000,
+                after: Some("started".into()),
+                warn_before_ms: None,
+            },
+        ],
         ..TenantConfig::default()
     };
     c.sub_states.insert(
@@ -317,6 +333,17 @@ fn check_order(h: &Harness) {
         );
     }
     assert!(o.work_orders.len() <= orderd_core::validate::MAX_WORK_ORDERS);
+    // Every timer belongs to something still pending; a closed order keeps none.
+    for t in &o.timers {
+        match &t.kind {
+            orderd_core::model::TimerKind::AutoClose => assert_eq!(o.state, OrderState::Executed),
+            orderd_core::model::TimerKind::MilestoneDue(n)
+            | orderd_core::model::TimerKind::MilestoneWarning(n) => {
+                assert!(!o.milestones[n].reached, "a timer for a met milestone");
+                assert_ne!(o.state, OrderState::Closed);
+            }
+        }
+    }
     h.assert_no_double_dispatch();
 }
 
