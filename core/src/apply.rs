@@ -4,7 +4,8 @@
 use crate::event::{Change, Event, RegisteredWorkOrder};
 use crate::ids::Timestamp;
 use crate::model::{
-    CancellationStatus, IgnoredUpdate, Order, OrderState, WorkOrder, WorkOrderState,
+    CancellationStatus, IgnoredUpdate, MilestoneStatus, Order, OrderState, TimerKind, WorkOrder,
+    WorkOrderState,
 };
 
 /// Applies one accepted change: every event, then the sequence number, the
@@ -39,6 +40,8 @@ fn new_work_order(r: &RegisteredWorkOrder) -> WorkOrder {
         held_from: None,
         attempt: 0,
         cancel_requested: false,
+        cancel_failed: false,
+        started: false,
         last_failure: None,
         job_id: None,
         ignored_updates: 0,
@@ -131,6 +134,7 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
                 wo.state = WorkOrderState::Dispatched;
                 wo.attempt = *attempt;
                 wo.cancel_requested = false;
+                wo.cancel_failed = false;
                 wo.job_id = None;
             }
         }
@@ -138,6 +142,7 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
             work_order, job_id, ..
         } => {
             if let Some(wo) = order.work_order_mut(*work_order) {
+                wo.started = true;
                 if wo.state == WorkOrderState::OnHold {
                     wo.held_from = Some(WorkOrderState::InProgress);
                 } else {
@@ -201,6 +206,7 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
         Event::JobCancelRequested { work_order, .. } => {
             if let Some(wo) = order.work_order_mut(*work_order) {
                 wo.cancel_requested = true;
+                wo.cancel_failed = false;
             }
         }
         Event::JobCancelled { work_order, .. } => {
@@ -217,7 +223,16 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
         } => {
             if let Some(wo) = order.work_order_mut(*work_order) {
                 wo.cancel_requested = false;
-                wo.last_failure.clone_from(reason_code);
+                wo.cancel_failed = true;
+            }
+            if order.cancellation.status == CancellationStatus::Attempting
+                && order.cancellation.attempt_failure.is_none()
+            {
+                order.cancellation.attempt_failure = Some(
+                    reason_code
+                        .clone()
+                        .unwrap_or_else(|| "CANCEL_FAILED".to_owned()),
+                );
             }
         }
         Event::WorkOrderCancelled { work_order, .. } => {
@@ -238,25 +253,53 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
             c.status_timestamp = Some(at);
         }
         Event::CancellationAttempting => {
+            order.cancellation.attempt_failure = None;
             order.cancellation.status = CancellationStatus::Attempting;
             order.cancellation.status_timestamp = Some(at);
         }
         Event::CancellationSucceeded => {
             order.cancellation.status = CancellationStatus::Success;
+            order.cancellation.attempt_failure = None;
             order.cancellation.status_timestamp = Some(at);
         }
         Event::CancellationFailed { reason_code } => {
             order.cancellation.status = CancellationStatus::Failed;
             order.cancellation.failure_reason_code = Some(reason_code.clone());
+            order.cancellation.attempt_failure = None;
             order.cancellation.status_timestamp = Some(at);
         }
         Event::TimerSet { timer, due } => {
             order.timers.retain(|t| t.kind != *timer);
             order.timers.push(crate::model::Timer {
-                kind: *timer,
+                kind: timer.clone(),
                 due: *due,
             });
         }
         Event::TimerFired { timer } => order.timers.retain(|t| t.kind != *timer),
+        Event::MilestoneStarted { name, reach, due } => {
+            order.milestones.insert(
+                name.clone(),
+                MilestoneStatus {
+                    reach: *reach,
+                    due: *due,
+                    reached: false,
+                    missed: false,
+                },
+            );
+        }
+        Event::MilestoneDueSoon { .. } => {}
+        Event::MilestoneMissed { name } => {
+            if let Some(m) = order.milestones.get_mut(name) {
+                m.missed = true;
+            }
+        }
+        Event::MilestoneReached { name, .. } => {
+            if let Some(m) = order.milestones.get_mut(name) {
+                m.reached = true;
+            }
+            order.timers.retain(|t| {
+                !matches!(&t.kind, TimerKind::MilestoneDue(n) | TimerKind::MilestoneWarning(n) if n == name)
+            });
+        }
     }
 }

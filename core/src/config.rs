@@ -35,6 +35,9 @@ pub struct TenantConfig {
     /// `None` waits for an explicit close.
     #[serde(default)]
     pub auto_close_after_ms: Option<u64>,
+    /// Expected times for reaching states (Manhattan milestones).
+    #[serde(default)]
+    pub milestones: Vec<Milestone>,
 }
 
 impl Default for TenantConfig {
@@ -47,6 +50,7 @@ impl Default for TenantConfig {
             modification_rules: BTreeMap::new(),
             plugins: Vec::new(),
             auto_close_after_ms: None,
+            milestones: Vec::new(),
         }
     }
 }
@@ -206,4 +210,217 @@ pub struct SubStateConfig {
     /// sub-state from none, and clearing it, are always allowed.
     #[serde(default)]
     pub transitions: Vec<(String, String)>,
+}
+
+/// A milestone: the order should reach a state within a time, counted from
+/// its creation or from another milestone being met. A monitoring rule raises
+/// an event some time before it is due, and one when it is missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Milestone {
+    /// `[A-Za-z0-9_-]{1,64}`, unique per tenant.
+    pub name: String,
+    /// The state that meets it (or any later state in the lifecycle).
+    pub reach: OrderState,
+    /// Milliseconds allowed.
+    pub within_ms: u64,
+    /// Count from this milestone being met; `None` counts from creation.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Raise `milestone_due_soon` this many milliseconds before it is due.
+    #[serde(default)]
+    pub warn_before_ms: Option<u64>,
+}
+
+/// The most milestones, plugins, attributes, types or sub-states of one kind.
+pub const MAX_ITEMS: usize = 64;
+
+fn is_token(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl TenantConfig {
+    /// Every problem with this configuration; empty when it is valid.
+    pub fn problems(&self) -> Vec<crate::rejection::FieldProblem> {
+        let mut p = crate::validate::Problems::default();
+        let mut count = |field: &str, n: usize| {
+            if n > MAX_ITEMS {
+                p.add(field, "LENGTH", format!("at most {MAX_ITEMS} entries"));
+            }
+        };
+        count("attributes", self.attributes.len());
+        count("workOrderTypes", self.work_order_types.len());
+        count("plugins", self.plugins.len());
+        count("milestones", self.milestones.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, a) in self.attributes.iter().enumerate() {
+            let f = format!("attributes[{i}]");
+            if !(1..=32).contains(&a.name.len()) || !a.name.bytes().all(|b| b.is_ascii_alphabetic())
+            {
+                p.add(
+                    format!("{f}.name"),
+                    "PATTERN",
+                    "must match ^[a-zA-Z]{1,32}$",
+                );
+            }
+            if !seen.insert(a.name.as_str()) {
+                p.add(format!("{f}.name"), "DUPLICATE", "is defined twice");
+            }
+            if let Some(d) = a.description.as_deref().filter(|d| !d.is_empty()) {
+                let mut chars = d.chars();
+                let ok = d.chars().count() <= 256
+                    && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == ',' || c.is_whitespace());
+                if !ok {
+                    p.add(
+                        format!("{f}.description"),
+                        "PATTERN",
+                        "must be 0 to 256 characters matching ^([a-zA-Z])([a-zA-Z0-9,\\s]*)$",
+                    );
+                }
+            }
+            if let Some(r) = a.validation.range {
+                if let (Some(min), Some(max)) = (r.min, r.max) {
+                    if min > max {
+                        p.add(
+                            format!("{f}.validation.range"),
+                            "RANGE",
+                            "min must not exceed max",
+                        );
+                    }
+                }
+            }
+            if let Some(re) = &a.validation.regex {
+                if crate::validate::pattern_matches(re, "").is_none() {
+                    p.add(
+                        format!("{f}.validation.regex"),
+                        "BAD_SCHEMA",
+                        "is not a valid regular expression",
+                    );
+                }
+            }
+            if let Some(d) = &a.default_value {
+                let mut inner = crate::validate::Problems::default();
+                crate::validate::attribute_value(&mut inner, a, d);
+                if !inner.is_empty() {
+                    p.add(
+                        format!("{f}.defaultValue"),
+                        "INVALID_DEFAULT",
+                        "does not pass the attribute's own validation",
+                    );
+                }
+            }
+        }
+        for (name, t) in &self.work_order_types {
+            let f = format!("workOrderTypes.{name}");
+            if !is_token(name, 32) {
+                p.add(&f, "PATTERN", "type names must match [A-Za-z0-9_-]{1,32}");
+            }
+            if !(1..=10).contains(&t.max_attempts) {
+                p.add(format!("{f}.maxAttempts"), "RANGE", "must be 1 to 10");
+            }
+            if !is_token(&t.job_type, 64) {
+                p.add(
+                    format!("{f}.jobType"),
+                    "PATTERN",
+                    "must match [A-Za-z0-9_-]{1,64}",
+                );
+            }
+        }
+        for (state, c) in &self.sub_states {
+            let f = format!("subStates.{state}");
+            for s in &c.sub_states {
+                if !is_token(s, 64) {
+                    p.add(
+                        &f,
+                        "PATTERN",
+                        "sub-state names must match [A-Za-z0-9_-]{1,64}",
+                    );
+                }
+            }
+            for (from, to) in &c.transitions {
+                if !c.sub_states.contains(from) || !c.sub_states.contains(to) {
+                    p.add(
+                        format!("{f}.transitions"),
+                        "UNKNOWN_SUB_STATE",
+                        "a transition names a sub-state that is not configured",
+                    );
+                }
+            }
+        }
+        for (i, name) in self.plugins.iter().enumerate() {
+            if !is_token(name, 64) {
+                p.add(
+                    format!("plugins[{i}]"),
+                    "PATTERN",
+                    "must match [A-Za-z0-9_-]{1,64}",
+                );
+            }
+        }
+        if self
+            .auto_close_after_ms
+            .is_some_and(|ms| ms > 90 * 24 * 3_600_000)
+        {
+            p.add("autoCloseAfterMs", "RANGE", "must be at most 90 days");
+        }
+        let names: std::collections::BTreeSet<&str> =
+            self.milestones.iter().map(|m| m.name.as_str()).collect();
+        if names.len() != self.milestones.len() {
+            p.add("milestones", "DUPLICATE", "milestone names must be unique");
+        }
+        for (i, m) in self.milestones.iter().enumerate() {
+            let f = format!("milestones[{i}]");
+            if !is_token(&m.name, 64) {
+                p.add(
+                    format!("{f}.name"),
+                    "PATTERN",
+                    "must match [A-Za-z0-9_-]{1,64}",
+                );
+            }
+            if m.within_ms == 0 || m.within_ms > 365 * 24 * 3_600_000 {
+                p.add(format!("{f}.withinMs"), "RANGE", "must be 1 ms to 365 days");
+            }
+            if let Some(after) = &m.after {
+                if after == &m.name || !names.contains(after.as_str()) {
+                    p.add(
+                        format!("{f}.after"),
+                        "UNKNOWN_MILESTONE",
+                        "must name another milestone of this tenant",
+                    );
+                }
+            }
+            if m.warn_before_ms.is_some_and(|w| w >= m.within_ms) {
+                p.add(
+                    format!("{f}.warnBeforeMs"),
+                    "RANGE",
+                    "must be less than withinMs",
+                );
+            }
+        }
+        // Milestones counted from one another must not form a cycle.
+        for m in &self.milestones {
+            let mut at = m.after.as_deref();
+            let mut hops = 0;
+            while let Some(name) = at {
+                hops += 1;
+                if name == m.name || hops > self.milestones.len() {
+                    p.add(
+                        "milestones",
+                        "CYCLE",
+                        format!("milestone {} is counted from itself", m.name),
+                    );
+                    break;
+                }
+                at = self
+                    .milestones
+                    .iter()
+                    .find(|x| x.name == name)
+                    .and_then(|x| x.after.as_deref());
+            }
+        }
+        p.0
+    }
 }

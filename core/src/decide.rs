@@ -1,10 +1,959 @@
-//! `decide`: the rules. Placeholder while the rules are written.
-use crate::command::{Ctx, Envelope};
-use crate::event::Event;
-use crate::model::Order;
-use crate::rejection::Rejection;
+//! `decide`: the rules of the order lifecycle.
+//!
+//! A command first gives its own events (or a refusal). Then the flow engine,
+//! [`Decision::settle`], looks at the resulting state and adds what follows
+//! from it until nothing more does: start the order, dispatch the next job,
+//! cancel a failed group, resolve a cancellation, add returns, execute or close.
+//! Because the flow engine reads state rather than the command, the same rules
+//! hold whichever command led there (a resume, a late job update, a verdict).
+//!
+//! Invariants the rules keep (and the property tests check):
+//! - nothing is dispatched while the order is ON_HOLD, CREATED with
+//!   readyToProcess false, INITIATED, or while a cancellation is ATTEMPTING;
+//! - SEQUENTIAL has at most one work order with a job out;
+//! - a job is sent at most once per work-order attempt;
+//! - a refused command leaves the order exactly as it was.
 
-/// Decides the events a command causes, or refuses it.
-pub fn decide(_order: &Order, _envelope: &Envelope, _ctx: &Ctx<'_>) -> Result<Vec<Event>, Rejection> {
-    Err(Rejection::OrderNotFound)
+use crate::apply::apply_at;
+use crate::command::{
+    Command, ContactInput, CreateOrder, Ctx, Envelope, JobUpdate, LocationInput, PluginVerdict,
+    UpdateOrder,
+};
+use crate::config::RETURN_TYPE;
+use crate::event::{Event, RegisteredWorkOrder, Registration, Sealed};
+use crate::ids::{ContactId, LocationId, Timestamp, WorkOrderId};
+use crate::model::{
+    CancellationStatus, CloseReason, DropDetails, ExecutionFlow, IgnoredWhy, JobStatus, Order,
+    OrderState, TimerKind, UpdateGroup, WorkOrderState,
+};
+use crate::rejection::Rejection;
+use crate::validate::{self, Problems};
+
+/// The reason code recorded when a job completes before its cancel took effect.
+pub const COMPLETED_BEFORE_CANCEL: &str = "COMPLETED_BEFORE_CANCEL";
+/// The failure reason recorded when dispatch cancels a job on its own.
+pub const CANCELLED_BY_DISPATCH: &str = "CANCELLED_BY_DISPATCH";
+
+/// Decides the events a command causes, or refuses it. Pure: the same order,
+/// envelope and context always give the same answer.
+pub fn decide(order: &Order, envelope: &Envelope, ctx: &Ctx<'_>) -> Result<Vec<Event>, Rejection> {
+    if let Command::Create(create) = &envelope.command {
+        if order.exists() {
+            return Err(Rejection::OrderExists);
+        }
+        let mut d = Decision::new(order, envelope, ctx);
+        d.create(create)?;
+        d.settle();
+        return Ok(d.events);
+    }
+    if !order.exists() || order.tenant != envelope.tenant {
+        // Another tenant's order is indistinguishable from no order at all.
+        return Err(Rejection::OrderNotFound);
+    }
+    let mut d = Decision::new(order, envelope, ctx);
+    match &envelope.command {
+        Command::Create(_) => unreachable!("handled above"),
+        Command::Update(u) => d.update(u)?,
+        Command::MarkReady => d.mark_ready()?,
+        Command::Hold { reason } => d.hold(reason)?,
+        Command::Resume => d.resume()?,
+        Command::Cancel { reason } => d.cancel(reason)?,
+        Command::Close => d.close()?,
+        Command::SetSubState { to } => d.set_sub_state(to)?,
+        Command::Job(update) => d.job_update(update)?,
+        Command::RecordPluginVerdict { plugin, verdict } => d.plugin_verdict(plugin, verdict)?,
+        Command::FireTimers => d.fire_timers()?,
+    }
+    d.settle();
+    Ok(d.events)
+}
+
+/// The command's verb, for refusals.
+fn verb(envelope: &Envelope) -> &'static str {
+    envelope.command.verb()
+}
+
+/// A decision under way: a scratch copy of the order with the events so far
+/// applied to it.
+struct Decision<'a> {
+    order: Order,
+    events: Vec<Event>,
+    envelope: &'a Envelope,
+    ctx: &'a Ctx<'a>,
+    next_fresh_id: usize,
+}
+
+impl<'a> Decision<'a> {
+    fn new(order: &Order, envelope: &'a Envelope, ctx: &'a Ctx<'a>) -> Self {
+        Self {
+            order: order.clone(),
+            events: Vec::new(),
+            envelope,
+            ctx,
+            next_fresh_id: 0,
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        apply_at(&mut self.order, &event, self.ctx.now, &self.envelope.by);
+        self.events.push(event);
+    }
+
+    fn fresh_id(&mut self) -> uuid::Uuid {
+        // Ctx::FRESH_IDS covers the most any command needs (contact, location,
+        // return location); a shortfall would be a bug in this module.
+        let id = self.ctx.fresh_ids[self.next_fresh_id.min(self.ctx.fresh_ids.len() - 1)];
+        self.next_fresh_id += 1;
+        id
+    }
+
+    fn refuse_final(&self) -> Result<(), Rejection> {
+        if self.order.state.is_final() {
+            return Err(Rejection::OrderImmutable {
+                state: self.order.state,
+            });
+        }
+        Ok(())
+    }
+
+    // ---- commands ---------------------------------------------------------
+
+    fn create(&mut self, c: &CreateOrder) -> Result<(), Rejection> {
+        let config = self.ctx.config;
+        let mut p = Problems::default();
+        validate::create(&mut p, c, config);
+        let custom = validate::custom_attributes(&mut p, &c.custom, config, true);
+        if !p.is_empty() {
+            return Err(Rejection::InvalidFields(p.0));
+        }
+        let contact_id = self.contact(&c.contact);
+        let location_id = self.location(&c.location);
+        let return_location_id = self.location(&c.return_location);
+        let work_orders = c
+            .work_orders
+            .iter()
+            .zip(1u32..)
+            .filter_map(|(w, n)| {
+                config
+                    .work_order_type(&w.kind)
+                    .map(|t| RegisteredWorkOrder {
+                        id: WorkOrderId(n),
+                        kind: w.kind.clone(),
+                        job_type: t.job_type,
+                        max_attempts: t.max_attempts.max(1),
+                        return_on_failure: t.return_on_failure,
+                        return_on_cancel: t.return_on_cancel,
+                        returns: None,
+                    })
+            })
+            .collect();
+        self.emit(Event::Registered(Box::new(Registration {
+            client: c.client.clone(),
+            client_order_id: c.client_order_id.clone(),
+            ready_to_process: c.ready_to_process,
+            drop: DropDetails {
+                contact_id,
+                location_id,
+                return_location_id,
+            },
+            execution_flow: c.execution_flow,
+            summary: c.summary.clone(),
+            custom,
+            schema_version: config.version,
+            work_orders,
+            plugins: config.plugins.clone(),
+        })));
+        if config.plugins.is_empty() {
+            self.emit(Event::Validated);
+        }
+        self.start_milestones(None);
+        Ok(())
+    }
+
+    /// Takes a contact apart: details become a `ContactRecorded` with a fresh id.
+    fn contact(&mut self, c: &Option<ContactInput>) -> Option<ContactId> {
+        match c {
+            None => None,
+            Some(ContactInput::Id(id)) => Some(*id),
+            Some(ContactInput::Details(details)) => {
+                let id = ContactId(self.fresh_id());
+                self.emit(Event::ContactRecorded {
+                    contact_id: id,
+                    contact: Sealed(Some(details.clone())),
+                });
+                Some(id)
+            }
+        }
+    }
+
+    /// Takes an address apart: it becomes a `LocationRecorded` with a fresh id.
+    fn location(&mut self, l: &Option<LocationInput>) -> Option<LocationId> {
+        match l {
+            None => None,
+            Some(LocationInput::Id(id)) => Some(*id),
+            Some(LocationInput::Address(a)) => {
+                let id = LocationId(self.fresh_id());
+                self.emit(Event::LocationRecorded {
+                    location_id: id,
+                    address: Sealed(Some(a.clone())),
+                });
+                Some(id)
+            }
+        }
+    }
+
+    fn update(&mut self, u: &UpdateOrder) -> Result<(), Rejection> {
+        self.refuse_final()?;
+        let config = self.ctx.config;
+        let mut groups = Vec::new();
+        if u.contact.is_some() {
+            groups.push(UpdateGroup::Contact);
+        }
+        if u.location.is_some() {
+            groups.push(UpdateGroup::Location);
+        }
+        if !u.summary.is_empty() {
+            groups.push(UpdateGroup::OrderSummary);
+        }
+        if !u.custom.is_empty() {
+            groups.push(UpdateGroup::CustomAttributes);
+        }
+        let ready_change = match u.ready_to_process {
+            Some(false) if self.order.ready_to_process => return Err(Rejection::ReadyIrreversible),
+            Some(true) if !self.order.ready_to_process => true,
+            _ => false,
+        };
+        if groups.is_empty() {
+            return if ready_change {
+                self.emit(Event::MarkedReady);
+                Ok(())
+            } else if u.ready_to_process == Some(true) {
+                Err(Rejection::AlreadyReady)
+            } else {
+                Err(Rejection::EmptyUpdate)
+            };
+        }
+        for g in &groups {
+            check_update_group(&self.order, config, *g)?;
+        }
+        let mut p = Problems::default();
+        if let Some(ContactInput::Details(c)) = &u.contact {
+            validate::contact(&mut p, c);
+        }
+        if let Some(LocationInput::Address(a)) = &u.location {
+            validate::address(&mut p, "dropDetails.location", a);
+        }
+        let summary = (!u.summary.is_empty())
+            .then(|| validate::patched_summary(&self.order.summary, &u.summary));
+        if let Some(s) = &summary {
+            validate::summary(&mut p, s);
+        }
+        let custom = validate::custom_attributes(&mut p, &u.custom, config, false);
+        if !p.is_empty() {
+            return Err(Rejection::InvalidFields(p.0));
+        }
+        let contact_id = self.contact(&u.contact);
+        let location_id = self.location(&u.location);
+        self.emit(Event::Updated {
+            groups,
+            contact_id,
+            location_id,
+            summary,
+            custom,
+        });
+        if ready_change {
+            self.emit(Event::MarkedReady);
+        }
+        Ok(())
+    }
+
+    fn mark_ready(&mut self) -> Result<(), Rejection> {
+        self.refuse_final()?;
+        if self.order.ready_to_process {
+            return Err(Rejection::AlreadyReady);
+        }
+        self.emit(Event::MarkedReady);
+        Ok(())
+    }
+
+    fn hold(&mut self, reason: &Option<String>) -> Result<(), Rejection> {
+        self.refuse_final()?;
+        let command = verb(self.envelope);
+        match self.order.state {
+            OrderState::OnHold => return Err(Rejection::AlreadyOnHold),
+            OrderState::Initiated => {
+                return Err(Rejection::NotAllowedInState {
+                    command,
+                    state: OrderState::Initiated,
+                })
+            }
+            OrderState::Created if !self.order.ready_to_process => {
+                return Err(Rejection::NotReady { command })
+            }
+            _ => {}
+        }
+        if self.order.cancellation.status.in_flight() {
+            return Err(Rejection::CancelInProgress);
+        }
+        let from = self.order.state;
+        self.emit(Event::Held {
+            from,
+            reason: reason.clone(),
+        });
+        let out: Vec<_> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| {
+                matches!(
+                    w.state,
+                    WorkOrderState::Dispatched | WorkOrderState::InProgress
+                )
+            })
+            .map(|w| (w.id, w.attempt))
+            .collect();
+        for (work_order, attempt) in out {
+            self.emit(Event::JobHoldRequested {
+                work_order,
+                attempt,
+            });
+        }
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), Rejection> {
+        self.refuse_final()?;
+        let Some(to) = self
+            .order
+            .held_from
+            .filter(|_| self.order.state == OrderState::OnHold)
+        else {
+            return Err(Rejection::NotOnHold);
+        };
+        self.emit(Event::Resumed { to });
+        let held: Vec<_> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| w.state == WorkOrderState::OnHold)
+            .map(|w| (w.id, w.attempt))
+            .collect();
+        for (work_order, attempt) in held {
+            self.emit(Event::JobResumeRequested {
+                work_order,
+                attempt,
+            });
+        }
+        Ok(())
+    }
+
+    fn cancel(&mut self, reason: &Option<String>) -> Result<(), Rejection> {
+        match self.order.state {
+            OrderState::Closed if self.order.close_reason == Some(CloseReason::Cancelled) => {
+                return Err(Rejection::AlreadyCancelled)
+            }
+            OrderState::Executed | OrderState::Closed => {
+                return Err(Rejection::OrderImmutable {
+                    state: self.order.state,
+                })
+            }
+            _ => {}
+        }
+        if self.order.cancellation.status.in_flight() {
+            return Err(Rejection::CancelInProgress);
+        }
+        self.emit(Event::CancellationRequested {
+            by: self.envelope.by.clone(),
+            reason: reason.clone(),
+        });
+        self.emit(Event::CancellationAttempting);
+        let out: Vec<_> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| w.state.has_job_out())
+            .map(|w| (w.id, w.attempt))
+            .collect();
+        for (work_order, attempt) in out {
+            self.emit(Event::JobCancelRequested {
+                work_order,
+                attempt,
+            });
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), Rejection> {
+        match self.order.state {
+            OrderState::Executed => {
+                self.emit(Event::Closed {
+                    reason: CloseReason::Completed,
+                    cause: None,
+                });
+                Ok(())
+            }
+            OrderState::Closed => Err(Rejection::OrderImmutable {
+                state: OrderState::Closed,
+            }),
+            state => Err(Rejection::NotAllowedInState {
+                command: verb(self.envelope),
+                state,
+            }),
+        }
+    }
+
+    fn set_sub_state(&mut self, to: &Option<String>) -> Result<(), Rejection> {
+        let state = self.order.state;
+        let from = self.order.sub_state.clone();
+        if *to == from {
+            return Err(Rejection::EmptyUpdate);
+        }
+        if let Some(target) = to {
+            let configured = self.ctx.config.sub_states.get(&state);
+            if !configured.is_some_and(|c| c.sub_states.iter().any(|s| s == target)) {
+                return Err(Rejection::UnknownSubState {
+                    sub_state: target.chars().take(64).collect(),
+                    state,
+                });
+            }
+            if let (Some(current), Some(c)) = (&from, configured) {
+                if !c
+                    .transitions
+                    .iter()
+                    .any(|(f, t)| f == current && t == target)
+                {
+                    return Err(Rejection::SubStateTransition {
+                        from: current.clone(),
+                        to: target.clone(),
+                    });
+                }
+            }
+        }
+        self.emit(Event::SubStateChanged {
+            from,
+            to: to.clone(),
+        });
+        Ok(())
+    }
+
+    fn job_update(&mut self, u: &JobUpdate) -> Result<(), Rejection> {
+        let wo = self
+            .order
+            .work_order(u.work_order)
+            .ok_or(Rejection::WorkOrderNotFound)?;
+        if u.attempt == 0 || u.attempt > wo.attempt {
+            return Err(Rejection::UnknownAttempt {
+                work_order: u.work_order.0,
+                attempt: u.attempt,
+                current: wo.attempt,
+            });
+        }
+        let ignored = |why| Event::JobUpdateIgnored {
+            work_order: u.work_order,
+            attempt: u.attempt,
+            status: u.status,
+            why,
+        };
+        if u.attempt < wo.attempt {
+            self.emit(ignored(IgnoredWhy::StaleAttempt));
+            return Ok(());
+        }
+        if self.order.state.is_final() {
+            self.emit(ignored(IgnoredWhy::AlreadyPast));
+            return Ok(());
+        }
+        let (work_order, attempt) = (u.work_order, u.attempt);
+        let job_out = wo.state.has_job_out();
+        let effective = if wo.state == WorkOrderState::OnHold {
+            wo.held_from.unwrap_or(WorkOrderState::Dispatched)
+        } else {
+            wo.state
+        };
+        let cancel_requested = wo.cancel_requested;
+        let final_attempt = attempt >= wo.max_attempts;
+        match u.status {
+            JobStatus::Started if effective == WorkOrderState::Dispatched => {
+                self.emit(Event::JobStarted {
+                    work_order,
+                    attempt,
+                    job_id: u.job_id.clone(),
+                });
+            }
+            JobStatus::Completed if job_out => {
+                if cancel_requested {
+                    self.emit(Event::JobCancelFailed {
+                        work_order,
+                        attempt,
+                        reason_code: Some(COMPLETED_BEFORE_CANCEL.to_owned()),
+                    });
+                }
+                self.emit(Event::JobCompleted {
+                    work_order,
+                    attempt,
+                });
+            }
+            JobStatus::Failed if job_out => {
+                self.emit(Event::JobFailed {
+                    work_order,
+                    attempt,
+                    reason_code: u.reason_code.clone(),
+                    final_attempt,
+                });
+            }
+            JobStatus::Cancelled if job_out && cancel_requested => {
+                self.emit(Event::JobCancelled {
+                    work_order,
+                    attempt,
+                });
+            }
+            JobStatus::Cancelled if job_out => {
+                // Dispatch gave the job up on its own: that is a failed attempt.
+                self.emit(Event::JobFailed {
+                    work_order,
+                    attempt,
+                    reason_code: Some(CANCELLED_BY_DISPATCH.to_owned()),
+                    final_attempt,
+                });
+            }
+            JobStatus::CancelFailed if job_out && cancel_requested => {
+                self.emit(Event::JobCancelFailed {
+                    work_order,
+                    attempt,
+                    reason_code: u.reason_code.clone(),
+                });
+            }
+            JobStatus::CancelFailed | JobStatus::Cancelled if !cancel_requested && job_out => {
+                self.emit(ignored(IgnoredWhy::NoCancelRequested));
+            }
+            _ => self.emit(ignored(IgnoredWhy::AlreadyPast)),
+        }
+        Ok(())
+    }
+
+    fn plugin_verdict(&mut self, plugin: &str, verdict: &PluginVerdict) -> Result<(), Rejection> {
+        self.refuse_final()?;
+        if self.order.state != OrderState::Initiated {
+            return Err(Rejection::NotAllowedInState {
+                command: verb(self.envelope),
+                state: self.order.state,
+            });
+        }
+        if !self.order.validation.waiting_for.contains(plugin) {
+            return Err(Rejection::UnexpectedPlugin(
+                plugin.chars().take(64).collect(),
+            ));
+        }
+        match verdict {
+            PluginVerdict::Accepted => {
+                self.emit(Event::PluginAccepted {
+                    plugin: plugin.to_owned(),
+                });
+                if self.order.validation.waiting_for.is_empty() {
+                    self.emit(Event::Validated);
+                }
+            }
+            PluginVerdict::Rejected(reasons) => {
+                self.emit(Event::ValidationFailed {
+                    plugin: plugin.to_owned(),
+                    reasons: reasons.clone(),
+                });
+                self.cancel_pending_work_orders(|_| true);
+                self.emit(Event::Closed {
+                    reason: CloseReason::ValidationFailed,
+                    cause: Some(format!("plugin {plugin} refused the order")),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn fire_timers(&mut self) -> Result<(), Rejection> {
+        let now = self.ctx.now;
+        let mut due: Vec<(Timestamp, TimerKind)> = self
+            .order
+            .timers
+            .iter()
+            .filter(|t| t.due <= now)
+            .map(|t| (t.due, t.kind.clone()))
+            .collect();
+        if due.is_empty() {
+            return Err(Rejection::NoTimerDue);
+        }
+        due.sort();
+        for (_, timer) in due {
+            self.emit(Event::TimerFired {
+                timer: timer.clone(),
+            });
+            match timer {
+                TimerKind::AutoClose if self.order.state == OrderState::Executed => {
+                    self.emit(Event::Closed {
+                        reason: CloseReason::Completed,
+                        cause: Some("auto-close".to_owned()),
+                    });
+                }
+                TimerKind::AutoClose => {}
+                TimerKind::MilestoneWarning(name) => {
+                    if let Some(m) = self.order.milestones.get(&name).filter(|m| !m.reached) {
+                        let due = m.due;
+                        self.emit(Event::MilestoneDueSoon { name, due });
+                    }
+                }
+                TimerKind::MilestoneDue(name) => {
+                    if self.order.milestones.get(&name).is_some_and(|m| !m.reached) {
+                        self.emit(Event::MilestoneMissed { name });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the milestones counted from `after` (None: from creation).
+    fn start_milestones(&mut self, after: Option<&str>) {
+        let now = self.ctx.now;
+        let starting: Vec<_> = self
+            .ctx
+            .config
+            .milestones
+            .iter()
+            .filter(|m| m.after.as_deref() == after && !self.order.milestones.contains_key(&m.name))
+            .cloned()
+            .collect();
+        for m in starting {
+            let due = now.plus_ms(m.within_ms);
+            self.emit(Event::MilestoneStarted {
+                name: m.name.clone(),
+                reach: m.reach,
+                due,
+            });
+            if let Some(w) = m.warn_before_ms.filter(|w| *w < m.within_ms) {
+                self.emit(Event::TimerSet {
+                    timer: TimerKind::MilestoneWarning(m.name.clone()),
+                    due: now.plus_ms(m.within_ms - w),
+                });
+            }
+            self.emit(Event::TimerSet {
+                timer: TimerKind::MilestoneDue(m.name),
+                due,
+            });
+        }
+    }
+
+    /// Marks the milestones the order's state now meets, and starts the ones
+    /// counted from them.
+    fn meet_milestones(&mut self) {
+        let state = self.order.state;
+        if state == OrderState::Closed && self.order.close_reason != Some(CloseReason::Completed) {
+            // A cancelled or refused order meets nothing by closing.
+            return;
+        }
+        let met: Vec<(String, bool)> = self
+            .order
+            .milestones
+            .iter()
+            .filter(|(_, m)| !m.reached && (state == m.reach || state.rank() > m.reach.rank()))
+            .map(|(n, m)| (n.clone(), m.missed))
+            .collect();
+        for (name, late) in met {
+            self.emit(Event::MilestoneReached {
+                name: name.clone(),
+                late,
+            });
+            self.start_milestones(Some(&name));
+        }
+    }
+
+    // ---- the flow engine --------------------------------------------------
+
+    /// Adds what follows from the current state, until nothing more does.
+    fn settle(&mut self) {
+        // Each round either emits and changes the state, or stops; the number
+        // of work orders bounds the rounds (a generous cap guards the bound).
+        for _ in 0..(4 * validate::MAX_WORK_ORDERS + 16) {
+            let before = self.events.len();
+            self.settle_once();
+            if !self.order.milestones.is_empty() {
+                self.meet_milestones();
+            }
+            if self.events.len() == before {
+                return;
+            }
+        }
+    }
+
+    fn settle_once(&mut self) {
+        let o = &self.order;
+        if o.cancellation.status == CancellationStatus::Attempting
+            && !o.work_orders.iter().any(|w| w.cancel_requested)
+        {
+            self.resolve_cancellation();
+            return;
+        }
+        match o.state {
+            OrderState::Initiated | OrderState::Executed | OrderState::Closed => {}
+            OrderState::Created => {
+                if o.ready_to_process
+                    && o.validation.waiting_for.is_empty()
+                    && !o.cancellation.status.in_flight()
+                {
+                    self.emit(Event::Started);
+                }
+            }
+            OrderState::OnHold => {
+                // Nothing is dispatched while held; a successful cancellation
+                // with nothing left to return still closes the order.
+                if o.cancellation.status == CancellationStatus::Success
+                    && o.open_work_orders().next().is_none()
+                {
+                    self.emit(Event::Closed {
+                        reason: CloseReason::Cancelled,
+                        cause: None,
+                    });
+                }
+            }
+            OrderState::InProgress => {
+                if o.cancellation.status.in_flight() {
+                    return;
+                }
+                if self.contain_failures() {
+                    return;
+                }
+                if self.order.open_work_orders().next().is_none() {
+                    self.finish();
+                } else {
+                    self.dispatch_next_work_orders();
+                }
+            }
+        }
+    }
+
+    /// Every cancel is answered: SUCCESS, or FAILED with the first reason.
+    fn resolve_cancellation(&mut self) {
+        if let Some(code) = self.order.cancellation.attempt_failure.clone() {
+            self.emit(Event::CancellationFailed { reason_code: code });
+            return;
+        }
+        self.emit(Event::CancellationSucceeded);
+        self.cancel_pending_work_orders(|_| true);
+        // Goods that moved go back: completed work orders, and cancelled ones
+        // whose job had started, when their type says so.
+        let returns: Vec<WorkOrderId> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| !w.is_return() && w.return_on_cancel)
+            .filter(|w| {
+                w.state == WorkOrderState::Completed
+                    || (w.state == WorkOrderState::Cancelled && w.started)
+            })
+            .map(|w| w.id)
+            .collect();
+        for id in returns {
+            self.add_return(id);
+        }
+        if self.order.state != OrderState::OnHold && self.order.open_work_orders().next().is_none()
+        {
+            self.emit(Event::Closed {
+                reason: CloseReason::Cancelled,
+                cause: None,
+            });
+        }
+    }
+
+    /// Nothing is open: EXECUTED when every forward work order is covered;
+    /// otherwise the order cannot execute and closes as CANCELLED with the cause.
+    fn finish(&mut self) {
+        let o = &self.order;
+        if o.cancellation.status == CancellationStatus::Success {
+            self.emit(Event::Closed {
+                reason: CloseReason::Cancelled,
+                cause: None,
+            });
+            return;
+        }
+        let uncovered: Vec<String> = o
+            .work_orders
+            .iter()
+            .filter(|w| !w.is_return() && !o.is_covered(w))
+            .map(|w| format!("work order {} {}", w.id, w.state.as_str()))
+            .collect();
+        if uncovered.is_empty() {
+            self.emit(Event::Executed);
+            if let Some(ms) = self.ctx.config.auto_close_after_ms {
+                self.emit(Event::TimerSet {
+                    timer: TimerKind::AutoClose,
+                    due: self.ctx.now.plus_ms(ms),
+                });
+            }
+        } else {
+            self.emit(Event::Closed {
+                reason: CloseReason::Cancelled,
+                cause: Some(format!(
+                    "execution could not finish: {}",
+                    uncovered.join(", ")
+                )),
+            });
+        }
+    }
+
+    /// Reacts to work orders that failed for good: returns, and what the flow
+    /// says about the others. Returns whether it emitted anything.
+    fn contain_failures(&mut self) -> bool {
+        let before = self.events.len();
+        let failed: Vec<WorkOrderId> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| w.state == WorkOrderState::Failed && !w.is_return())
+            .map(|w| w.id)
+            .collect();
+        for id in &failed {
+            let wants_return = self
+                .order
+                .work_order(*id)
+                .is_some_and(|w| w.return_on_failure);
+            let has_return = self
+                .order
+                .work_orders
+                .iter()
+                .any(|r| r.returns == Some(*id));
+            if wants_return && !has_return {
+                self.add_return(*id);
+            }
+        }
+        // A forward work order that ended without completing (failed for good,
+        // or cancelled by a cancellation that failed elsewhere) breaks a
+        // sequence and a group; START_TOGETHER lets the others carry on.
+        let broken = self.order.work_orders.iter().any(|w| {
+            !w.is_return() && matches!(w.state, WorkOrderState::Failed | WorkOrderState::Cancelled)
+        });
+        if broken {
+            match self.order.execution_flow {
+                ExecutionFlow::StartTogether => {}
+                ExecutionFlow::Sequential => {
+                    // What never started never will.
+                    self.cancel_pending_work_orders(|w| !w.is_return());
+                }
+                ExecutionFlow::CompleteTogether => {
+                    // The group fails as a whole: cancel what is still open.
+                    self.cancel_pending_work_orders(|w| !w.is_return());
+                    let out: Vec<_> = self
+                        .order
+                        .work_orders
+                        .iter()
+                        .filter(|w| {
+                            !w.is_return()
+                                && w.state.has_job_out()
+                                && !w.cancel_requested
+                                && !w.cancel_failed
+                        })
+                        .map(|w| (w.id, w.attempt))
+                        .collect();
+                    for (work_order, attempt) in out {
+                        self.emit(Event::JobCancelRequested {
+                            work_order,
+                            attempt,
+                        });
+                    }
+                }
+            }
+        }
+        self.events.len() > before
+    }
+
+    /// Sends the jobs the flow allows now.
+    fn dispatch_next_work_orders(&mut self) {
+        let o = &self.order;
+        let group = (o.execution_flow == ExecutionFlow::CompleteTogether).then(|| o.id.to_string());
+        let next: Vec<_> = match o.execution_flow {
+            ExecutionFlow::Sequential => o
+                .open_work_orders()
+                .next()
+                .filter(|w| w.state == WorkOrderState::Pending)
+                .into_iter()
+                .collect(),
+            ExecutionFlow::StartTogether | ExecutionFlow::CompleteTogether => o
+                .work_orders
+                .iter()
+                .filter(|w| w.state == WorkOrderState::Pending)
+                .collect(),
+        };
+        let jobs: Vec<_> = next
+            .into_iter()
+            .map(|w| {
+                let group = if w.is_return() { None } else { group.clone() };
+                (w.id, w.attempt + 1, w.job_type.clone(), group)
+            })
+            .collect();
+        for (work_order, attempt, job_type, group) in jobs {
+            self.emit(Event::JobDispatched {
+                work_order,
+                attempt,
+                job_type,
+                group,
+            });
+        }
+    }
+
+    fn cancel_pending_work_orders(&mut self, which: impl Fn(&crate::model::WorkOrder) -> bool) {
+        let pending: Vec<_> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| w.state == WorkOrderState::Pending && which(w))
+            .map(|w| w.id)
+            .collect();
+        for work_order in pending {
+            self.emit(Event::WorkOrderCancelled {
+                work_order,
+                from: WorkOrderState::Pending,
+            });
+        }
+    }
+
+    fn add_return(&mut self, of: WorkOrderId) {
+        if self.order.work_orders.len() >= validate::MAX_WORK_ORDERS {
+            return;
+        }
+        let t = self.ctx.config.return_type();
+        let id = WorkOrderId(
+            self.order
+                .work_orders
+                .iter()
+                .map(|w| w.id.0)
+                .max()
+                .unwrap_or(0)
+                + 1,
+        );
+        self.emit(Event::ReturnAdded(RegisteredWorkOrder {
+            id,
+            kind: RETURN_TYPE.to_owned(),
+            job_type: t.job_type,
+            max_attempts: t.max_attempts.max(1),
+            return_on_failure: false,
+            return_on_cancel: false,
+            returns: Some(of),
+        }));
+    }
+}
+
+/// Whether an update group may change now, under the state and the tenant's
+/// modification rules.
+pub fn check_update_group(
+    order: &Order,
+    config: &crate::config::TenantConfig,
+    group: UpdateGroup,
+) -> Result<(), Rejection> {
+    if order.state.is_final() {
+        return Err(Rejection::OrderImmutable { state: order.state });
+    }
+    if let Some(locked_from) = config.modification_rules.get(&group) {
+        if order.state.rank() >= locked_from.rank() {
+            return Err(Rejection::ModificationLocked {
+                group,
+                locked_from: *locked_from,
+            });
+        }
+    }
+    Ok(())
 }

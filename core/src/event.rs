@@ -285,6 +285,34 @@ pub enum Event {
         /// What it did.
         timer: TimerKind,
     },
+    /// A milestone started counting.
+    MilestoneStarted {
+        /// Its name.
+        name: String,
+        /// The state that meets it.
+        reach: OrderState,
+        /// When it is due.
+        due: Timestamp,
+    },
+    /// A milestone is due soon (its monitoring rule's warning).
+    MilestoneDueSoon {
+        /// Its name.
+        name: String,
+        /// When it is due.
+        due: Timestamp,
+    },
+    /// A milestone's due time passed before it was met.
+    MilestoneMissed {
+        /// Its name.
+        name: String,
+    },
+    /// A milestone was met.
+    MilestoneReached {
+        /// Its name.
+        name: String,
+        /// Met after its due time.
+        late: bool,
+    },
 }
 
 impl Event {
@@ -323,6 +351,10 @@ impl Event {
             Event::CancellationFailed { .. } => "cancellation_failed",
             Event::TimerSet { .. } => "timer_set",
             Event::TimerFired { .. } => "timer_fired",
+            Event::MilestoneStarted { .. } => "milestone_started",
+            Event::MilestoneDueSoon { .. } => "milestone_due_soon",
+            Event::MilestoneMissed { .. } => "milestone_missed",
+            Event::MilestoneReached { .. } => "milestone_reached",
         }
     }
 }

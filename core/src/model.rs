@@ -206,6 +206,8 @@ pub struct Cancellation {
     pub failure_reason_code: Option<String>,
     /// When `status` last changed.
     pub status_timestamp: Option<Timestamp>,
+    /// The first cancel-failed reason of the attempt under way.
+    pub attempt_failure: Option<String>,
 }
 
 /// Who placed the order.
@@ -373,6 +375,10 @@ pub struct WorkOrder {
     pub attempt: u32,
     /// A cancel was sent for the current attempt and is not answered yet.
     pub cancel_requested: bool,
+    /// The last cancel sent for the current attempt was refused by dispatch.
+    pub cancel_failed: bool,
+    /// Dispatch started a job for it at least once: its goods may have moved.
+    pub started: bool,
     /// The last failure reason dispatch gave.
     pub last_failure: Option<String>,
     /// Dispatch's id of the current job, once it reported one.
@@ -400,11 +406,28 @@ pub struct Timer {
 }
 
 /// What a timer does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TimerKind {
     /// Close an EXECUTED order as COMPLETED.
     AutoClose,
+    /// The named milestone is due within its warning time.
+    MilestoneWarning(String),
+    /// The named milestone is due: missed unless reached.
+    MilestoneDue(String),
+}
+
+/// Where one milestone of the order stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneStatus {
+    /// The state that meets it.
+    pub reach: OrderState,
+    /// When it is due.
+    pub due: Timestamp,
+    /// Met (possibly late).
+    pub reached: bool,
+    /// Its due time passed before it was met.
+    pub missed: bool,
 }
 
 /// The validation plugins' verdicts while the order is INITIATED.
@@ -463,6 +486,9 @@ pub struct Order {
     pub validation: Validation,
     /// Pending timers.
     pub timers: Vec<Timer>,
+    /// The tenant's milestones that have started counting, by name.
+    #[serde(default)]
+    pub milestones: BTreeMap<String, MilestoneStatus>,
     /// Every command id applied to this order, for its whole life.
     pub applied_commands: BTreeSet<CommandId>,
 }
@@ -497,6 +523,7 @@ impl Order {
             work_orders: Vec::new(),
             validation: Validation::default(),
             timers: Vec::new(),
+            milestones: BTreeMap::new(),
             applied_commands: BTreeSet::new(),
         }
     }

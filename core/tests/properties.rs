@@ -1,0 +1,432 @@
+//! Property tests: random command sequences, valid and invalid, for every
+//! flow, checked after every step against the lifecycle's invariants and a
+//! small model of the allowed state transitions.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{create, Harness};
+use orderd_core::command::{JobUpdate, PluginVerdict, SummaryPatch, UpdateOrder};
+use orderd_core::config::SubStateConfig;
+use orderd_core::event::Event;
+use orderd_core::model::{
+    CancellationStatus, ExecutionFlow, JobStatus, OrderState, WorkOrderState,
+};
+use orderd_core::{Command, Envelope, Outcome, TenantConfig, WorkOrderId};
+use proptest::prelude::*;
+
+const KINDS: [&str; 5] = ["DELIVERY", "PICKUP", "INSTALL", "KYC", "RETURN"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        flow: ExecutionFlow,
+        kinds: Vec<usize>,
+        ready: bool,
+    },
+    /// A job update: work order by index, attempt relative to the current one.
+    Job {
+        wo: usize,
+        attempt_delta: i8,
+        status: JobStatus,
+    },
+    Hold,
+    Resume,
+    Cancel,
+    Close,
+    MarkReady,
+    Update(u32),
+    SubState(usize),
+    Verdict {
+        plugin: usize,
+        accept: bool,
+    },
+    FireTimers,
+    /// Send again the envelope of an earlier step (same command id).
+    Repeat(usize),
+}
+
+fn flow() -> impl Strategy<Value = ExecutionFlow> {
+    prop_oneof![
+        Just(ExecutionFlow::Sequential),
+        Just(ExecutionFlow::StartTogether),
+        Just(ExecutionFlow::CompleteTogether)
+    ]
+}
+
+fn status() -> impl Strategy<Value = JobStatus> {
+    prop_oneof![
+        4 => Just(JobStatus::Started),
+        5 => Just(JobStatus::Completed),
+        3 => Just(JobStatus::Failed),
+        2 => Just(JobStatus::Cancelled),
+        1 => Just(JobStatus::CancelFailed),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => (flow(), prop::collection::vec(0..KINDS.len(), 1..4), any::<bool>())
+            .prop_map(|(flow, kinds, ready)| Op::Create { flow, kinds, ready }),
+        24 => (0..6usize, prop_oneof![8 => Just(0i8), 1 => Just(-1i8), 1 => Just(1i8)], status())
+            .prop_map(|(wo, attempt_delta, status)| Op::Job { wo, attempt_delta, status }),
+        2 => Just(Op::Hold),
+        2 => Just(Op::Resume),
+        1 => Just(Op::Cancel),
+        1 => Just(Op::Close),
+        1 => Just(Op::MarkReady),
+        1 => (0..1200u32).prop_map(Op::Update),
+        1 => (0..3usize).prop_map(Op::SubState),
+        2 => (0..2usize, prop::bool::weighted(0.85)).prop_map(|(plugin, accept)| Op::Verdict { plugin, accept }),
+        1 => Just(Op::FireTimers),
+        2 => (0..64usize).prop_map(Op::Repeat),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    plugins: usize,
+    auto_close: bool,
+    first: Op,
+    ops: Vec<Op>,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        0..3usize,
+        any::<bool>(),
+        (
+            flow(),
+            prop::collection::vec(0..KINDS.len(), 1..5),
+            prop::bool::weighted(0.8),
+        ),
+        prop::collection::vec(op(), 0..60),
+    )
+        .prop_map(
+            |(plugins, auto_close, (flow, kinds, ready), ops)| Scenario {
+                plugins,
+                auto_close,
+                first: Op::Create { flow, kinds, ready },
+                ops,
+            },
+        )
+}
+
+fn config(s: &Scenario) -> TenantConfig {
+    let mut c = TenantConfig {
+        plugins: ["fraud", "address"][..s.plugins]
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        auto_close_after_ms: s.auto_close.then_some(5_000),
+        milestones: vec![
+            orderd_core::config::Milestone {
+                name: "started".into(),
+                reach: OrderState::InProgress,
+                within_ms: 3_000,
+                after: None,
+                warn_before_ms: Some(1_000),
+            },
+            orderd_core::config::Milestone {
+                name: "done".into(),
+                reach: OrderState::Executed,
+                within_ms: 8_000,
+                after: Some("started".into()),
+                warn_before_ms: None,
+            },
+        ],
+        ..TenantConfig::default()
+    };
+    c.sub_states.insert(
+        OrderState::InProgress,
+        SubStateConfig {
+            sub_states: vec!["A".into(), "B".into(), "C".into()],
+            transitions: vec![("A".into(), "B".into())],
+        },
+    );
+    c
+}
+
+fn command(h: &Harness, op: &Op) -> Command {
+    match op {
+        Op::Create { flow, kinds, ready } => {
+            let names: Vec<&str> = kinds.iter().map(|k| KINDS[*k]).collect();
+            let mut c = create(*flow, &names);
+            c.ready_to_process = *ready;
+            Command::Create(Box::new(c))
+        }
+        Op::Job {
+            wo,
+            attempt_delta,
+            status,
+        } => {
+            let n = h.order.work_orders.len().max(1);
+            let id = (*wo % (n + 1)) as u32 + 1; // sometimes one past the last: unknown
+            let current = h.order.work_order(WorkOrderId(id)).map_or(1, |w| w.attempt);
+            let attempt = (i64::from(current) + i64::from(*attempt_delta)).max(0) as u32;
+            Command::Job(JobUpdate {
+                work_order: WorkOrderId(id),
+                attempt,
+                status: *status,
+                job_id: None,
+                reason_code: Some("E".into()),
+            })
+        }
+        Op::Hold => Command::Hold { reason: None },
+        Op::Resume => Command::Resume,
+        Op::Cancel => Command::Cancel { reason: None },
+        Op::Close => Command::Close,
+        Op::MarkReady => Command::MarkReady,
+        Op::Update(items) => Command::Update(Box::new(UpdateOrder {
+            summary: SummaryPatch {
+                total_items: Some(*items),
+                ..SummaryPatch::default()
+            },
+            ..UpdateOrder::default()
+        })),
+        Op::SubState(i) => Command::SetSubState {
+            to: ["A", "B", "C"].get(*i).map(|s| s.to_string()),
+        },
+        Op::Verdict { plugin, accept } => Command::RecordPluginVerdict {
+            plugin: ["fraud", "address"][*plugin].to_owned(),
+            verdict: if *accept {
+                PluginVerdict::Accepted
+            } else {
+                PluginVerdict::Rejected(vec!["no".into()])
+            },
+        },
+        Op::FireTimers => Command::FireTimers,
+        Op::Repeat(_) => unreachable!("repeats reuse an envelope"),
+    }
+}
+
+/// The small model: which top-level moves the lifecycle allows.
+fn allowed_move(from: OrderState, to: OrderState) -> bool {
+    use OrderState::*;
+    from == to
+        || matches!(
+            (from, to),
+            (Initiated, Created | Closed)
+                | (Created, InProgress | OnHold | Closed)
+                | (InProgress, OnHold | Executed | Closed)
+                | (OnHold, InProgress | Created | Closed)
+                | (Executed, Closed)
+        )
+}
+
+fn state_after(e: &Event, current: OrderState) -> OrderState {
+    match e {
+        Event::Validated => OrderState::Created,
+        Event::Started => OrderState::InProgress,
+        Event::Held { .. } => OrderState::OnHold,
+        Event::Resumed { to } => *to,
+        Event::Executed => OrderState::Executed,
+        Event::Closed { .. } => OrderState::Closed,
+        _ => current,
+    }
+}
+
+fn check_change(
+    before: &orderd_core::Order,
+    change: &orderd_core::Change,
+    after: &orderd_core::Order,
+) {
+    // Every step of the state path is a move the lifecycle allows, and
+    // nothing is dispatched while held, not ready, or cancelling.
+    let mut state = before.state;
+    let mut path = vec![state];
+    for e in &change.events {
+        let next = state_after(e, state);
+        assert!(
+            allowed_move(state, next),
+            "illegal move {state} -> {next} in {change:?}"
+        );
+        state = next;
+        path.push(state);
+        if let Event::JobDispatched { .. } = e {
+            assert_eq!(
+                state,
+                OrderState::InProgress,
+                "dispatch outside IN_PROGRESS: {change:?}"
+            );
+        }
+    }
+    assert_eq!(state, after.state);
+    if change
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::JobDispatched { .. }))
+    {
+        assert!(
+            after.ready_to_process,
+            "dispatch while readyToProcess is false"
+        );
+        assert!(!after.cancellation.status.in_flight() || after.state == OrderState::InProgress);
+    }
+    // Once requested, cancellationRequested stays true.
+    if before.cancellation.requested {
+        assert!(after.cancellation.requested);
+    }
+    // Final states are final.
+    if before.state == OrderState::Closed {
+        assert_eq!(after.state, OrderState::Closed);
+    }
+}
+
+fn check_order(h: &Harness) {
+    let o = &h.order;
+    let open = o.open_work_orders().count();
+    let out = o
+        .work_orders
+        .iter()
+        .filter(|w| w.state.has_job_out())
+        .count();
+    match o.state {
+        OrderState::Initiated | OrderState::Created => {
+            assert!(
+                o.work_orders.iter().all(|w| w.attempt == 0),
+                "no job before IN_PROGRESS"
+            );
+        }
+        OrderState::InProgress => {
+            assert!(open > 0, "IN_PROGRESS with nothing open");
+            assert!(
+                o.work_orders.iter().any(|w| w.attempt > 0),
+                "IN_PROGRESS with no job ever sent"
+            );
+            assert!(o
+                .work_orders
+                .iter()
+                .all(|w| w.state != WorkOrderState::OnHold));
+        }
+        OrderState::OnHold => {
+            assert!(o.held_from.is_some());
+            assert!(
+                o.work_orders.iter().all(|w| !matches!(
+                    w.state,
+                    WorkOrderState::Dispatched | WorkOrderState::InProgress
+                )),
+                "a job runs while the order is held"
+            );
+        }
+        OrderState::Executed => {
+            assert_eq!(open, 0);
+            assert!(o
+                .work_orders
+                .iter()
+                .filter(|w| !w.is_return())
+                .all(|w| o.is_covered(w)));
+        }
+        OrderState::Closed => {
+            assert_eq!(open, 0, "CLOSED with open work orders");
+            assert!(o.close_reason.is_some());
+        }
+    }
+    if o.execution_flow == ExecutionFlow::Sequential {
+        assert!(out <= 1, "SEQUENTIAL with {out} jobs out");
+    }
+    if o.cancellation.status == CancellationStatus::Attempting {
+        assert!(
+            o.work_orders.iter().any(|w| w.cancel_requested),
+            "ATTEMPTING with no cancel out"
+        );
+    }
+    assert!(o.work_orders.len() <= orderd_core::validate::MAX_WORK_ORDERS);
+    // Every timer belongs to something still pending; a closed order keeps none.
+    for t in &o.timers {
+        match &t.kind {
+            orderd_core::model::TimerKind::AutoClose => assert_eq!(o.state, OrderState::Executed),
+            orderd_core::model::TimerKind::MilestoneDue(n)
+            | orderd_core::model::TimerKind::MilestoneWarning(n) => {
+                assert!(!o.milestones[n].reached, "a timer for a met milestone");
+                assert_ne!(o.state, OrderState::Closed);
+            }
+        }
+    }
+    h.assert_no_double_dispatch();
+}
+
+fn run(s: Scenario) {
+    let mut h = Harness::new(config(&s));
+    let mut envelopes: Vec<(Envelope, bool)> = Vec::new();
+    for op in std::iter::once(&s.first).chain(s.ops.iter()) {
+        let before = h.order.clone();
+        let (env, repeat_of_applied) = match op {
+            Op::Repeat(k) if !envelopes.is_empty() => {
+                let (e, applied) = envelopes[k % envelopes.len()].clone();
+                (e, applied)
+            }
+            Op::Repeat(_) => continue,
+            op => {
+                let cmd = command(&h, op);
+                (h.envelope(cmd), false)
+            }
+        };
+        let outcome = h.run_envelope(&env);
+        match &outcome {
+            Outcome::Applied(change) => {
+                assert!(
+                    !repeat_of_applied,
+                    "an applied command id was applied again"
+                );
+                check_change(&before, change, &h.order);
+            }
+            Outcome::Duplicate => assert_eq!(h.order, before),
+            Outcome::Refused(r) => {
+                assert_eq!(h.order, before);
+                assert!(r.code().starts_with("ORD-4"), "{}", r.code());
+            }
+        }
+        let applied = matches!(outcome, Outcome::Applied(_) | Outcome::Duplicate);
+        envelopes.push((env, applied));
+        check_order(&h);
+    }
+    assert_eq!(
+        h.rebuilt(),
+        h.order,
+        "rebuilding from the recorded changes gives the same order"
+    );
+    // And through the snapshot encoding, as the runtime stores it.
+    let snapshot = rmp_serde::to_vec_named(&h.order).expect("encodes");
+    let back: orderd_core::Order = rmp_serde::from_slice(&snapshot).expect("decodes");
+    assert_eq!(back, h.order);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+    ))]
+
+    #[test]
+    fn random_command_sequences_keep_every_invariant(s in scenario()) {
+        run(s);
+    }
+}
+
+/// Drives orders to the end with a cooperative dispatch (started, then
+/// completed, always the current attempt): every flow reaches EXECUTED.
+#[test]
+fn a_cooperative_dispatch_executes_every_flow() {
+    for flow in ExecutionFlow::ALL {
+        let mut h = Harness::created(flow, &["PICKUP", "DELIVERY", "INSTALL"]);
+        for _ in 0..20 {
+            let out: Vec<(u32, u32, WorkOrderState)> = h
+                .order
+                .work_orders
+                .iter()
+                .filter(|w| w.state.has_job_out())
+                .map(|w| (w.id.0, w.attempt, w.state))
+                .collect();
+            for (id, attempt, state) in out {
+                if state == WorkOrderState::Dispatched {
+                    h.job_ok(id, attempt, JobStatus::Started);
+                }
+                h.job_ok(id, attempt, JobStatus::Completed);
+            }
+        }
+        assert_eq!(h.order.state, OrderState::Executed, "{flow:?}");
+        assert_eq!(h.job_commands().len(), 3);
+        let _ = BTreeMap::<(), ()>::new();
+    }
+}

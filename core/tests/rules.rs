@@ -1,0 +1,1057 @@
+//! One named example per lifecycle rule (DESIGN §1, seed 002). Each test is
+//! named after the rule it shows.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{create, Harness};
+use orderd_core::command::{
+    Address, Contact, ContactInput, LocationInput, PluginVerdict, SummaryPatch, UpdateOrder,
+};
+use orderd_core::config::{AttributeDef, AttributeValidation, DataType, Range, SubStateConfig};
+use orderd_core::event::Event;
+use orderd_core::model::{
+    CancellationStatus, CloseReason, ExecutionFlow::*, JobStatus::*, OrderState, UpdateGroup,
+    WorkOrderState,
+};
+use orderd_core::{explain, Command, Outcome, TenantConfig, TenantId};
+use serde_json::json;
+
+fn hold() -> Command {
+    Command::Hold {
+        reason: Some("customer asked".into()),
+    }
+}
+fn cancel() -> Command {
+    Command::Cancel { reason: None }
+}
+fn update(u: UpdateOrder) -> Command {
+    Command::Update(Box::new(u))
+}
+fn plugins(names: &[&str]) -> TenantConfig {
+    TenantConfig {
+        plugins: names.iter().map(|s| s.to_string()).collect(),
+        ..TenantConfig::default()
+    }
+}
+fn verdict(plugin: &str, v: PluginVerdict) -> Command {
+    Command::RecordPluginVerdict {
+        plugin: plugin.into(),
+        verdict: v,
+    }
+}
+
+// ---- states -----------------------------------------------------------------
+
+#[test]
+fn only_orderd_moves_an_order_into_or_out_of_initiated() {
+    let mut h = Harness::created_with(
+        plugins(&["fraud", "address"]),
+        create(Sequential, &["DELIVERY"]),
+    );
+    assert_eq!(h.order.state, OrderState::Initiated);
+    // No client command moves it on: hold/resume/close are refused, ready only sets the flag.
+    assert_eq!(h.refused(hold()), "ORD-409-NOT_ALLOWED_IN_STATE");
+    assert_eq!(h.refused(Command::Resume), "ORD-409-NOT_ON_HOLD");
+    assert_eq!(h.refused(Command::Close), "ORD-409-NOT_ALLOWED_IN_STATE");
+    h.ok(verdict("fraud", PluginVerdict::Accepted));
+    assert_eq!(
+        h.order.state,
+        OrderState::Initiated,
+        "still waits for the second plugin"
+    );
+    assert!(h.job_commands().is_empty());
+    h.ok(verdict("address", PluginVerdict::Accepted));
+    assert_eq!(h.order.state, OrderState::InProgress);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+    assert_eq!(
+        h.refused(verdict("fraud", PluginVerdict::Accepted)),
+        "ORD-409-NOT_ALLOWED_IN_STATE"
+    );
+}
+
+#[test]
+fn a_plugin_rejection_closes_the_order_as_validation_failed() {
+    let mut h = Harness::created_with(plugins(&["fraud"]), create(Sequential, &["DELIVERY"]));
+    let c = h.ok(verdict(
+        "fraud",
+        PluginVerdict::Rejected(vec!["blocked card".into()]),
+    ));
+    assert!(c.events.iter().any(
+        |e| matches!(e, Event::ValidationFailed { reasons, .. } if reasons[0] == "blocked card")
+    ));
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::ValidationFailed));
+    assert!(h.job_commands().is_empty());
+    assert_eq!(h.wo(1).state, WorkOrderState::Cancelled);
+}
+
+#[test]
+fn a_verdict_from_a_plugin_the_order_does_not_wait_for_is_refused() {
+    let mut h = Harness::created_with(plugins(&["fraud"]), create(Sequential, &["DELIVERY"]));
+    assert_eq!(
+        h.refused(verdict("other", PluginVerdict::Accepted)),
+        "ORD-409-UNEXPECTED_PLUGIN"
+    );
+}
+
+#[test]
+fn ready_to_process_false_blocks_created_to_in_progress() {
+    let mut c = create(Sequential, &["DELIVERY"]);
+    c.ready_to_process = false;
+    let mut h = Harness::created_with(TenantConfig::default(), c);
+    assert_eq!(h.order.state, OrderState::Created);
+    assert!(
+        h.job_commands().is_empty(),
+        "nothing dispatched while not ready"
+    );
+    h.ok(Command::MarkReady);
+    assert_eq!(h.order.state, OrderState::InProgress);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+}
+
+#[test]
+fn ready_to_process_false_blocks_created_to_on_hold() {
+    let mut c = create(Sequential, &["DELIVERY"]);
+    c.ready_to_process = false;
+    let mut h = Harness::created_with(TenantConfig::default(), c);
+    assert_eq!(h.refused(hold()), "ORD-409-NOT_READY");
+    assert_eq!(h.order.state, OrderState::Created);
+}
+
+#[test]
+fn ready_to_process_only_goes_from_false_to_true() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]);
+    assert_eq!(
+        h.refused(update(UpdateOrder {
+            ready_to_process: Some(false),
+            ..Default::default()
+        })),
+        "ORD-422-READY_IRREVERSIBLE"
+    );
+    assert_eq!(h.refused(Command::MarkReady), "ORD-409-ALREADY_READY");
+    let mut c = create(Sequential, &["DELIVERY"]);
+    c.ready_to_process = false;
+    let mut h = Harness::created_with(TenantConfig::default(), c);
+    h.ok(update(UpdateOrder {
+        ready_to_process: Some(true),
+        ..Default::default()
+    }));
+    assert!(h.order.ready_to_process);
+    assert_eq!(h.order.state, OrderState::InProgress);
+}
+
+#[test]
+fn cancel_still_works_while_ready_to_process_is_false() {
+    let mut c = create(Sequential, &["DELIVERY"]);
+    c.ready_to_process = false;
+    let mut h = Harness::created_with(TenantConfig::default(), c);
+    h.ok(cancel());
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+}
+
+#[test]
+fn closed_carries_its_reason_completed_after_close() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]);
+    h.complete(1);
+    assert_eq!(h.order.state, OrderState::Executed);
+    h.ok(Command::Close);
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Completed));
+    assert_eq!(h.refused(Command::Close), "ORD-409-ORDER_IMMUTABLE");
+}
+
+#[test]
+fn close_is_refused_before_execution() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]);
+    assert_eq!(h.refused(Command::Close), "ORD-409-NOT_ALLOWED_IN_STATE");
+}
+
+#[test]
+fn auto_close_fires_after_the_configured_delay() {
+    let config = TenantConfig {
+        auto_close_after_ms: Some(60_000),
+        ..TenantConfig::default()
+    };
+    let mut h = Harness::created_with(config, create(Sequential, &["DELIVERY"]));
+    h.complete(1);
+    assert_eq!(h.order.state, OrderState::Executed);
+    let due = h.order.timers[0].due;
+    assert_eq!(
+        h.refused(Command::FireTimers),
+        "ORD-409-NO_TIMER_DUE",
+        "not due yet"
+    );
+    h.now = due.0; // the next command comes 1 s later, past the due time
+    h.ok(Command::FireTimers);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Completed));
+    assert!(h.order.timers.is_empty());
+}
+
+fn sub_state_config() -> TenantConfig {
+    let mut config = TenantConfig::default();
+    config.sub_states.insert(
+        OrderState::InProgress,
+        SubStateConfig {
+            sub_states: vec!["PICKING".into(), "PACKED".into(), "LOADED".into()],
+            transitions: vec![
+                ("PICKING".into(), "PACKED".into()),
+                ("PACKED".into(), "LOADED".into()),
+            ],
+        },
+    );
+    config
+}
+
+#[test]
+fn sub_state_changes_follow_the_tenant_transitions() {
+    let mut h = Harness::created_with(sub_state_config(), create(Sequential, &["DELIVERY"]));
+    let sub = |s: &str| Command::SetSubState { to: Some(s.into()) };
+    assert_eq!(h.refused(sub("UNKNOWN")), "ORD-422-UNKNOWN_SUB_STATE");
+    h.ok(sub("PICKING"));
+    assert_eq!(
+        h.refused(sub("LOADED")),
+        "ORD-409-SUB_STATE_TRANSITION",
+        "PICKING→LOADED is not configured"
+    );
+    h.ok(sub("PACKED"));
+    h.ok(sub("LOADED"));
+    assert_eq!(h.order.sub_state.as_deref(), Some("LOADED"));
+    h.ok(Command::SetSubState { to: None });
+    assert_eq!(h.order.sub_state, None);
+}
+
+#[test]
+fn a_state_change_clears_the_sub_state() {
+    let mut h = Harness::created_with(sub_state_config(), create(Sequential, &["DELIVERY"]));
+    h.ok(Command::SetSubState {
+        to: Some("PICKING".into()),
+    });
+    h.ok(hold());
+    assert_eq!(h.order.sub_state, None);
+    assert_eq!(
+        h.refused(Command::SetSubState {
+            to: Some("PICKING".into())
+        }),
+        "ORD-422-UNKNOWN_SUB_STATE",
+        "PICKING is configured under IN_PROGRESS only"
+    );
+}
+
+// ---- flows ------------------------------------------------------------------
+
+#[test]
+fn sequential_sends_one_job_at_a_time_in_the_given_order() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "DELIVERY", "INSTALL"]);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+    h.job_ok(1, 1, Started);
+    assert_eq!(
+        h.job_commands().len(),
+        1,
+        "the next job waits for completion, not for start"
+    );
+    h.job_ok(1, 1, Completed);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create"), (2, 1, "create")]);
+    h.complete(2);
+    h.complete(3);
+    assert_eq!(
+        h.job_commands().iter().map(|j| j.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn start_together_sends_every_job_at_once() {
+    let h = Harness::created(StartTogether, &["PICKUP", "DELIVERY", "INSTALL"]);
+    assert_eq!(
+        h.job_commands(),
+        vec![(1, 1, "create"), (2, 1, "create"), (3, 1, "create")]
+    );
+    assert!(h.changes[0]
+        .job_commands()
+        .iter()
+        .all(|j| j.group.is_none()));
+}
+
+#[test]
+fn start_together_a_failure_does_not_stop_the_others() {
+    let mut h = Harness::created(StartTogether, &["KYC", "PICKUP"]);
+    h.job_ok(1, 1, Failed); // KYC: one attempt, no return
+    assert_eq!(h.wo(1).state, WorkOrderState::Failed);
+    assert_eq!(
+        h.wo(2).state,
+        WorkOrderState::Dispatched,
+        "the other carries on"
+    );
+    assert_eq!(h.order.state, OrderState::InProgress);
+    h.complete(2);
+    // Nothing open, a forward work order failed and nothing covers it: the
+    // order cannot execute and closes as CANCELLED, saying why.
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+    let cause = h
+        .changes
+        .last()
+        .unwrap()
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Closed { cause, .. } => cause.clone(),
+            _ => None,
+        });
+    assert!(cause.unwrap().contains("work order 1 FAILED"));
+}
+
+#[test]
+fn complete_together_sends_one_group() {
+    let h = Harness::created(CompleteTogether, &["PICKUP", "DELIVERY"]);
+    let jobs = h.changes[0].job_commands();
+    assert_eq!(jobs.len(), 2);
+    let group = jobs[0].group.clone().expect("a group id");
+    assert_eq!(group, h.order.id.to_string());
+    assert!(jobs
+        .iter()
+        .all(|j| j.group.as_deref() == Some(group.as_str())));
+}
+
+#[test]
+fn complete_together_one_failure_cancels_the_others_and_the_order_fails_together() {
+    let mut h = Harness::created(CompleteTogether, &["KYC", "PICKUP", "INSTALL"]);
+    h.job_ok(2, 1, Started);
+    h.job_ok(1, 1, Failed); // KYC fails for good
+    assert_eq!(h.job_commands()[3..], [(2, 1, "cancel"), (3, 1, "cancel")]);
+    h.job_ok(2, 1, Cancelled);
+    assert_eq!(
+        h.order.state,
+        OrderState::InProgress,
+        "still waits for the cancel of work order 3"
+    );
+    h.job_ok(3, 1, Cancelled);
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+    assert_eq!(
+        h.order.cancellation.status,
+        CancellationStatus::None,
+        "a group failure is not a client cancellation"
+    );
+}
+
+#[test]
+fn complete_together_succeeds_when_every_member_completes() {
+    let mut h = Harness::created(CompleteTogether, &["PICKUP", "DELIVERY"]);
+    h.complete(2);
+    assert_eq!(h.order.state, OrderState::InProgress);
+    h.complete(1);
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn a_failed_job_is_retried_up_to_max_attempts() {
+    let mut h = Harness::created(Sequential, &["INSTALL"]); // maxAttempts 2, no return
+    h.job_ok(1, 1, Failed);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create"), (1, 2, "create")]);
+    assert_eq!(h.wo(1).attempt, 2);
+    h.job_ok(1, 2, Failed);
+    assert_eq!(h.wo(1).state, WorkOrderState::Failed);
+    assert_eq!(h.job_commands().len(), 2, "no third attempt");
+    assert_eq!(h.order.state, OrderState::Closed);
+}
+
+#[test]
+fn a_work_order_that_fails_for_good_gets_a_return_when_its_type_says_so() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]); // 3 attempts, returnOnFailure
+    for attempt in 1..=3 {
+        h.job_ok(1, attempt, Failed);
+    }
+    assert_eq!(h.wo(1).state, WorkOrderState::Failed);
+    let ret = h.wo(2);
+    assert_eq!(ret.kind, "RETURN");
+    assert_eq!(ret.returns, Some(orderd_core::WorkOrderId(1)));
+    assert_eq!(h.job_commands().last(), Some(&(2, 1, "create")));
+    h.complete(2);
+    // The failed forward work order is covered by its completed return.
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn an_order_is_executed_only_when_every_forward_work_order_is_completed_or_covered() {
+    let mut h = Harness::created(StartTogether, &["DELIVERY", "PICKUP"]);
+    for attempt in 1..=3 {
+        h.job_ok(1, attempt, Failed);
+    }
+    h.complete(2);
+    assert_eq!(
+        h.order.state,
+        OrderState::InProgress,
+        "the return of work order 1 is still open"
+    );
+    let ret = h.wo(3).clone();
+    for attempt in 1..=ret.max_attempts {
+        h.job_ok(3, attempt, Failed);
+    }
+    assert_eq!(
+        h.order.state,
+        OrderState::Closed,
+        "a failed return covers nothing"
+    );
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+}
+
+#[test]
+fn sequential_a_failure_ends_the_sequence() {
+    let mut h = Harness::created(Sequential, &["KYC", "DELIVERY"]);
+    h.job_ok(1, 1, Failed);
+    assert_eq!(
+        h.wo(2).state,
+        WorkOrderState::Cancelled,
+        "the next work order never starts"
+    );
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+    assert_eq!(h.order.state, OrderState::Closed);
+}
+
+// ---- late, repeated and out-of-order job updates ------------------------------
+
+#[test]
+fn a_completed_for_an_old_attempt_after_a_new_attempt_started_is_recorded_not_applied() {
+    let mut h = Harness::created(Sequential, &["DELIVERY", "PICKUP"]);
+    h.job_ok(1, 1, Failed);
+    h.job_ok(1, 2, Started);
+    let c = h.job_ok(1, 1, Completed);
+    assert!(matches!(
+        c.events[..],
+        [Event::JobUpdateIgnored {
+            why: orderd_core::model::IgnoredWhy::StaleAttempt,
+            ..
+        }]
+    ));
+    assert_eq!(h.wo(1).state, WorkOrderState::InProgress);
+    assert_eq!(h.wo(1).ignored_updates, 1);
+    assert_eq!(
+        h.job_commands().len(),
+        2,
+        "work order 2 is not started by a stale completion"
+    );
+}
+
+#[test]
+fn a_completed_before_started_completes_the_work_order() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]);
+    h.job_ok(1, 1, Completed);
+    assert_eq!(h.order.state, OrderState::Executed);
+    let c = h.job_ok(1, 1, Started);
+    assert!(
+        matches!(c.events[..], [Event::JobUpdateIgnored { .. }]),
+        "a late start never flips state back"
+    );
+    assert_eq!(h.order.state, OrderState::Executed);
+    assert_eq!(h.wo(1).state, WorkOrderState::Completed);
+}
+
+#[test]
+fn a_job_update_that_arrives_twice_is_recorded_once_as_a_change() {
+    let mut h = Harness::created(Sequential, &["DELIVERY", "PICKUP"]);
+    h.job_ok(1, 1, Completed);
+    let c = h.job_ok(1, 1, Completed);
+    assert!(matches!(c.events[..], [Event::JobUpdateIgnored { .. }]));
+    assert_eq!(
+        h.job_commands().len(),
+        2,
+        "the second completion sends nothing"
+    );
+}
+
+#[test]
+fn a_job_update_for_an_attempt_never_sent_is_refused() {
+    let mut h = Harness::created(Sequential, &["DELIVERY", "PICKUP"]);
+    assert!(
+        matches!(h.job(1, 2, Completed), Outcome::Refused(r) if r.code() == "ORD-409-UNKNOWN_ATTEMPT")
+    );
+    assert!(
+        matches!(h.job(2, 1, Started), Outcome::Refused(r) if r.code() == "ORD-409-UNKNOWN_ATTEMPT"),
+        "work order 2 has no job yet"
+    );
+    assert!(
+        matches!(h.job(9, 1, Started), Outcome::Refused(r) if r.code() == "ORD-404-WORK_ORDER_NOT_FOUND")
+    );
+}
+
+// ---- hold and resume ----------------------------------------------------------
+
+#[test]
+fn hold_remembers_the_state_and_holds_the_jobs_out() {
+    let mut h = Harness::created(StartTogether, &["DELIVERY", "PICKUP"]);
+    h.job_ok(1, 1, Started);
+    h.ok(hold());
+    assert_eq!(h.order.state, OrderState::OnHold);
+    assert_eq!(h.order.held_from, Some(OrderState::InProgress));
+    assert_eq!(h.job_commands()[2..], [(1, 1, "hold"), (2, 1, "hold")]);
+    assert!(h
+        .order
+        .work_orders
+        .iter()
+        .all(|w| w.state == WorkOrderState::OnHold));
+    assert_eq!(h.refused(hold()), "ORD-409-ALREADY_ON_HOLD");
+}
+
+#[test]
+fn job_updates_while_held_are_recorded_and_nothing_new_is_dispatched() {
+    let mut h = Harness::created(Sequential, &["DELIVERY", "PICKUP"]);
+    h.ok(hold());
+    h.job_ok(1, 1, Started);
+    h.job_ok(1, 1, Completed);
+    assert_eq!(
+        h.wo(1).state,
+        WorkOrderState::Completed,
+        "recorded while held"
+    );
+    assert_eq!(h.order.state, OrderState::OnHold);
+    assert_eq!(
+        h.job_commands(),
+        vec![(1, 1, "create"), (1, 1, "hold")],
+        "work order 2 waits for resume"
+    );
+}
+
+#[test]
+fn resume_restores_the_state_resumes_held_jobs_and_carries_on() {
+    let mut h = Harness::created(Sequential, &["DELIVERY", "PICKUP"]);
+    h.job_ok(1, 1, Started);
+    h.ok(hold());
+    h.ok(Command::Resume);
+    assert_eq!(h.order.state, OrderState::InProgress);
+    assert_eq!(
+        h.wo(1).state,
+        WorkOrderState::InProgress,
+        "the work order goes back to where it was"
+    );
+    assert_eq!(h.job_commands().last(), Some(&(1, 1, "resume")));
+    h.job_ok(1, 1, Completed);
+    assert_eq!(h.job_commands().last(), Some(&(2, 1, "create")));
+    assert_eq!(h.refused(Command::Resume), "ORD-409-NOT_ON_HOLD");
+}
+
+#[test]
+fn a_failure_while_held_is_retried_only_after_resume() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]);
+    h.ok(hold());
+    h.job_ok(1, 1, Failed);
+    assert_eq!(h.wo(1).state, WorkOrderState::Pending);
+    assert_eq!(h.job_commands().len(), 2, "no retry while held");
+    h.ok(Command::Resume);
+    assert_eq!(h.job_commands().last(), Some(&(1, 2, "create")));
+}
+
+#[test]
+fn hold_is_refused_outside_created_and_in_progress() {
+    let mut h = Harness::created(Sequential, &["DELIVERY"]);
+    h.complete(1);
+    assert_eq!(h.refused(hold()), "ORD-409-ORDER_IMMUTABLE");
+}
+
+// ---- cancellation (seed 002) -------------------------------------------------
+
+#[test]
+fn cancel_with_nothing_started_succeeds_and_closes_as_cancelled() {
+    let mut h = Harness::created_with(plugins(&["fraud"]), create(Sequential, &["DELIVERY"]));
+    let c = h.ok(cancel());
+    let kinds: Vec<_> = c.events.iter().map(Event::kind).collect();
+    assert_eq!(
+        &kinds[..3],
+        [
+            "cancellation_requested",
+            "cancellation_attempting",
+            "cancellation_succeeded"
+        ]
+    );
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+    assert!(h.order.cancellation.requested);
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Success);
+    assert!(
+        h.order.cancellation.requested_on.is_some()
+            && h.order.cancellation.status_timestamp.is_some()
+    );
+    assert_eq!(h.refused(cancel()), "ORD-409-ALREADY_CANCELLED");
+}
+
+#[test]
+fn cancel_with_jobs_out_attempts_through_dispatch_then_succeeds() {
+    let mut h = Harness::created(StartTogether, &["PICKUP", "INSTALL"]);
+    h.ok(cancel());
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Attempting);
+    assert_eq!(h.job_commands()[2..], [(1, 1, "cancel"), (2, 1, "cancel")]);
+    h.job_ok(1, 1, Cancelled);
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Attempting);
+    h.job_ok(2, 1, Cancelled);
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Success);
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+}
+
+#[test]
+fn cancel_is_refused_while_a_cancellation_is_attempting() {
+    let mut h = Harness::created(StartTogether, &["PICKUP"]);
+    h.ok(cancel());
+    assert_eq!(h.refused(cancel()), "ORD-409-CANCEL_IN_PROGRESS");
+    assert_eq!(h.refused(hold()), "ORD-409-CANCEL_IN_PROGRESS");
+}
+
+#[test]
+fn a_failed_cancellation_keeps_requested_true_and_the_order_carries_on() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "INSTALL"]);
+    h.job_ok(1, 1, Started);
+    h.ok(cancel());
+    h.job_ok(1, 1, CancelFailed);
+    let c = &h.order.cancellation;
+    assert_eq!(c.status, CancellationStatus::Failed);
+    assert!(c.requested, "cancellationRequested stays true after FAILED");
+    assert_eq!(c.failure_reason_code.as_deref(), Some("E_TEST"));
+    assert_eq!(h.order.state, OrderState::InProgress);
+    h.job_ok(1, 1, Completed);
+    assert_eq!(
+        h.job_commands().last(),
+        Some(&(2, 1, "create")),
+        "the flow carries on"
+    );
+    h.complete(2);
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn a_new_cancel_after_failed_is_accepted_and_resets_status_and_timestamp() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "INSTALL"]);
+    h.ok(cancel());
+    h.job_ok(1, 1, CancelFailed);
+    let failed_at = h.order.cancellation.status_timestamp;
+    h.ok(cancel());
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Attempting);
+    assert!(h.order.cancellation.status_timestamp > failed_at);
+    assert_eq!(
+        h.order.cancellation.failure_reason_code, None,
+        "reset by the new request"
+    );
+    h.job_ok(1, 1, Cancelled);
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.wo(2).state, WorkOrderState::Cancelled);
+}
+
+#[test]
+fn a_successful_cancellation_returns_goods_that_already_moved() {
+    let mut h = Harness::created(Sequential, &["DELIVERY", "DELIVERY", "DELIVERY"]);
+    h.complete(1); // delivered: goods moved
+    h.job_ok(2, 1, Started); // picked up: goods moved
+    h.ok(cancel());
+    h.job_ok(2, 1, Cancelled);
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Success);
+    let returns: Vec<_> = h
+        .order
+        .work_orders
+        .iter()
+        .filter_map(|w| w.returns)
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(
+        returns,
+        vec![1, 2],
+        "work order 3 never started: nothing to return"
+    );
+    assert_eq!(
+        h.order.state,
+        OrderState::InProgress,
+        "returns run before the order closes"
+    );
+    let (r1, r2) = (h.order.work_orders[3].id.0, h.order.work_orders[4].id.0);
+    h.complete(r1);
+    h.complete(r2);
+    assert_eq!(h.order.state, OrderState::Closed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+}
+
+#[test]
+fn a_job_that_completes_before_its_cancel_makes_the_cancellation_fail() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    h.ok(cancel());
+    h.job_ok(1, 1, Completed);
+    assert_eq!(h.order.cancellation.status, CancellationStatus::Failed);
+    assert_eq!(
+        h.order.cancellation.failure_reason_code.as_deref(),
+        Some("COMPLETED_BEFORE_CANCEL")
+    );
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn cancelling_a_held_order_cancels_its_held_jobs() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    h.ok(hold());
+    h.ok(cancel());
+    assert_eq!(h.job_commands().last(), Some(&(1, 1, "cancel")));
+    h.job_ok(1, 1, Cancelled);
+    assert_eq!(h.order.state, OrderState::Closed);
+}
+
+#[test]
+fn cancel_is_refused_once_executed() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    h.complete(1);
+    assert_eq!(h.refused(cancel()), "ORD-409-ORDER_IMMUTABLE");
+}
+
+// ---- updates ------------------------------------------------------------------
+
+#[test]
+fn updates_change_contact_location_summary_and_custom_attributes() {
+    let mut config = TenantConfig::default();
+    config.attributes.push(AttributeDef {
+        name: "priority".into(),
+        description: None,
+        data_type: DataType::Number,
+        validation: AttributeValidation::default(),
+        default_value: None,
+        indexed: true,
+        security_level: None,
+        delete: false,
+    });
+    let mut h = Harness::created_with(config, create(Sequential, &["PICKUP"]));
+    let old_contact = h.order.drop.contact_id;
+    h.ok(update(UpdateOrder {
+        contact: Some(ContactInput::Details(Contact {
+            name: "Bo Marker".into(),
+            phone: "+1 555 0100".into(),
+        })),
+        location: Some(LocationInput::Address(Address(
+            json!({"line1": "1 Marker Street", "city": "Leeds"}),
+        ))),
+        summary: SummaryPatch {
+            total_items: Some(7),
+            ..Default::default()
+        },
+        custom: BTreeMap::from([("priority".to_owned(), json!(2))]),
+        ready_to_process: None,
+    }));
+    assert_ne!(h.order.drop.contact_id, old_contact);
+    assert!(h.order.drop.location_id.is_some());
+    assert_eq!(h.order.summary.total_items, Some(7));
+    assert_eq!(
+        h.order.summary.invoice_number.as_deref(),
+        Some("INV-001"),
+        "fields not given stay"
+    );
+    assert_eq!(h.order.custom["priority"], json!(2));
+    assert_eq!(
+        h.refused(update(UpdateOrder::default())),
+        "ORD-422-EMPTY_UPDATE"
+    );
+}
+
+#[test]
+fn modification_rules_lock_a_group_from_the_configured_state_on() {
+    let mut config = TenantConfig::default();
+    config
+        .modification_rules
+        .insert(UpdateGroup::OrderSummary, OrderState::InProgress);
+    let mut c = create(Sequential, &["PICKUP"]);
+    c.ready_to_process = false;
+    let mut h = Harness::created_with(config, c);
+    let patch = || {
+        update(UpdateOrder {
+            summary: SummaryPatch {
+                total_items: Some(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    h.ok(patch()); // CREATED: still allowed
+    h.ok(Command::MarkReady);
+    assert_eq!(h.refused(patch()), "ORD-409-MODIFICATION_LOCKED");
+    h.ok(update(UpdateOrder {
+        contact: Some(ContactInput::Id(orderd_core::ids::ContactId(
+            uuid::Uuid::from_u128(5),
+        ))),
+        ..Default::default()
+    }));
+}
+
+#[test]
+fn executed_and_closed_orders_are_immutable() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    h.complete(1);
+    let patch = || {
+        update(UpdateOrder {
+            summary: SummaryPatch {
+                total_items: Some(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    assert_eq!(h.refused(patch()), "ORD-409-ORDER_IMMUTABLE");
+    h.ok(Command::Close);
+    assert_eq!(h.refused(patch()), "ORD-409-ORDER_IMMUTABLE");
+    assert_eq!(h.refused(Command::MarkReady), "ORD-409-ORDER_IMMUTABLE");
+}
+
+#[test]
+fn core_attributes_follow_the_seed_patterns_and_bounds() {
+    let mut c = create(Sequential, &["PICKUP", "TELEPORT"]);
+    c.summary.invoice_number = Some("no spaces allowed".into());
+    c.summary.order_description = Some("1 starts with a digit".into());
+    c.summary.total_items = Some(1001);
+    c.client_order_id = String::new();
+    let mut h = Harness::new(TenantConfig::default());
+    match h.run(Command::Create(Box::new(c))) {
+        Outcome::Refused(r) => {
+            assert_eq!(r.code(), "ORD-422-INVALID_FIELDS");
+            let fields: Vec<_> = r
+                .details()
+                .iter()
+                .map(|p| (p.field.as_str(), p.code))
+                .collect();
+            assert!(fields.contains(&("orderSummary.invoiceNumber", "PATTERN")));
+            assert!(fields.contains(&("orderSummary.orderDescription", "PATTERN")));
+            assert!(fields.contains(&("orderSummary.totalItems", "RANGE")));
+            assert!(fields.contains(&("clientOrderId", "LENGTH")));
+            assert!(fields.contains(&("workOrders[1].type", "UNKNOWN_TYPE")));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!h.order.exists());
+    // At the bounds: accepted.
+    let mut c = create(Sequential, &["PICKUP"]);
+    c.summary.invoice_number = Some("a:_".into());
+    c.summary.order_description = Some(
+        format!("A{}", "b, 1".repeat(63))
+            .chars()
+            .take(256)
+            .collect(),
+    );
+    c.summary.total_items = Some(1000);
+    h.ok(Command::Create(Box::new(c)));
+}
+
+fn schema() -> TenantConfig {
+    let def = |name: &str, data_type, validation, default_value| AttributeDef {
+        name: name.into(),
+        description: None,
+        data_type,
+        validation,
+        default_value,
+        indexed: true,
+        security_level: None,
+        delete: false,
+    };
+    TenantConfig {
+        version: 7,
+        attributes: vec![
+            def(
+                "stringValidations",
+                DataType::String,
+                AttributeValidation {
+                    range: Some(Range {
+                        min: Some(0.0),
+                        max: Some(9.0),
+                    }),
+                    regex: Some("string[0-9]+".into()),
+                    value_one_of: Some(vec![json!("string123"), json!("string124")]),
+                    required: false,
+                },
+                None,
+            ),
+            def(
+                "intValidations",
+                DataType::Number,
+                AttributeValidation {
+                    range: Some(Range {
+                        min: Some(0.0),
+                        max: Some(5.0),
+                    }),
+                    value_one_of: Some((0..=5).map(|n| json!(n)).collect()),
+                    required: true,
+                    regex: None,
+                },
+                Some(json!(1)),
+            ),
+            def(
+                "vip",
+                DataType::Boolean,
+                AttributeValidation {
+                    required: true,
+                    ..Default::default()
+                },
+                None,
+            ),
+            def(
+                "deposit",
+                DataType::Money,
+                AttributeValidation::default(),
+                None,
+            ),
+        ],
+        ..TenantConfig::default()
+    }
+}
+
+#[test]
+fn custom_attributes_are_validated_against_the_tenant_schema() {
+    let mut h = Harness::new(schema());
+    let mut c = create(Sequential, &["PICKUP"]);
+    c.custom = BTreeMap::from([
+        ("stringValidations".to_owned(), json!("string999")),
+        ("intValidations".to_owned(), json!(9)),
+        (
+            "deposit".to_owned(),
+            json!({"amount": 5, "currency": "eur"}),
+        ),
+        ("unknown".to_owned(), json!(1)),
+    ]);
+    let Outcome::Refused(r) = h.run(Command::Create(Box::new(c))) else {
+        panic!("expected a refusal")
+    };
+    let got: Vec<_> = r
+        .details()
+        .iter()
+        .map(|p| (p.field.as_str(), p.code))
+        .collect();
+    for want in [
+        ("customAttributes.stringValidations", "NOT_ONE_OF"),
+        ("customAttributes.intValidations", "RANGE"),
+        ("customAttributes.intValidations", "NOT_ONE_OF"),
+        ("customAttributes.deposit", "TYPE"),
+        ("customAttributes.unknown", "UNKNOWN_ATTRIBUTE"),
+        ("customAttributes.vip", "REQUIRED"),
+    ] {
+        assert!(got.contains(&want), "missing {want:?} in {got:?}");
+    }
+}
+
+#[test]
+fn custom_attribute_defaults_are_filled_in_and_the_schema_version_recorded() {
+    let mut h = Harness::new(schema());
+    let mut c = create(Sequential, &["PICKUP"]);
+    c.custom = BTreeMap::from([
+        ("vip".to_owned(), json!(true)),
+        ("stringValidations".to_owned(), json!("string123")),
+    ]);
+    h.ok(Command::Create(Box::new(c)));
+    assert_eq!(h.order.custom["intValidations"], json!(1));
+    assert_eq!(h.order.schema_version, 7);
+}
+
+// ---- personal data ----------------------------------------------------------
+
+#[test]
+fn contact_details_become_a_contact_id_and_never_stay_in_the_order() {
+    let h = Harness::created(Sequential, &["PICKUP"]);
+    let change = &h.changes[0];
+    let personal = change.personal_data();
+    assert_eq!(
+        personal.len(),
+        1,
+        "the core hands the contact to the store apart"
+    );
+    assert!(h.order.drop.contact_id.is_some());
+    let marker = "Ada Marker";
+    let texts = [
+        serde_json::to_string(&h.order).unwrap(),
+        serde_json::to_string(change).unwrap(),
+        format!("{:?}", h.order),
+        format!("{change:?}"),
+        String::from_utf8_lossy(&rmp_serde::to_vec_named(&h.order).unwrap()).into_owned(),
+        String::from_utf8_lossy(&rmp_serde::to_vec_named(change).unwrap()).into_owned(),
+    ];
+    for t in texts {
+        assert!(
+            !t.contains(marker) && !t.contains("7946"),
+            "personal data leaked: {t}"
+        );
+    }
+    // After a round trip the sealed contact is gone.
+    let back: orderd_core::Change =
+        rmp_serde::from_slice(&rmp_serde::to_vec_named(change).unwrap()).unwrap();
+    assert!(back.personal_data().is_empty());
+}
+
+// ---- idempotency -------------------------------------------------------------
+
+#[test]
+fn a_command_id_the_order_has_seen_gives_no_new_events_for_its_whole_life() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "INSTALL"]);
+    let env = h.envelope(Command::Job(orderd_core::command::JobUpdate {
+        work_order: orderd_core::WorkOrderId(1),
+        attempt: 1,
+        status: Completed,
+        job_id: None,
+        reason_code: None,
+    }));
+    assert!(matches!(h.run_envelope(&env), Outcome::Applied(_)));
+    // Much later, after many other changes, the same id is still known.
+    h.complete(2);
+    h.ok(Command::Close);
+    assert_eq!(h.run_envelope(&env), Outcome::Duplicate);
+    let create_env = orderd_core::Envelope {
+        command_id: h.changes[0].command_id.clone(),
+        ..h.envelope(Command::MarkReady)
+    };
+    assert_eq!(h.run_envelope(&create_env), Outcome::Duplicate);
+}
+
+#[test]
+fn another_tenants_order_is_not_found() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    let mut env = h.envelope(hold());
+    env.tenant = TenantId::parse("globex").unwrap();
+    assert!(
+        matches!(h.run_envelope(&env), Outcome::Refused(r) if r.code() == "ORD-404-ORDER_NOT_FOUND")
+    );
+    let mut fresh = Harness::new(TenantConfig::default());
+    assert_eq!(fresh.refused(hold()), "ORD-404-ORDER_NOT_FOUND");
+}
+
+#[test]
+fn a_create_for_an_existing_order_is_refused() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    assert_eq!(
+        h.refused(Command::Create(Box::new(create(Sequential, &["PICKUP"])))),
+        "ORD-409-ORDER_EXISTS"
+    );
+}
+
+// ---- explain -----------------------------------------------------------------
+
+#[test]
+fn explain_says_what_a_sequential_order_waits_for() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "DELIVERY", "INSTALL"]);
+    h.complete(1);
+    h.job_ok(2, 1, Failed);
+    h.job_ok(2, 2, Started);
+    let e = explain(&h.order, &h.config);
+    assert_eq!(
+        e.waiting_for[0],
+        "SEQUENTIAL: work order 2 (DELIVERY): job attempt 2 of 3 in progress"
+    );
+    assert_eq!(
+        e.waiting_for[1],
+        "SEQUENTIAL: work order(s) 3 wait for work order 2"
+    );
+}
+
+#[test]
+fn explain_lists_the_allowed_commands_and_each_refusal_with_its_reason() {
+    let mut h = Harness::created(Sequential, &["PICKUP"]);
+    h.ok(hold());
+    let e = explain(&h.order, &h.config);
+    let find = |c: &str| e.commands.iter().find(|a| a.command == c).unwrap().clone();
+    assert!(find("resume").allowed);
+    assert!(find("cancel").allowed);
+    let hold = find("hold");
+    assert!(!hold.allowed);
+    assert_eq!(hold.code, Some("ORD-409-ALREADY_ON_HOLD"));
+    assert_eq!(find("close").code, Some("ORD-409-NOT_ALLOWED_IN_STATE"));
+    assert!(e.waiting_for[0].contains("nothing is dispatched until resume"));
+    assert_eq!(h.order.state, OrderState::OnHold, "explain changes nothing");
+}
