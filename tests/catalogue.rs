@@ -93,6 +93,7 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_EXPLAIN,
             subjects::API_QUERY,
             subjects::API_HISTORY,
+            subjects::API_HEALTH,
         ]
         .map(str::to_owned),
     );
@@ -165,6 +166,8 @@ fn sample_order() -> Order {
         held_from: None,
         attempt: 1,
         cancel_requested: false,
+        cancel_failed: false,
+        started: false,
         last_failure: None,
         job_id: None,
         ignored_updates: 0,
@@ -286,6 +289,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             fields(&QueryRequest {
                 tenant: "acme".into(),
                 state: None,
+                client_order_id: None,
                 sub_state: None,
                 custom_attributes: Default::default(),
                 limit: None,
