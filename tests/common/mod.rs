@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -625,33 +625,36 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// Reads the tenant's job commands from the ORDERD_DISPATCH stream (as a
+    /// real dispatch service would: each stored job command once, even when
+    /// orderd re-published it after a crash) and answers by `script`.
     async fn start(nats: &async_nats::Client, tenant: &TenantId, script: Script) -> Self {
-        let mut sub = nats
-            .subscribe(subjects::dispatch_of_tenant(tenant))
-            .await
-            .expect("subscribe to dispatch");
-        nats.flush().await.expect("flush");
         let js = jetstream::new(nats.clone());
+        let stream = js
+            .get_stream(subjects::STREAM_DISPATCH)
+            .await
+            .expect("the dispatch stream exists (orderd creates it)");
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                filter_subject: subjects::dispatch_of_tenant(tenant),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .expect("a dispatch consumer");
+        let mut messages = consumer.messages().await.expect("dispatch messages");
         let tenant = tenant.clone();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
         let task = tokio::spawn(async move {
-            let mut answered: HashMap<String, ()> = HashMap::new();
-            while let Some(msg) = sub.next().await {
+            while let Some(Ok(msg)) = messages.next().await {
+                let _ = msg.ack().await;
                 let Ok(m) = serde_json::from_slice::<DispatchMessage>(&msg.payload) else {
                     continue;
                 };
-                // A re-published job command (after a crash) reaches core
-                // subscribers again: answer each one once.
-                let key = format!(
-                    "{}:{}:{}:{}",
-                    m.order_id, m.work_order_id, m.attempt, m.action
-                );
                 if let Ok(mut l) = log.lock() {
                     l.push(m.clone());
-                }
-                if answered.insert(key, ()).is_some() {
-                    continue;
                 }
                 let Ok(order) = OrderId::parse(&m.order_id) else {
                     continue;
