@@ -590,6 +590,14 @@ impl EventLog {
         .await
     }
 
+    /// The orders seen in events so far.
+    pub fn orders(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.seen.iter().map(|e| e.order_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Events of `order` seen so far, in arrival order.
     pub fn of(&self, order: OrderId) -> Vec<EventMessage> {
         let id = order.to_string();
