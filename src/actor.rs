@@ -381,6 +381,18 @@ impl OrderState_ {
         let change = match execute(&snap.order, envelope, &ctx) {
             Outcome::Duplicate => return Ok(Verdict::Duplicate(summary(&snap.order))),
             Outcome::Refused(rejection) => {
+                // A refusal is final (the message is terminated), and unlike
+                // a change it is not fenced by the compare-and-set: make sure
+                // it was decided on the latest state, in case another
+                // instance moved the order on.
+                let stored = deps.store.version(snap.order.id).await?;
+                if stored != snap.version {
+                    return Err(StoreError::StaleVersion {
+                        order: snap.order.id,
+                        expected: snap.version,
+                        found: stored,
+                    });
+                }
                 tracing::info!(code = rejection.code(), "command refused");
                 return Ok(Verdict::Refused(rejection));
             }

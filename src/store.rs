@@ -100,6 +100,10 @@ pub trait SnapshotStore: Send + Sync + 'static {
         previous_state: Option<OrderState>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// The stored version of the order's snapshot (0: none), to check that
+    /// a refusal was decided on the latest state.
+    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// Stores contacts and addresses apart, before the change that refers to them.
     fn put_personal<'a>(&'a self, items: &'a [Personal]) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -452,6 +456,18 @@ impl SnapshotStore for RedisStore {
                     found: found.parse().unwrap_or(0),
                 })
             }
+        })
+    }
+
+    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let v: Option<u64> = redis::cmd("HGET")
+                .arg(order_key(&order))
+                .arg("v")
+                .query_async(&mut conn)
+                .await?;
+            Ok(v.unwrap_or(0))
         })
     }
 

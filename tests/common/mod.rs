@@ -73,6 +73,7 @@ pub struct Servers {
     /// `redis://127.0.0.1:<port>`.
     pub redis_url: String,
     nats_port: u16,
+    redis_port: u16,
 }
 
 impl Servers {
@@ -84,8 +85,24 @@ impl Servers {
         let nats_port = free_port();
         let redis_port = free_port();
         let nats = Self::spawn_nats(&dir, nats_port);
-        let redis = Command::new(find_binary("redis-server"))
-            .args(["--port", &redis_port.to_string()])
+        let redis = Self::spawn_redis(&dir, redis_port);
+        let servers = Self {
+            nats: Some(nats),
+            redis,
+            dir,
+            nats_url: format!("nats://127.0.0.1:{nats_port}"),
+            redis_url: format!("redis://127.0.0.1:{redis_port}"),
+            nats_port,
+            redis_port,
+        };
+        wait_for_port(nats_port, "nats-server").await;
+        wait_for_port(redis_port, "redis-server").await;
+        servers
+    }
+
+    fn spawn_redis(dir: &Path, port: u16) -> Child {
+        Command::new(find_binary("redis-server"))
+            .args(["--port", &port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--appendonly", "yes"])
             .args(["--save", ""])
@@ -94,18 +111,21 @@ impl Servers {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server starts");
-        let servers = Self {
-            nats: Some(nats),
-            redis,
-            dir,
-            nats_url: format!("nats://127.0.0.1:{nats_port}"),
-            redis_url: format!("redis://127.0.0.1:{redis_port}"),
-            nats_port,
-        };
-        wait_for_port(nats_port, "nats-server").await;
-        wait_for_port(redis_port, "redis-server").await;
-        servers
+            .expect("redis-server starts")
+    }
+
+    /// Stops Redis with SIGTERM (it writes its append-only file and exits).
+    pub fn stop_redis(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.redis.id().to_string()])
+            .status();
+        let _ = self.redis.wait();
+    }
+
+    /// Starts Redis again on the same port and directory.
+    pub async fn start_redis(&mut self) {
+        self.redis = Self::spawn_redis(&self.dir, self.redis_port);
+        wait_for_port(self.redis_port, "redis-server").await;
     }
 
     fn spawn_nats(dir: &Path, port: u16) -> Child {
@@ -259,9 +279,15 @@ impl Process {
         for (k, v) in servers.env() {
             cmd.env(k, v);
         }
+        // ORDERD_TEST_LOGS=1 shows the child's logs.
+        let logs = if std::env::var_os("ORDERD_TEST_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(logs)
             .spawn()
             .expect("orderd binary starts");
         Self { child }
