@@ -534,3 +534,302 @@ fn summary(order: &Order) -> Summary {
         state: order.state,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The actor and router against in-memory storage and messaging: no
+    //! servers, the clock set by the test.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+    use orderd_core::command::CreateOrder;
+    use orderd_core::model::{Client, ExecutionFlow, OrderSummary};
+    use orderd_core::{Personal, TenantConfig};
+
+    use super::*;
+    use crate::bus::BusError;
+    use crate::router::{Router, RouterMsg};
+    use crate::store::TenantConfigs;
+
+    #[derive(Default)]
+    struct MemStore {
+        snaps: Mutex<HashMap<OrderId, Snapshot>>,
+        personal: AtomicUsize,
+        saves: AtomicUsize,
+        /// The next save fails as if another instance had written first.
+        conflict_once: AtomicBool,
+    }
+
+    impl SnapshotStore for MemStore {
+        fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
+            let s = self.snaps.lock().unwrap().get(&order).cloned();
+            Box::pin(async move { Ok(s) })
+        }
+        fn save<'a>(
+            &'a self,
+            snapshot: &'a Snapshot,
+            _previous: Option<OrderState>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async move {
+                let mut snaps = self.snaps.lock().unwrap();
+                let found = snaps.get(&snapshot.order.id).map_or(0, |s| s.version);
+                if self.conflict_once.swap(false, Ordering::SeqCst) {
+                    // Another writer bumps the stored version (same order).
+                    if let Some(s) = snaps.get_mut(&snapshot.order.id) {
+                        s.version += 1;
+                    }
+                    return Err(StoreError::StaleVersion {
+                        order: snapshot.order.id,
+                        expected: snapshot.version - 1,
+                        found: found + 1,
+                    });
+                }
+                if found != snapshot.version - 1 {
+                    return Err(StoreError::StaleVersion {
+                        order: snapshot.order.id,
+                        expected: snapshot.version - 1,
+                        found,
+                    });
+                }
+                snaps.insert(snapshot.order.id, snapshot.clone());
+                self.saves.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+        fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>> {
+            let v = self
+                .snaps
+                .lock()
+                .unwrap()
+                .get(&order)
+                .map_or(0, |s| s.version);
+            Box::pin(async move { Ok(v) })
+        }
+        fn put_personal<'a>(
+            &'a self,
+            items: &'a [Personal],
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.personal.fetch_add(items.len(), Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+        fn tenant_config<'a>(
+            &'a self,
+            _tenant: &'a TenantId,
+        ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
+            Box::pin(async { Ok(TenantConfig::default()) })
+        }
+    }
+
+    #[derive(Default)]
+    struct MemPublisher {
+        sent: Mutex<Vec<OutboxMsg>>,
+        down: AtomicBool,
+    }
+
+    impl Publisher for MemPublisher {
+        fn publish_all<'a>(&'a self, msgs: &'a [OutboxMsg]) -> BoxFuture<'a, Result<(), BusError>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(BusError::Publish {
+                        subject: msgs[0].subject.clone(),
+                        why: "down".into(),
+                    });
+                }
+                self.sent.lock().unwrap().extend_from_slice(msgs);
+                Ok(())
+            })
+        }
+    }
+
+    struct World {
+        store: Arc<MemStore>,
+        publisher: Arc<MemPublisher>,
+        router: ActorRef<RouterMsg>,
+        tenant: TenantId,
+    }
+
+    async fn world() -> World {
+        let store = Arc::new(MemStore::default());
+        let publisher = Arc::new(MemPublisher::default());
+        let deps = Deps {
+            store: store.clone(),
+            publisher: publisher.clone(),
+            configs: Arc::new(TenantConfigs::new(Duration::from_secs(60))),
+            clock: Arc::new(|| Timestamp(1_700_000_000_000)),
+            passivate_after: Duration::from_secs(60),
+            hold_back: Duration::from_secs(1),
+        };
+        let (router, _) = Actor::spawn(None, Router, deps).await.unwrap();
+        World {
+            store,
+            publisher,
+            router,
+            tenant: TenantId::parse("acme").unwrap(),
+        }
+    }
+
+    fn create() -> Command {
+        Command::Create(Box::new(CreateOrder {
+            client: Client {
+                id: "c-1".into(),
+                name: "Acme".into(),
+            },
+            client_order_id: "PO-1".into(),
+            ready_to_process: true,
+            contact: Some(orderd_core::command::ContactInput::Details(
+                orderd_core::command::Contact {
+                    name: "Jane".into(),
+                    phone: "+1555".into(),
+                },
+            )),
+            location: None,
+            return_location: None,
+            execution_flow: ExecutionFlow::Sequential,
+            summary: OrderSummary::default(),
+            work_orders: vec![orderd_core::command::WorkOrderSpec {
+                kind: "PICKUP".into(),
+            }],
+            custom: Default::default(),
+        }))
+    }
+
+    async fn run(w: &World, order_id: OrderId, id: &str, command: Command) -> Verdict {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let exec = Execution {
+            envelope: Envelope {
+                tenant: w.tenant.clone(),
+                order_id,
+                command_id: CommandId::parse(id).unwrap(),
+                by: "test".into(),
+                command,
+            },
+            reply: Some(tx.into()),
+            span: tracing::Span::none(),
+        };
+        w.router
+            .cast(RouterMsg::Route {
+                order_id,
+                msg: Routed::Execute(Box::new(exec)),
+            })
+            .unwrap();
+        rx.await.unwrap()
+    }
+
+    async fn settle(w: &World, order_id: OrderId) -> Option<Box<Order>> {
+        // A read is queued behind everything before it: when it answers,
+        // the actor has finished (and published) the earlier commands.
+        match w
+            .router
+            .call(
+                |reply| RouterMsg::Read { order_id, reply },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap()
+        {
+            ractor::rpc::CallResult::Success(Ok(order)) => order,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_persisted_before_its_verdict_and_published_after() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        let verdict = run(&w, id, "k-1", create()).await;
+        let Verdict::Applied(s) = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(s.seq, 1);
+        // Persisted, with its outbox, and the contact stored apart first.
+        let snap = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();
+        assert_eq!(snap.version, 1);
+        assert_eq!(snap.order.seq, 1);
+        assert!(!snap.outbox.is_empty());
+        assert_eq!(w.store.personal.load(Ordering::SeqCst), 1);
+        settle(&w, id).await;
+        let sent = w.publisher.sent.lock().unwrap().clone();
+        assert_eq!(sent, snap.outbox);
+        assert_eq!(sent[0].msg_id, format!("{id}:1"));
+        assert!(sent[1..]
+            .iter()
+            .all(|m| m.msg_id.starts_with(&format!("{id}:1:"))));
+
+        // The same command id again: a duplicate, nothing written.
+        let saves = w.store.saves.load(Ordering::SeqCst);
+        let again = run(&w, id, "k-1", create()).await;
+        assert!(
+            matches!(again, Verdict::Duplicate(ref s) if s.seq == 1),
+            "{again:?}"
+        );
+        assert_eq!(w.store.saves.load(Ordering::SeqCst), saves);
+    }
+
+    #[tokio::test]
+    async fn an_unpublished_outbox_rides_along_with_the_next_change() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        w.publisher.down.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            run(&w, id, "k-1", create()).await,
+            Verdict::Applied(_)
+        ));
+        settle(&w, id).await;
+        assert!(w.publisher.sent.lock().unwrap().is_empty());
+
+        w.publisher.down.store(false, Ordering::SeqCst);
+        let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
+        assert!(
+            matches!(held, Verdict::Applied(ref s) if s.seq == 2),
+            "{held:?}"
+        );
+        settle(&w, id).await;
+        let ids: Vec<String> = w
+            .publisher
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.kind == crate::outbox::OutboxKind::Event)
+            .map(|m| m.msg_id.clone())
+            .collect();
+        assert_eq!(ids, vec![format!("{id}:1"), format!("{id}:2")], "in order");
+    }
+
+    #[tokio::test]
+    async fn a_write_race_lost_once_is_decided_again_on_the_new_version() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        assert!(matches!(
+            run(&w, id, "k-1", create()).await,
+            Verdict::Applied(_)
+        ));
+        w.store.conflict_once.store(true, Ordering::SeqCst);
+        let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
+        // Reloaded (version 2 after the other writer), decided again, saved as 3.
+        assert!(
+            matches!(held, Verdict::Applied(ref s) if s.seq == 2),
+            "{held:?}"
+        );
+        let snap = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();
+        assert_eq!(snap.version, 3);
+        assert_eq!(snap.order.state, OrderState::OnHold);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_a_verdict_and_the_actor_lives_on() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        let refused = run(&w, id, "k-1", Command::Resume).await;
+        assert_eq!(refused, Verdict::Refused(Rejection::OrderNotFound));
+        assert!(w.store.snaps.lock().unwrap().is_empty(), "nothing written");
+        assert!(matches!(
+            run(&w, id, "k-2", create()).await,
+            Verdict::Applied(_)
+        ));
+        assert!(settle(&w, id).await.is_some());
+    }
+}
