@@ -416,7 +416,7 @@ impl OrderState_ {
             version: snap.version + 1,
         };
         deps.store.save(&next, previous_state).await?;
-        tracing::info!(
+        tracing::debug!(
             seq = change.seq,
             state = next.order.state.as_str(),
             events = change.events.len(),
