@@ -165,6 +165,8 @@ fn sample_order() -> Order {
         held_from: None,
         attempt: 1,
         cancel_requested: false,
+        cancel_failed: false,
+        started: false,
         last_failure: None,
         job_id: None,
         ignored_updates: 0,
@@ -265,6 +267,15 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         ("DropDetailsView", fields(&view.drop_details)),
         ("CancellationView", fields(&view.cancellation)),
         ("WorkOrderView", fields(&view.work_orders[0])),
+        (
+            "MilestoneView",
+            fields(&wire::MilestoneView {
+                reach: "EXECUTED".into(),
+                due: "1970-01-01T00:00:00.000Z".into(),
+                reached: false,
+                missed: false,
+            }),
+        ),
         (
             "OrderRequest",
             fields(&OrderRequest {

@@ -567,6 +567,8 @@ fn sample_order() -> Order {
         held_from: None,
         attempt: 1,
         cancel_requested: false,
+        cancel_failed: false,
+        started: false,
         last_failure: None,
         job_id: None,
         ignored_updates: 0,
