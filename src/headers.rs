@@ -1,0 +1,76 @@
+//! Every message header name orderd reads or writes, and the header values it
+//! derives. `Nats-*` names are NATS's own; orderd's own names share the
+//! `Orderd-` prefix.
+
+use orderd_core::{JobAction, OrderId, WorkOrderId};
+
+/// JetStream's idempotency key: a stream drops a second message with the same
+/// id inside its duplicate window.
+pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+/// The body's encoding: [`JSON`] (the default when absent) or [`MSGPACK`].
+pub const CONTENT_TYPE: &str = "Content-Type";
+/// MessagePack bodies, encoded as maps.
+pub const MSGPACK: &str = "application/msgpack";
+/// JSON bodies.
+pub const JSON: &str = "application/json";
+
+/// The prefix of orderd's own header names.
+pub const ORDERD_PREFIX: &str = "Orderd-";
+/// The subject a client names to receive the command's outcome.
+pub const ORDERD_REPLY_TO: &str = "Orderd-Reply-To";
+/// The stable error code of a refused command or request (`ORD-4xx-…`).
+pub const ORDERD_ERROR_CODE: &str = "Orderd-Error-Code";
+/// The order's sequence number after the change a message reports.
+pub const ORDERD_SEQ: &str = "Orderd-Seq";
+
+/// Set by the Services API on an error reply: the error's description.
+pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
+/// Set by the Services API on an error reply: the numeric error code.
+pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+
+/// The `Nats-Msg-Id` of an order's event message: `<orderId>:<seq>`, so a
+/// re-published change (outbox replay after a crash) is deduplicated.
+pub fn event_msg_id(order: OrderId, seq: u64) -> String {
+    format!("{order}:{seq}")
+}
+
+/// The `Nats-Msg-Id` of a job command for dispatch:
+/// `<orderId>:<seq>:<workOrderId>:<action>`. One change may send several job
+/// commands (START_TOGETHER), and one work order may be held, resumed and held
+/// again within the same attempt, so the change's seq is part of the key.
+pub fn dispatch_msg_id(
+    order: OrderId,
+    seq: u64,
+    work_order: WorkOrderId,
+    action: JobAction,
+) -> String {
+    format!("{order}:{seq}:{work_order}:{}", action.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_header_names_share_the_prefix() {
+        for name in [ORDERD_REPLY_TO, ORDERD_ERROR_CODE, ORDERD_SEQ] {
+            assert!(name.starts_with(ORDERD_PREFIX), "{name}");
+        }
+        for name in [NATS_MSG_ID, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE] {
+            assert!(name.starts_with("Nats-"), "{name}");
+        }
+    }
+
+    #[test]
+    fn message_ids() {
+        let order = OrderId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap();
+        assert_eq!(
+            event_msg_id(order, 7),
+            "67e55044-10b1-426f-9247-bb680e5fe0c8:7"
+        );
+        assert_eq!(
+            dispatch_msg_id(order, 7, WorkOrderId(2), JobAction::Hold),
+            "67e55044-10b1-426f-9247-bb680e5fe0c8:7:2:hold"
+        );
+    }
+}

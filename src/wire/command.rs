@@ -1,0 +1,395 @@
+//! Command bodies as clients and dispatch send them (JSON camelCase, or
+//! MessagePack maps with the same names), and their mapping onto core
+//! [`Command`]s. Every body refuses unknown fields.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use orderd_core::command::{
+    Address, Contact, ContactInput, CreateOrder, JobUpdate, LocationInput, SummaryPatch,
+    UpdateOrder, WorkOrderSpec,
+};
+use orderd_core::ids::{ContactId, LocationId};
+use orderd_core::model::{Client, ExecutionFlow, Money, OrderSummary};
+use orderd_core::Command;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::WireError;
+
+/// The body of `cmd.create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOrderBody {
+    /// Client participant id.
+    pub client_id: String,
+    /// Client name (a business).
+    pub client_name: String,
+    /// The client's own reference (not unique).
+    pub client_order_id: String,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub ready_to_process: bool,
+    /// Default SEQUENTIAL.
+    #[serde(default)]
+    pub execution_flow: ExecutionFlowBody,
+    /// Contact, location and return location, each in full or by id.
+    #[serde(default)]
+    pub drop_details: Option<DropDetailsBody>,
+    /// Invoice, description, totals.
+    #[serde(default)]
+    pub order_summary: Option<OrderSummaryBody>,
+    /// The work orders, in order.
+    pub work_orders: Vec<WorkOrderBody>,
+    /// Tenant-defined attributes.
+    #[serde(default)]
+    pub custom_attributes: BTreeMap<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How the work orders run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionFlowBody {
+    /// One at a time (default).
+    #[default]
+    Sequential,
+    /// All at once; each completes on its own.
+    StartTogether,
+    /// All at once, succeeding or failing as one group.
+    CompleteTogether,
+}
+
+impl From<ExecutionFlowBody> for ExecutionFlow {
+    fn from(f: ExecutionFlowBody) -> Self {
+        match f {
+            ExecutionFlowBody::Sequential => ExecutionFlow::Sequential,
+            ExecutionFlowBody::StartTogether => ExecutionFlow::StartTogether,
+            ExecutionFlowBody::CompleteTogether => ExecutionFlow::CompleteTogether,
+        }
+    }
+}
+
+impl From<ExecutionFlow> for ExecutionFlowBody {
+    fn from(f: ExecutionFlow) -> Self {
+        match f {
+            ExecutionFlow::Sequential => ExecutionFlowBody::Sequential,
+            ExecutionFlow::StartTogether => ExecutionFlowBody::StartTogether,
+            ExecutionFlow::CompleteTogether => ExecutionFlowBody::CompleteTogether,
+        }
+    }
+}
+
+/// Drop details of a new order. Each of contact, location and return location
+/// is given in full or by id, never both.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DropDetailsBody {
+    /// The consignee's contact (personal data).
+    #[serde(default)]
+    pub contact: Option<ContactBody>,
+    /// A contact already in the contact store.
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    /// The drop address: any JSON object (personal data).
+    #[serde(default)]
+    pub location: Option<serde_json::Value>,
+    /// A location already in the location store.
+    #[serde(default)]
+    pub location_id: Option<String>,
+    /// Where returns go: any JSON object (personal data).
+    #[serde(default)]
+    pub return_location: Option<serde_json::Value>,
+    /// A return location already in the location store.
+    #[serde(default)]
+    pub return_location_id: Option<String>,
+}
+
+/// Drop details of an update: contact and location only.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateDropDetailsBody {
+    /// A new contact (personal data).
+    #[serde(default)]
+    pub contact: Option<ContactBody>,
+    /// A new contact by id.
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    /// A new drop address (personal data).
+    #[serde(default)]
+    pub location: Option<serde_json::Value>,
+    /// A new location by id.
+    #[serde(default)]
+    pub location_id: Option<String>,
+}
+
+/// A contact: personal data. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContactBody {
+    /// The person's name.
+    pub name: String,
+    /// One phone number, as a string.
+    pub phone: String,
+}
+
+impl std::fmt::Debug for ContactBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContactBody(<redacted>)")
+    }
+}
+
+/// The order summary of a new order; in an update, only the given fields change.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderSummaryBody {
+    /// 3–64 characters of `[a-zA-Z0-9:_-]`.
+    #[serde(default)]
+    pub invoice_number: Option<String>,
+    /// 1–256 characters: a letter, then letters, digits, commas and spaces.
+    #[serde(default)]
+    pub order_description: Option<String>,
+    /// At least 0.
+    #[serde(default)]
+    pub total_weight: Option<f64>,
+    /// 0 to 1000.
+    #[serde(default)]
+    pub total_items: Option<u32>,
+    /// The order's total cost.
+    #[serde(default)]
+    pub total_order_cost: Option<MoneyBody>,
+}
+
+/// An amount of money.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MoneyBody {
+    /// The amount.
+    pub amount: f64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl From<MoneyBody> for Money {
+    fn from(m: MoneyBody) -> Self {
+        Money {
+            amount: m.amount,
+            currency: m.currency,
+        }
+    }
+}
+
+impl From<&Money> for MoneyBody {
+    fn from(m: &Money) -> Self {
+        MoneyBody {
+            amount: m.amount,
+            currency: m.currency.clone(),
+        }
+    }
+}
+
+/// One work order of a new order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkOrderBody {
+    /// Its type (DELIVERY, PICKUP, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The body of `update`: only what may change after creation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateOrderBody {
+    /// A new contact and/or location.
+    #[serde(default)]
+    pub drop_details: Option<UpdateDropDetailsBody>,
+    /// Summary fields to change; absent (or null) fields stay as they are.
+    #[serde(default)]
+    pub order_summary: Option<OrderSummaryBody>,
+    /// Custom attributes to set.
+    #[serde(default)]
+    pub custom_attributes: BTreeMap<String, serde_json::Value>,
+    /// Only `true` changes anything (false→true).
+    #[serde(default)]
+    pub ready_to_process: Option<bool>,
+}
+
+/// The body of `hold` and `cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why, for the record.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The body of `substate`: `subState` is required; null clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubStateBody {
+    /// The sub-state to move to, or null.
+    #[serde(deserialize_with = "present_or_null")]
+    pub sub_state: Option<String>,
+}
+
+/// The body of `ready`, `resume` and `close`: empty, or `{}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+/// The body of a job update from dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobUpdateBody {
+    /// Dispatch's id of the job.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// The attempt the job belongs to, from 1.
+    pub attempt: NonZeroU32,
+    /// Why it failed (failed, cancel_failed).
+    #[serde(default)]
+    pub reason_code: Option<String>,
+}
+
+/// A required field that may be null (serde treats a plain `Option` as optional).
+fn present_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+fn malformed(message: impl Into<String>) -> WireError {
+    WireError::Malformed(message.into())
+}
+
+fn contact_input(
+    contact: Option<ContactBody>,
+    contact_id: Option<String>,
+    path: &str,
+) -> Result<Option<ContactInput>, WireError> {
+    match (contact, contact_id) {
+        (Some(_), Some(_)) => Err(malformed(format!(
+            "{path}: give contact or contactId, not both"
+        ))),
+        (Some(c), None) => Ok(Some(ContactInput::Details(Contact {
+            name: c.name,
+            phone: c.phone,
+        }))),
+        (None, Some(id)) => ContactId::parse(&id)
+            .map(|id| Some(ContactInput::Id(id)))
+            .map_err(|e| malformed(format!("{path}.contactId: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn location_input(
+    location: Option<serde_json::Value>,
+    location_id: Option<String>,
+    path: &str,
+    name: &str,
+) -> Result<Option<LocationInput>, WireError> {
+    match (location, location_id) {
+        (Some(_), Some(_)) => Err(malformed(format!(
+            "{path}: give {name} or {name}Id, not both"
+        ))),
+        (Some(address @ serde_json::Value::Object(_)), None) => {
+            Ok(Some(LocationInput::Address(Address(address))))
+        }
+        (Some(_), None) => Err(malformed(format!(
+            "{path}.{name}: an address must be an object"
+        ))),
+        (None, Some(id)) => LocationId::parse(&id)
+            .map(|id| Some(LocationInput::Id(id)))
+            .map_err(|e| malformed(format!("{path}.{name}Id: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+impl TryFrom<CreateOrderBody> for CreateOrder {
+    type Error = WireError;
+
+    fn try_from(b: CreateOrderBody) -> Result<Self, WireError> {
+        let drop = b.drop_details.unwrap_or_default();
+        let path = "dropDetails";
+        Ok(CreateOrder {
+            client: Client {
+                id: b.client_id,
+                name: b.client_name,
+            },
+            client_order_id: b.client_order_id,
+            ready_to_process: b.ready_to_process,
+            contact: contact_input(drop.contact, drop.contact_id, path)?,
+            location: location_input(drop.location, drop.location_id, path, "location")?,
+            return_location: location_input(
+                drop.return_location,
+                drop.return_location_id,
+                path,
+                "returnLocation",
+            )?,
+            execution_flow: b.execution_flow.into(),
+            summary: b.order_summary.map(OrderSummary::from).unwrap_or_default(),
+            work_orders: b
+                .work_orders
+                .into_iter()
+                .map(|w| WorkOrderSpec { kind: w.kind })
+                .collect(),
+            custom: b.custom_attributes,
+        })
+    }
+}
+
+impl From<OrderSummaryBody> for OrderSummary {
+    fn from(s: OrderSummaryBody) -> Self {
+        OrderSummary {
+            invoice_number: s.invoice_number,
+            order_description: s.order_description,
+            total_weight: s.total_weight,
+            total_items: s.total_items,
+            total_order_cost: s.total_order_cost.map(Money::from),
+        }
+    }
+}
+
+impl From<OrderSummaryBody> for SummaryPatch {
+    fn from(s: OrderSummaryBody) -> Self {
+        SummaryPatch {
+            invoice_number: s.invoice_number,
+            order_description: s.order_description,
+            total_weight: s.total_weight,
+            total_items: s.total_items,
+            total_order_cost: s.total_order_cost.map(Money::from),
+        }
+    }
+}
+
+impl TryFrom<UpdateOrderBody> for UpdateOrder {
+    type Error = WireError;
+
+    fn try_from(b: UpdateOrderBody) -> Result<Self, WireError> {
+        let drop = b.drop_details.unwrap_or_default();
+        let path = "dropDetails";
+        Ok(UpdateOrder {
+            contact: contact_input(drop.contact, drop.contact_id, path)?,
+            location: location_input(drop.location, drop.location_id, path, "location")?,
+            summary: b.order_summary.map(SummaryPatch::from).unwrap_or_default(),
+            custom: b.custom_attributes,
+            ready_to_process: b.ready_to_process,
+        })
+    }
+}
+
+/// Builds the core command of a job update.
+pub(crate) fn job_update(
+    body: JobUpdateBody,
+    work_order: orderd_core::WorkOrderId,
+    status: orderd_core::model::JobStatus,
+) -> Command {
+    Command::Job(JobUpdate {
+        work_order,
+        attempt: body.attempt.get(),
+        status,
+        job_id: body.job_id,
+        reason_code: body.reason_code,
+    })
+}

@@ -1,0 +1,351 @@
+//! Orders as the read endpoints return them, and the read requests. A view
+//! carries every attribute of the order but no personal data: contacts and
+//! addresses appear only as their ids.
+
+use std::collections::BTreeMap;
+
+use orderd_core::model::{CancellationStatus, MilestoneStatus, Order, WorkOrder};
+use orderd_core::{OrderId, OrderState, TenantId};
+use serde::{Deserialize, Serialize};
+
+use super::command::{ExecutionFlowBody, MoneyBody};
+use super::message::{close_reason, rfc3339, EventMessage};
+use super::WireError;
+use crate::subjects;
+
+/// An order as the `get` endpoint returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    /// The order.
+    pub order_id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Client participant id.
+    pub client_id: String,
+    /// Client name.
+    pub client_name: String,
+    /// The client's own reference.
+    pub client_order_id: String,
+    /// readyToProcess.
+    pub ready_to_process: bool,
+    /// Contact and location ids.
+    pub drop_details: DropDetailsView,
+    /// How the work orders run.
+    pub execution_flow: ExecutionFlowBody,
+    /// Invoice, description, totals.
+    pub order_summary: OrderSummaryView,
+    /// Tenant-defined attributes.
+    pub custom_attributes: BTreeMap<String, serde_json::Value>,
+    /// Lifecycle state (`IN_PROGRESS`).
+    pub state: String,
+    /// Tenant sub-state.
+    pub sub_state: Option<String>,
+    /// Why it is CLOSED.
+    pub close_reason: Option<String>,
+    /// While ON_HOLD: the state a resume returns to.
+    pub held_from: Option<String>,
+    /// Seed 002 cancellation attributes.
+    pub cancellation: CancellationView,
+    /// Validation plugins still to answer (INITIATED only).
+    pub waiting_for_plugins: Vec<String>,
+    /// The work orders, forward ones first, returns after.
+    pub work_orders: Vec<WorkOrderView>,
+    /// The tenant's milestones that have started counting, by name.
+    pub milestones: BTreeMap<String, MilestoneView>,
+    /// The order's sequence number (grows with every change).
+    pub seq: u64,
+    /// The tenant configuration version it was created under.
+    pub schema_version: u64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Who changed it last.
+    pub updated_by: String,
+}
+
+/// Drop details by reference only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DropDetailsView {
+    /// The consignee's contact id.
+    pub contact_id: Option<String>,
+    /// The drop location id.
+    pub location_id: Option<String>,
+    /// The return location id.
+    pub return_location_id: Option<String>,
+}
+
+/// The order summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummaryView {
+    /// Invoice number.
+    pub invoice_number: Option<String>,
+    /// Description.
+    pub order_description: Option<String>,
+    /// Total weight.
+    pub total_weight: Option<f64>,
+    /// Total items.
+    pub total_items: Option<u32>,
+    /// Total cost.
+    pub total_order_cost: Option<MoneyBody>,
+}
+
+/// The cancellation attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancellationView {
+    /// Set by the first cancel, never cleared.
+    pub requested: bool,
+    /// RFC 3339, when the last cancel was requested.
+    pub requested_on: Option<String>,
+    /// Who asked.
+    pub requested_by: Option<String>,
+    /// NONE, PENDING, ATTEMPTING, SUCCESS or FAILED.
+    pub status: String,
+    /// Why the last attempt failed.
+    pub failure_reason_code: Option<String>,
+    /// RFC 3339, when the status last changed.
+    pub status_timestamp: Option<String>,
+}
+
+/// One work order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderView {
+    /// 1, 2, 3… within the order.
+    pub work_order_id: u32,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The job type dispatch runs.
+    pub job_type: String,
+    /// PENDING, DISPATCHED, IN_PROGRESS, ON_HOLD, COMPLETED, FAILED, CANCELLED.
+    pub state: String,
+    /// The current attempt (0 before the first job).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// For a RETURN: the work order it returns.
+    pub returns: Option<u32>,
+    /// Dispatch's id of the current job.
+    pub job_id: Option<String>,
+    /// The last failure reason dispatch gave.
+    pub last_failure: Option<String>,
+    /// Job updates that changed nothing (stale or repeated).
+    pub ignored_updates: u32,
+    /// Dispatch started a job for it at least once: its goods may have moved.
+    pub started: bool,
+    /// The last cancel sent for the current attempt was refused by dispatch.
+    pub cancel_failed: bool,
+}
+
+/// Where one milestone of the order stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MilestoneView {
+    /// The state that meets it.
+    pub reach: String,
+    /// RFC 3339, when it is due.
+    pub due: String,
+    /// Met (possibly late).
+    pub reached: bool,
+    /// Its due time passed before it was met.
+    pub missed: bool,
+}
+
+impl From<&MilestoneStatus> for MilestoneView {
+    fn from(m: &MilestoneStatus) -> Self {
+        Self {
+            reach: m.reach.as_str().to_owned(),
+            due: rfc3339(m.due),
+            reached: m.reached,
+            missed: m.missed,
+        }
+    }
+}
+
+fn cancellation_status(s: CancellationStatus) -> &'static str {
+    match s {
+        CancellationStatus::None => "NONE",
+        CancellationStatus::Pending => "PENDING",
+        CancellationStatus::Attempting => "ATTEMPTING",
+        CancellationStatus::Success => "SUCCESS",
+        CancellationStatus::Failed => "FAILED",
+    }
+}
+
+impl From<&WorkOrder> for WorkOrderView {
+    fn from(w: &WorkOrder) -> Self {
+        Self {
+            work_order_id: w.id.0,
+            kind: w.kind.clone(),
+            job_type: w.job_type.clone(),
+            state: w.state.as_str().to_owned(),
+            attempt: w.attempt,
+            max_attempts: w.max_attempts,
+            returns: w.returns.map(|r| r.0),
+            job_id: w.job_id.clone(),
+            last_failure: w.last_failure.clone(),
+            ignored_updates: w.ignored_updates,
+            started: w.started,
+            cancel_failed: w.cancel_failed,
+        }
+    }
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        let c = &o.cancellation;
+        Self {
+            order_id: o.id.to_string(),
+            tenant: o.tenant.to_string(),
+            client_id: o.client.id.clone(),
+            client_name: o.client.name.clone(),
+            client_order_id: o.client_order_id.clone(),
+            ready_to_process: o.ready_to_process,
+            drop_details: DropDetailsView {
+                contact_id: o.drop.contact_id.map(|id| id.to_string()),
+                location_id: o.drop.location_id.map(|id| id.to_string()),
+                return_location_id: o.drop.return_location_id.map(|id| id.to_string()),
+            },
+            execution_flow: o.execution_flow.into(),
+            order_summary: OrderSummaryView {
+                invoice_number: o.summary.invoice_number.clone(),
+                order_description: o.summary.order_description.clone(),
+                total_weight: o.summary.total_weight,
+                total_items: o.summary.total_items,
+                total_order_cost: o.summary.total_order_cost.as_ref().map(MoneyBody::from),
+            },
+            custom_attributes: o.custom.clone(),
+            state: o.state.as_str().to_owned(),
+            sub_state: o.sub_state.clone(),
+            close_reason: o.close_reason.map(|r| close_reason(r).to_owned()),
+            held_from: o.held_from.map(|s| s.as_str().to_owned()),
+            cancellation: CancellationView {
+                requested: c.requested,
+                requested_on: c.requested_on.map(rfc3339),
+                requested_by: c.requested_by.clone(),
+                status: cancellation_status(c.status).to_owned(),
+                failure_reason_code: c.failure_reason_code.clone(),
+                status_timestamp: c.status_timestamp.map(rfc3339),
+            },
+            waiting_for_plugins: o.validation.waiting_for.iter().cloned().collect(),
+            work_orders: o.work_orders.iter().map(WorkOrderView::from).collect(),
+            milestones: o
+                .milestones
+                .iter()
+                .map(|(name, m)| (name.clone(), MilestoneView::from(m)))
+                .collect(),
+            seq: o.seq,
+            schema_version: o.schema_version,
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+            created_by: o.created_by.clone(),
+            updated_by: o.updated_by.clone(),
+        }
+    }
+}
+
+fn tenant_and_order(tenant: &str, order_id: &str) -> Result<(TenantId, OrderId), WireError> {
+    let tenant = subjects::parse_tenant(tenant)?;
+    let order =
+        OrderId::parse(order_id).map_err(|e| WireError::Malformed(format!("orderId: {e}")))?;
+    Ok((tenant, order))
+}
+
+/// The request of the `get` and `explain` endpoints. The Services API serves
+/// fixed subjects, so the tenant travels here, not in the subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderRequest {
+    /// The tenant.
+    pub tenant: String,
+    /// The order.
+    pub order_id: String,
+}
+
+impl OrderRequest {
+    /// The tenant and order, parsed.
+    pub fn ids(&self) -> Result<(TenantId, OrderId), WireError> {
+        tenant_and_order(&self.tenant, &self.order_id)
+    }
+}
+
+/// The request of the `history` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HistoryRequest {
+    /// The tenant.
+    pub tenant: String,
+    /// The order.
+    pub order_id: String,
+    /// The first sequence number wanted (default 1).
+    #[serde(default)]
+    pub from_seq: Option<u64>,
+    /// At most this many event messages (the runtime caps it).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl HistoryRequest {
+    /// The tenant and order, parsed.
+    pub fn ids(&self) -> Result<(TenantId, OrderId), WireError> {
+        tenant_and_order(&self.tenant, &self.order_id)
+    }
+}
+
+/// The reply of the `history` endpoint: event messages in sequence order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryResponse {
+    /// The event messages, oldest first.
+    pub events: Vec<EventMessage>,
+    /// The `fromSeq` of the next page, when there is more.
+    pub next_seq: Option<u64>,
+}
+
+/// The request of the `query` endpoint: orders of one tenant by state,
+/// sub-state and indexed custom attributes (all given filters must match).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueryRequest {
+    /// The tenant.
+    pub tenant: String,
+    /// Only orders in this state.
+    #[serde(default)]
+    pub state: Option<OrderState>,
+    /// Only orders in this sub-state.
+    #[serde(default)]
+    pub sub_state: Option<String>,
+    /// Only orders whose indexed custom attributes have these values.
+    #[serde(default)]
+    pub custom_attributes: BTreeMap<String, serde_json::Value>,
+    /// At most this many orders (the runtime caps it).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+impl QueryRequest {
+    /// The tenant, parsed.
+    pub fn tenant(&self) -> Result<TenantId, WireError> {
+        Ok(subjects::parse_tenant(&self.tenant)?)
+    }
+}
+
+/// The reply of the `query` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryResponse {
+    /// The matching orders.
+    pub orders: Vec<OrderView>,
+    /// The cursor of the next page, when there is more.
+    pub next: Option<String>,
+}
