@@ -34,8 +34,8 @@ pub use command::{
 pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
 pub use message::{close_reason, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
-    CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, OrderRequest,
-    OrderSummaryView, OrderView, QueryRequest, QueryResponse, WorkOrderView,
+    CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, MilestoneView,
+    OrderRequest, OrderSummaryView, OrderView, QueryRequest, QueryResponse, WorkOrderView,
 };
 
 use crate::headers;

@@ -269,6 +269,15 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         ("CancellationView", fields(&view.cancellation)),
         ("WorkOrderView", fields(&view.work_orders[0])),
         (
+            "MilestoneView",
+            fields(&wire::MilestoneView {
+                reach: "EXECUTED".into(),
+                due: "1970-01-01T00:00:00.000Z".into(),
+                reached: false,
+                missed: false,
+            }),
+        ),
+        (
             "OrderRequest",
             fields(&OrderRequest {
                 tenant: "acme".into(),

@@ -41,6 +41,7 @@ impl<'de, T> Deserialize<'de> for Sealed<T> {
 
 /// A work order as registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RegisteredWorkOrder {
     /// Its id.
     pub id: WorkOrderId,
@@ -60,6 +61,7 @@ pub struct RegisteredWorkOrder {
 
 /// The core attributes of a new order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Registration {
     /// Who placed it.
     pub client: Client,
@@ -85,7 +87,11 @@ pub struct Registration {
 
 /// Everything that can happen to an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Event {
     /// The order exists, INITIATED.
     Registered(Box<Registration>),
@@ -316,6 +322,46 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every event kind, as `kind()` names them.
+    pub const KINDS: [&'static str; 36] = [
+        "registered",
+        "contact_recorded",
+        "location_recorded",
+        "plugin_accepted",
+        "validated",
+        "validation_failed",
+        "marked_ready",
+        "started",
+        "held",
+        "resumed",
+        "executed",
+        "closed",
+        "sub_state_changed",
+        "updated",
+        "job_dispatched",
+        "job_started",
+        "job_completed",
+        "job_failed",
+        "job_update_ignored",
+        "job_hold_requested",
+        "job_resume_requested",
+        "job_cancel_requested",
+        "job_cancelled",
+        "job_cancel_failed",
+        "work_order_cancelled",
+        "return_added",
+        "cancellation_requested",
+        "cancellation_attempting",
+        "cancellation_succeeded",
+        "cancellation_failed",
+        "timer_set",
+        "timer_fired",
+        "milestone_started",
+        "milestone_due_soon",
+        "milestone_missed",
+        "milestone_reached",
+    ];
+
     /// The event's kind, as in subjects and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -362,6 +408,7 @@ impl Event {
 /// The events of one accepted command: one sequence number, one published
 /// message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Change {
     /// The order's sequence number after this change (previous + 1).
     pub seq: u64,
@@ -379,6 +426,7 @@ pub struct Change {
 
 /// A command for dispatch, derived from a change's events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct JobCommand {
     /// The work order.
     pub work_order: WorkOrderId,

@@ -37,14 +37,17 @@ impl TenantId {
     /// The longest accepted tenant token.
     pub const MAX_LEN: usize = 64;
 
+    /// The token reserved for the read service's subjects (`orderd.v1.api.…`).
+    pub const RESERVED: &'static str = "api";
+
     /// Parses a tenant token.
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        if token_ok(s, Self::MAX_LEN, &[]) {
+        if token_ok(s, Self::MAX_LEN, &[]) && s != Self::RESERVED {
             Ok(Self(s.to_owned()))
         } else {
             Err(IdError::Invalid {
                 kind: "tenant",
-                pattern: "[A-Za-z0-9_-]{1,64}",
+                pattern: "[A-Za-z0-9_-]{1,64}, not \"api\"",
                 len: s.len(),
             })
         }
@@ -224,6 +227,10 @@ mod tests {
         }
         assert!(TenantId::parse(&"x".repeat(64)).is_ok());
         assert!(TenantId::parse("acme_eu-1").is_ok());
+        assert!(
+            TenantId::parse("api").is_err(),
+            "reserved for the read service"
+        );
         assert!(WorkOrderId::parse("0").is_err());
         assert!(WorkOrderId::parse("1.2").is_err());
         assert_eq!(WorkOrderId::parse("12").unwrap(), WorkOrderId(12));

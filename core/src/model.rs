@@ -193,6 +193,7 @@ impl CancellationStatus {
 
 /// The cancellation attributes of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cancellation {
     /// Set by the first cancel, never cleared.
     pub requested: bool,
@@ -212,6 +213,7 @@ pub struct Cancellation {
 
 /// Who placed the order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Client {
     /// Client participant id.
     pub id: String,
@@ -221,6 +223,7 @@ pub struct Client {
 
 /// An amount of money.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Money {
     /// The amount, at least 0.
     pub amount: f64,
@@ -230,6 +233,7 @@ pub struct Money {
 
 /// The order summary (seed 002).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
     /// 3–64 characters of `[a-zA-Z0-9:_-]`.
     pub invoice_number: Option<String>,
@@ -245,6 +249,7 @@ pub struct OrderSummary {
 
 /// Where the goods go; personal data is held apart and only referenced here.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DropDetails {
     /// The consignee's contact in the contact store.
     pub contact_id: Option<ContactId>,
@@ -291,6 +296,7 @@ impl UpdateGroup {
 
 /// The latest job update that did not change the work order, kept for operators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct IgnoredUpdate {
     /// The attempt the update was for.
     pub attempt: u32,
@@ -352,6 +358,7 @@ pub enum IgnoredWhy {
 
 /// One instruction of the order, and the job that runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkOrder {
     /// 1, 2, 3… within the order.
     pub id: WorkOrderId,
@@ -398,6 +405,7 @@ impl WorkOrder {
 
 /// A timer kept in the order, so that it survives restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Timer {
     /// What happens when it fires.
     pub kind: TimerKind,
@@ -419,6 +427,7 @@ pub enum TimerKind {
 
 /// Where one milestone of the order stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MilestoneStatus {
     /// The state that meets it.
     pub reach: OrderState,
@@ -432,6 +441,7 @@ pub struct MilestoneStatus {
 
 /// The validation plugins' verdicts while the order is INITIATED.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Validation {
     /// Plugins that have not answered yet.
     pub waiting_for: BTreeSet<String>,
@@ -439,6 +449,7 @@ pub struct Validation {
 
 /// One order: the unit of consistency, owned by one actor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Order {
     /// Unique across tenants.
     pub id: OrderId,

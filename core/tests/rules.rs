@@ -1055,3 +1055,15 @@ fn explain_lists_the_allowed_commands_and_each_refusal_with_its_reason() {
     assert!(e.waiting_for[0].contains("nothing is dispatched until resume"));
     assert_eq!(h.order.state, OrderState::OnHold, "explain changes nothing");
 }
+
+#[test]
+fn event_kinds_are_listed_once_each() {
+    let kinds: std::collections::BTreeSet<_> = Event::KINDS.iter().collect();
+    assert_eq!(kinds.len(), Event::KINDS.len());
+    let h = Harness::created(Sequential, &["PICKUP"]);
+    for e in &h.changes[0].events {
+        assert!(Event::KINDS.contains(&e.kind()));
+        let json = serde_json::to_value(e).unwrap();
+        assert_eq!(json["kind"], e.kind(), "the serialized tag is the kind");
+    }
+}

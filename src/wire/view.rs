@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use orderd_core::model::{CancellationStatus, Order, WorkOrder};
+use orderd_core::model::{CancellationStatus, MilestoneStatus, Order, WorkOrder};
 use orderd_core::{OrderId, OrderState, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,8 @@ pub struct OrderView {
     pub waiting_for_plugins: Vec<String>,
     /// The work orders, forward ones first, returns after.
     pub work_orders: Vec<WorkOrderView>,
+    /// The tenant's milestones that have started counting, by name.
+    pub milestones: BTreeMap<String, MilestoneView>,
     /// The order's sequence number (grows with every change).
     pub seq: u64,
     /// The tenant configuration version it was created under.
@@ -136,6 +138,35 @@ pub struct WorkOrderView {
     pub last_failure: Option<String>,
     /// Job updates that changed nothing (stale or repeated).
     pub ignored_updates: u32,
+    /// Dispatch started a job for it at least once: its goods may have moved.
+    pub started: bool,
+    /// The last cancel sent for the current attempt was refused by dispatch.
+    pub cancel_failed: bool,
+}
+
+/// Where one milestone of the order stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MilestoneView {
+    /// The state that meets it.
+    pub reach: String,
+    /// RFC 3339, when it is due.
+    pub due: String,
+    /// Met (possibly late).
+    pub reached: bool,
+    /// Its due time passed before it was met.
+    pub missed: bool,
+}
+
+impl From<&MilestoneStatus> for MilestoneView {
+    fn from(m: &MilestoneStatus) -> Self {
+        Self {
+            reach: m.reach.as_str().to_owned(),
+            due: rfc3339(m.due),
+            reached: m.reached,
+            missed: m.missed,
+        }
+    }
 }
 
 fn cancellation_status(s: CancellationStatus) -> &'static str {
@@ -161,6 +192,8 @@ impl From<&WorkOrder> for WorkOrderView {
             job_id: w.job_id.clone(),
             last_failure: w.last_failure.clone(),
             ignored_updates: w.ignored_updates,
+            started: w.started,
+            cancel_failed: w.cancel_failed,
         }
     }
 }
@@ -203,6 +236,11 @@ impl From<&Order> for OrderView {
             },
             waiting_for_plugins: o.validation.waiting_for.iter().cloned().collect(),
             work_orders: o.work_orders.iter().map(WorkOrderView::from).collect(),
+            milestones: o
+                .milestones
+                .iter()
+                .map(|(name, m)| (name.clone(), MilestoneView::from(m)))
+                .collect(),
             seq: o.seq,
             schema_version: o.schema_version,
             created_at: rfc3339(o.created_at),
