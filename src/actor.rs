@@ -138,6 +138,9 @@ pub struct Summary {
     pub seq: u64,
     /// Its state.
     pub state: OrderState,
+    /// The order owes NATS nothing (its outbox is published). When false
+    /// the message is redelivered later, which retries the publish.
+    pub published: bool,
 }
 
 /// Why a command must be redelivered.
@@ -246,11 +249,18 @@ impl Actor for OrderActor {
                             span.clone(),
                         )
                         .await;
+                        // Publish before the message is acked: if orderd dies
+                        // after this, the message was not acked, comes back,
+                        // and its redelivery loads the order and re-publishes
+                        // the outbox. Acking first could strand a persisted
+                        // outbox until the order's next command.
+                        let published =
+                            tracing::Instrument::instrument(state.publish_outbox(&myself), span)
+                                .await;
                         if let Some(reply) = reply {
                             // The intake may have given up (shutdown): fine.
-                            let _ = reply.send(verdict);
+                            let _ = reply.send(verdict.published(published));
                         }
-                        tracing::Instrument::instrument(state.publish_outbox(&myself), span).await;
                     }
                     Routed::Read(reply) => {
                         let order = match state.ensure_loaded(&myself).await {
@@ -431,22 +441,27 @@ impl OrderState_ {
 
     /// Publishes the snapshot's outbox if it is not yet; on failure, tries
     /// again a little later.
-    async fn publish_outbox(&mut self, myself: &ActorRef<OrderMsg>) {
+    async fn publish_outbox(&mut self, myself: &ActorRef<OrderMsg>) -> bool {
         let Some(snap) = self.snap.as_ref() else {
-            return;
+            // Not loaded (after a passing failure): nothing known to owe.
+            return true;
         };
         if self.outbox_published || snap.outbox.is_empty() {
             self.outbox_published = true;
-            return;
+            return true;
         }
         match self.deps.publisher.publish_all(&snap.outbox).await {
-            Ok(()) => self.outbox_published = true,
+            Ok(()) => {
+                self.outbox_published = true;
+                true
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox not published yet; will retry");
                 if self.publish_retry.is_none() {
                     self.publish_retry =
                         Some(myself.send_after(Duration::from_secs(1), || OrderMsg::RetryPublish));
                 }
+                false
             }
         }
     }
@@ -454,12 +469,18 @@ impl OrderState_ {
     /// Fires due timers as an internal command.
     async fn fire_timers(&mut self, myself: &ActorRef<OrderMsg>) {
         self.timer = None;
+        let now = (self.deps.clock)();
         let Ok(snap) = self.ensure_loaded(myself).await else {
             // Redis is away; the sweeper will find the timer again.
             return;
         };
         let order = &snap.order;
         if !order.exists() || order.timers.is_empty() {
+            return;
+        }
+        if !order.timers.iter().any(|t| t.due <= now) {
+            // Woken a little early: wait for the due time.
+            self.schedule_timer(myself);
             return;
         }
         let Ok(command_id) = CommandId::parse(&format!("orderd:fire-timers:{}", order.seq)) else {
@@ -532,6 +553,18 @@ fn summary(order: &Order) -> Summary {
         order_id: order.id,
         seq: order.seq,
         state: order.state,
+        published: false,
+    }
+}
+
+impl Verdict {
+    /// The verdict, noting whether the order's outbox is published.
+    fn published(self, published: bool) -> Verdict {
+        match self {
+            Verdict::Applied(s) => Verdict::Applied(Summary { published, ..s }),
+            Verdict::Duplicate(s) => Verdict::Duplicate(Summary { published, ..s }),
+            other => other,
+        }
     }
 }
 
@@ -762,7 +795,7 @@ mod tests {
         let saves = w.store.saves.load(Ordering::SeqCst);
         let again = run(&w, id, "k-1", create()).await;
         assert!(
-            matches!(again, Verdict::Duplicate(ref s) if s.seq == 1),
+            matches!(again, Verdict::Duplicate(ref s) if s.seq == 1 && s.published),
             "{again:?}"
         );
         assert_eq!(w.store.saves.load(Ordering::SeqCst), saves);
@@ -773,17 +806,19 @@ mod tests {
         let w = world().await;
         let id = OrderId(Uuid::new_v4());
         w.publisher.down.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            run(&w, id, "k-1", create()).await,
-            Verdict::Applied(_)
-        ));
-        settle(&w, id).await;
+        let created = run(&w, id, "k-1", create()).await;
+        // Durable but not yet published: the intake naks, so the message
+        // comes back and retries the publish even if orderd dies now.
+        assert!(
+            matches!(created, Verdict::Applied(ref s) if !s.published),
+            "{created:?}"
+        );
         assert!(w.publisher.sent.lock().unwrap().is_empty());
 
         w.publisher.down.store(false, Ordering::SeqCst);
         let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
         assert!(
-            matches!(held, Verdict::Applied(ref s) if s.seq == 2),
+            matches!(held, Verdict::Applied(ref s) if s.seq == 2 && s.published),
             "{held:?}"
         );
         settle(&w, id).await;
@@ -811,7 +846,7 @@ mod tests {
         let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
         // Reloaded (version 2 after the other writer), decided again, saved as 3.
         assert!(
-            matches!(held, Verdict::Applied(ref s) if s.seq == 2),
+            matches!(held, Verdict::Applied(ref s) if s.seq == 2 && s.published),
             "{held:?}"
         );
         let snap = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();

@@ -39,22 +39,29 @@ pub enum Fate {
     Undecided,
 }
 
-/// The one decision of how a message is acknowledged: applied or duplicate
-/// → ack; refused or malformed → term (redelivery cannot change the
-/// answer); passing trouble → nak, redelivered after a delay that grows with
-/// the delivery count.
+/// The one decision of how a message is acknowledged: applied or duplicate,
+/// with the order's outbox published → ack; refused or malformed → term
+/// (redelivery cannot change the answer); passing trouble, or an outbox not
+/// yet published → nak, redelivered after a delay that grows with the
+/// delivery count (the redelivery is a duplicate that retries the publish).
 pub fn ack_kind(fate: &Fate, delivered: i64, settings: &Settings) -> AckKind {
+    let nak = || AckKind::Nak(Some(settings.nak_delay(delivered)));
     match fate {
-        Fate::Decided(Verdict::Applied(_) | Verdict::Duplicate(_)) => AckKind::Ack,
-        Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => AckKind::Term,
-        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => {
-            AckKind::Nak(Some(settings.nak_delay(delivered)))
+        Fate::Decided(Verdict::Applied(s) | Verdict::Duplicate(s)) => {
+            if s.published {
+                AckKind::Ack
+            } else {
+                nak()
+            }
         }
+        Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => AckKind::Term,
+        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => nak(),
     }
 }
 
-/// What the client hears on its reply subject; `None` when the message will
-/// be redelivered (the answer comes with the final delivery).
+/// What the client hears on its reply subject; `None` when the command was
+/// not decided and will be redelivered. An applied command is answered at
+/// once, even if its outbox is still to be published: it is durable.
 pub fn outcome_for(
     fate: &Fate,
     order_id: Option<OrderId>,
@@ -381,6 +388,7 @@ mod tests {
             order_id: OrderId(uuid::Uuid::nil()),
             seq: 3,
             state: OrderState::InProgress,
+            published: true,
         }
     }
 
@@ -390,6 +398,13 @@ mod tests {
         let cases = [
             (Fate::Decided(Verdict::Applied(summary())), "ack"),
             (Fate::Decided(Verdict::Duplicate(summary())), "ack"),
+            (
+                Fate::Decided(Verdict::Applied(Summary {
+                    published: false,
+                    ..summary()
+                })),
+                "nak",
+            ),
             (
                 Fate::Decided(Verdict::Refused(Rejection::OrderNotFound)),
                 "term",

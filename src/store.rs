@@ -218,7 +218,10 @@ impl RedisStore {
             .await
         {
             Ok(pair) => match pair.get(1).map(String::as_str) {
-                Some("yes") => Ok(()),
+                Some("yes") => {
+                    self.check_fsync().await;
+                    Ok(())
+                }
                 other => Err(StoreError::NoAppendOnly(
                     other.unwrap_or("unknown").to_owned(),
                 )),
@@ -228,6 +231,28 @@ impl RedisStore {
                 tracing::warn!(error = %e, "cannot check that redis runs with appendonly yes");
                 Ok(())
             }
+        }
+    }
+
+    /// Says what a host crash of Redis can lose under its fsync policy
+    /// (see docs/runtime.md).
+    async fn check_fsync(&self) {
+        let mut conn = self.conn.clone();
+        let policy = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .ok()
+            .and_then(|pair| pair.get(1).cloned())
+            .unwrap_or_default();
+        if policy != "always" {
+            tracing::warn!(
+                appendfsync = %policy,
+                "redis does not fsync every write: a crash of the redis host can lose the last \
+                 second of snapshots of commands already acknowledged; use appendfsync always \
+                 where that matters"
+            );
         }
     }
 
