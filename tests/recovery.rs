@@ -324,3 +324,46 @@ async fn commands_wait_while_redis_is_down_and_apply_once_it_is_back() {
     let view = t.get(order).await;
     assert_eq!(view["seq"], 2);
 }
+
+#[tokio::test]
+async fn a_nats_restart_mid_stream_loses_nothing() {
+    let mut t = common::spawn_app().await;
+    let _dispatch = t.dispatcher(complete_everything()).await;
+    let mut orders = publish_creates(&t, 10).await;
+    // Kill -9 NATS while orderd works on the first ten, then send ten more.
+    t.servers.restart_nats().await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let more = loop {
+        // The client reconnects on its own; publishes fail until it has.
+        match tokio::time::timeout(Duration::from_secs(5), publish_creates(&t, 10)).await {
+            Ok(more) => break more,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "cannot publish after the restart"
+            ),
+        }
+    };
+    orders.extend(more);
+    // Every order executes; read from the stream itself, which is what
+    // survived the restart.
+    let deadline = tokio::time::Instant::now() + common::WAIT * 2;
+    loop {
+        let stored = tokio::time::timeout(Duration::from_secs(5), stored_events(&t.js, &t.tenant))
+            .await
+            .unwrap_or_default();
+        let executed = stored
+            .values()
+            .filter(|l| l.iter().any(|e| e.state == "EXECUTED"))
+            .count();
+        if executed == orders.len() {
+            assert_contiguous(&stored, &orders, "EXECUTED");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{executed} of {} executed after the restart",
+            orders.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

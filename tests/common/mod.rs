@@ -682,7 +682,9 @@ impl Dispatcher {
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
         let task = tokio::spawn(async move {
-            while let Some(Ok(msg)) = messages.next().await {
+            while let Some(next) = messages.next().await {
+                // Errors (missed heartbeats while NATS restarts) pass.
+                let Ok(msg) = next else { continue };
                 let _ = msg.ack().await;
                 let Ok(m) = serde_json::from_slice::<DispatchMessage>(&msg.payload) else {
                     continue;
