@@ -67,7 +67,7 @@ pub struct Deps {
 /// A scheduled message to the actor itself.
 type TimerHandle = JoinHandle<Result<(), MessagingErr<OrderMsg>>>;
 
-/// The order actor (zero-sized; its state is [`OrderState_`]).
+/// The order actor (zero-sized; its state is [`OrderActorState`]).
 pub struct OrderActor;
 
 /// What an order actor starts with.
@@ -155,8 +155,7 @@ pub enum RetryReason {
 }
 
 /// The order actor's state.
-#[allow(non_camel_case_types)]
-pub struct OrderState_ {
+pub struct OrderActorState {
     order_id: OrderId,
     deps: Deps,
     router: ActorRef<RouterMsg>,
@@ -179,20 +178,20 @@ pub struct OrderState_ {
 
 impl Actor for OrderActor {
     type Msg = OrderMsg;
-    type State = OrderState_;
+    type State = OrderActorState;
     type Arguments = OrderArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<OrderMsg>,
         args: OrderArgs,
-    ) -> Result<OrderState_, ActorProcessingErr> {
+    ) -> Result<OrderActorState, ActorProcessingErr> {
         // No I/O here: the router awaits this. The snapshot loads with the
         // first message, where a failure is a verdict, not a dead actor.
         let period = (args.deps.passivate_after / 2).max(Duration::from_millis(50));
         let placeholder_tenant = TenantId::parse("_")?;
         let idle_check = myself.send_interval(period, || OrderMsg::IdleCheck);
-        Ok(OrderState_ {
+        Ok(OrderActorState {
             placeholder_tenant,
             order_id: args.order_id,
             deps: args.deps,
@@ -212,7 +211,7 @@ impl Actor for OrderActor {
     async fn post_stop(
         &self,
         _myself: ActorRef<OrderMsg>,
-        state: &mut OrderState_,
+        state: &mut OrderActorState,
     ) -> Result<(), ActorProcessingErr> {
         for handle in [state.timer.take(), state.publish_retry.take()]
             .into_iter()
@@ -230,7 +229,7 @@ impl Actor for OrderActor {
         &self,
         myself: ActorRef<OrderMsg>,
         msg: OrderMsg,
-        state: &mut OrderState_,
+        state: &mut OrderActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             OrderMsg::Routed(routed) => {
@@ -301,7 +300,7 @@ impl Actor for OrderActor {
     }
 }
 
-impl OrderState_ {
+impl OrderActorState {
     /// Loads the snapshot once, and re-publishes a leftover outbox.
     async fn ensure_loaded(
         &mut self,

@@ -21,7 +21,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use orderd_core::{Command, CommandId, Envelope, OrderId};
 
-use crate::actor::{Execution, RetryReason, Routed, Summary, Verdict};
+use crate::actor::{Execution, Routed, Summary, Verdict};
 use crate::headers;
 use crate::router::RouterMsg;
 use crate::settings::Settings;
@@ -252,10 +252,10 @@ impl Intake {
             async move {
                 let fate = this.await_verdict(&msg, rx).await;
                 this.settle(&msg, &fate, delivered).await;
-                if let Fate::Decided(Verdict::Retry(RetryReason::Store(_))) = &fate {
-                    if last_delivery {
-                        tracing::error!("command dropped after its last delivery");
-                    }
+                if last_delivery
+                    && matches!(ack_kind(&fate, delivered, &this.settings), AckKind::Nak(_))
+                {
+                    tracing::error!(fate = ?fate, "last delivery of a command not acked: the server drops it");
                 }
                 reply
                     .send(outcome_for(&fate, Some(order_id), last_delivery))
@@ -381,6 +381,7 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actor::RetryReason;
     use orderd_core::{OrderState, Rejection};
 
     fn summary() -> Summary {
