@@ -34,7 +34,7 @@ async fn wait_live(t: &common::TestApp, want: u64) {
 
 #[tokio::test]
 async fn idle_orders_passivate_and_wake_with_their_state() {
-    let t = spawn_app_with(|s| s.runtime.passivate_after_ms = 150).await;
+    let t = spawn_app_with(|s| s.runtime.passivate_after_ms = 500).await;
     let mut events = t.events().await;
     let mut orders = Vec::new();
     for _ in 0..5 {
@@ -78,11 +78,16 @@ async fn auto_close_fires_from_the_snapshot_after_passivation() {
     // The actor goes idle before the timer is due; the timer survives in
     // the snapshot and the sweeper wakes the order.
     wait_live(&t, 0).await;
+    let view: Value = t.get(order).await;
+    assert_eq!(
+        view["state"], "EXECUTED",
+        "passivated before the timer was due"
+    );
     let closed = events.wait_state(order, "CLOSED").await;
     assert_eq!(closed.close_reason.as_deref(), Some("COMPLETED"));
     assert_eq!(closed.command, "fire_timers");
     assert_eq!(closed.seq, executed.seq + 1);
-    let view: Value = t.get(order).await;
+    let view = t.get(order).await;
     assert_eq!(view["state"], "CLOSED");
 }
 
