@@ -59,14 +59,37 @@ fn config_arg(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>,
     Ok(config)
 }
 
+/// Logging: `RUST_LOG` (else `log.filter`), capped so the NATS and Redis
+/// clients never log at trace level, whatever the filter says: their trace
+/// lines carry raw message payloads and Redis commands, which include
+/// personal data (contacts and addresses on their way to the vault).
 fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let no_payloads = Targets::new()
+        .with_target("async_nats", LevelFilter::DEBUG)
+        .with_target("redis", LevelFilter::DEBUG)
+        .with_default(LevelFilter::TRACE);
+    let filter = filter.and(no_payloads);
+    let registry = tracing_subscriber::registry();
     match settings.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter),
+            )
+            .init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .init(),
     }
 }
 

@@ -122,6 +122,18 @@ impl Servers {
         let _ = self.redis.wait();
     }
 
+    /// Kills Redis with SIGKILL (no shutdown; what it acknowledged is in
+    /// its append-only file, in the OS cache).
+    pub fn kill_redis(&mut self) {
+        let _ = self.redis.kill();
+        let _ = self.redis.wait();
+    }
+
+    /// The data directory of the servers (`nats/`, `redis/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Starts Redis again on the same port and directory.
     pub async fn start_redis(&mut self) {
         self.redis = Self::spawn_redis(&self.dir, self.redis_port);
@@ -137,6 +149,22 @@ impl Servers {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts")
+    }
+
+    /// Kills NATS (kill -9) and leaves it down.
+    pub fn kill_nats(&mut self) {
+        if let Some(mut n) = self.nats.take() {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+
+    /// Starts NATS again (after [`Servers::kill_nats`]) on the same port and store.
+    pub async fn start_nats(&mut self) {
+        if self.nats.is_none() {
+            self.nats = Some(Self::spawn_nats(&self.dir, self.nats_port));
+        }
+        wait_for_port(self.nats_port, "nats-server").await;
     }
 
     /// Kills NATS (kill -9) and starts it again on the same port and store.
@@ -291,6 +319,54 @@ impl Process {
             .spawn()
             .expect("orderd binary starts");
         Self { child }
+    }
+
+    /// Starts the built binary against `servers` with extra environment,
+    /// its log lines (stderr) appended to `log` when given.
+    pub fn start_with(servers: &Servers, env: &[(&str, &str)], log: Option<&Path>) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderd"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (k, v) in servers.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // orderd logs to stdout; start-up failures go to stderr.
+        let (out, err) = match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file");
+                let copy = file.try_clone().expect("log file");
+                (Stdio::from(file), Stdio::from(copy))
+            }
+            None if std::env::var_os("ORDERD_TEST_LOGS").is_some() => {
+                (Stdio::inherit(), Stdio::inherit())
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = cmd
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("orderd binary starts");
+        Self { child }
+    }
+
+    /// The process id (for SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.
