@@ -84,6 +84,7 @@ pub async fn run_with_clock(
     let permits = Arc::new(Semaphore::new(settings.runtime.max_in_flight));
     let intake = Intake {
         client: client.clone(),
+        js: js.clone(),
         router: router.clone(),
         settings: settings.clone(),
         permits: permits.clone(),

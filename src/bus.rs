@@ -1,4 +1,4 @@
-//! NATS: the connection, the four JetStream streams, the durable pull
+//! NATS: the connection, the five JetStream streams, the durable pull
 //! consumers that feed the order actors, and the outbox publisher.
 //!
 //! Only what nats-server 2.9 has: one filter subject per consumer, no
@@ -66,8 +66,9 @@ pub struct StreamSpec {
     pub is_events: bool,
 }
 
-/// The four streams: commands, job updates, job commands, events.
-pub fn stream_specs() -> [StreamSpec; 4] {
+/// The five streams: commands, job updates, job commands, events, dead
+/// letters (kept as long as events).
+pub fn stream_specs() -> [StreamSpec; 5] {
     let spec = |name, subject, is_events| StreamSpec {
         name,
         subject,
@@ -78,13 +79,18 @@ pub fn stream_specs() -> [StreamSpec; 4] {
         spec(subjects::STREAM_JOBS, subjects::FILTER_JOBS, false),
         spec(subjects::STREAM_DISPATCH, subjects::FILTER_DISPATCH, false),
         spec(subjects::STREAM_EVENTS, subjects::FILTER_EVENTS, true),
+        spec(
+            subjects::STREAM_DEAD_LETTERS,
+            subjects::FILTER_DEAD_LETTERS,
+            true,
+        ),
     ]
 }
 
 /// The streams that feed orderd (commands, job updates), each read by one
 /// durable consumer.
 pub fn intake_streams() -> [StreamSpec; 2] {
-    let [cmd, job, _, _] = stream_specs();
+    let [cmd, job, ..] = stream_specs();
     [cmd, job]
 }
 

@@ -23,6 +23,17 @@ pub const ORDERD_ERROR_CODE: &str = "Orderd-Error-Code";
 /// The order's sequence number after the change a message reports.
 pub const ORDERD_SEQ: &str = "Orderd-Seq";
 
+/// On a dead letter: why its last delivery failed (no personal data).
+pub const ORDERD_ERROR: &str = "Orderd-Error";
+/// On a dead letter: the subject the message was first published to.
+pub const ORDERD_DLQ_SUBJECT: &str = "Orderd-Dlq-Subject";
+/// On a dead letter: the stream and sequence it was stored at (`ORDERD_CMD:42`).
+pub const ORDERD_DLQ_SOURCE: &str = "Orderd-Dlq-Source";
+/// On a dead letter: how many times it was delivered.
+pub const ORDERD_DLQ_DELIVERIES: &str = "Orderd-Dlq-Deliveries";
+/// On a dead letter: the original `Nats-Msg-Id`, when it had one.
+pub const ORDERD_DLQ_MSG_ID: &str = "Orderd-Dlq-Msg-Id";
+
 /// Set by the Services API on an error reply: the error's description.
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
 /// Set by the Services API on an error reply: the numeric error code.
@@ -47,13 +58,28 @@ pub fn dispatch_msg_id(
     format!("{order}:{seq}:{work_order}:{}", action.as_str())
 }
 
+/// The `Nats-Msg-Id` of a dead letter: `dlq:<stream>:<stream sequence>`, so
+/// dead-lettering the same message twice stores it once.
+pub fn dead_letter_msg_id(stream: &str, stream_seq: u64) -> String {
+    format!("dlq:{stream}:{stream_seq}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn our_header_names_share_the_prefix() {
-        for name in [ORDERD_REPLY_TO, ORDERD_ERROR_CODE, ORDERD_SEQ] {
+        for name in [
+            ORDERD_REPLY_TO,
+            ORDERD_ERROR_CODE,
+            ORDERD_SEQ,
+            ORDERD_ERROR,
+            ORDERD_DLQ_SUBJECT,
+            ORDERD_DLQ_SOURCE,
+            ORDERD_DLQ_DELIVERIES,
+            ORDERD_DLQ_MSG_ID,
+        ] {
             assert!(name.starts_with(ORDERD_PREFIX), "{name}");
         }
         for name in [NATS_MSG_ID, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE] {

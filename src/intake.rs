@@ -8,7 +8,11 @@
 //! - at most `runtime.max_in_flight` messages are between pull and ack;
 //! - a message is acked only after the actor reported its change persisted
 //!   (or that it was a duplicate); [`ack_kind`] is the one place that decides
-//!   between ack, nak and term.
+//!   between ack, nak and term;
+//! - a message still failing on its last delivery (`consumers.max_deliver`)
+//!   is not dropped silently: it is published, with its error, to the
+//!   tenant's dead-letter subject (`orderd.v1.<tenant>.dlq.<source>`, kept by
+//!   the `ORDERD_DLQ` stream), and only then terminated.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +104,8 @@ pub fn outcome_for(
 pub struct Intake {
     /// Publishes replies to clients.
     pub client: async_nats::Client,
+    /// Publishes dead letters.
+    pub js: jetstream::Context,
     /// The router.
     pub router: ActorRef<RouterMsg>,
     /// The settings.
@@ -224,6 +230,7 @@ impl Intake {
             }
         };
         let order_id = envelope.order_id;
+        let tenant = envelope.tenant.clone();
         let span = tracing::info_span!(
             "command",
             order_id = %order_id,
@@ -251,11 +258,13 @@ impl Intake {
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let fate = this.await_verdict(&msg, rx).await;
-                this.settle(&msg, &fate, delivered).await;
                 if last_delivery
                     && matches!(ack_kind(&fate, delivered, &this.settings), AckKind::Nak(_))
                 {
-                    tracing::error!(fate = ?fate, "last delivery of a command not acked: the server drops it");
+                    this.dead_letter(&msg, &tenant, &stream, stream_seq, delivered, &fate)
+                        .await;
+                } else {
+                    this.settle(&msg, &fate, delivered).await;
                 }
                 reply
                     .send(outcome_for(&fate, Some(order_id), last_delivery))
@@ -336,6 +345,76 @@ impl Intake {
                 () = tokio::time::sleep(period) => {
                     let _ = msg.ack_with(AckKind::Progress).await;
                 }
+            }
+        }
+    }
+
+    /// The last delivery failed too: publish the message with its error to
+    /// the tenant's dead-letter subject, then terminate it. If even that
+    /// fails, the message is nak'ed (and the server drops it: it had its
+    /// deliveries), and the loss is logged.
+    async fn dead_letter(
+        &self,
+        msg: &jetstream::Message,
+        tenant: &orderd_core::TenantId,
+        stream: &str,
+        stream_seq: u64,
+        delivered: i64,
+        fate: &Fate,
+    ) {
+        let (code, why) = match fate {
+            Fate::Decided(Verdict::Retry(reason)) => ("ORD-503-UNAVAILABLE", format!("{reason:?}")),
+            Fate::Decided(Verdict::Applied(_) | Verdict::Duplicate(_)) => (
+                "ORD-503-UNPUBLISHED",
+                "applied, but its events and job commands could not be published".to_owned(),
+            ),
+            Fate::Undecided => (
+                "ORD-503-UNAVAILABLE",
+                "the order actor went away before deciding".to_owned(),
+            ),
+            Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => {
+                ("ORD-500-INTERNAL", "not a passing failure".to_owned())
+            }
+        };
+        let mut h = msg.headers.clone().unwrap_or_default();
+        if let Some(id) = h.get(headers::NATS_MSG_ID).map(|v| v.as_str().to_owned()) {
+            h.insert(headers::ORDERD_DLQ_MSG_ID, id.as_str());
+        }
+        h.insert(
+            headers::NATS_MSG_ID,
+            headers::dead_letter_msg_id(stream, stream_seq).as_str(),
+        );
+        h.insert(headers::ORDERD_ERROR_CODE, code);
+        h.insert(headers::ORDERD_ERROR, why.as_str());
+        h.insert(headers::ORDERD_DLQ_SUBJECT, msg.subject.as_str());
+        h.insert(
+            headers::ORDERD_DLQ_SOURCE,
+            format!("{stream}:{stream_seq}").as_str(),
+        );
+        h.insert(
+            headers::ORDERD_DLQ_DELIVERIES,
+            delivered.to_string().as_str(),
+        );
+        let subject = subjects::dead_letter(tenant, subjects::DeadLetterSource::of_stream(stream));
+        let published = async {
+            self.js
+                .publish_with_headers(subject, h, msg.payload.clone())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match published {
+            Ok(_) => {
+                tracing::warn!(code, error = %why, delivered, "dead-lettered after its last delivery");
+                if let Err(e) = msg.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %e, "termination not sent");
+                }
+            }
+            Err(e) => {
+                tracing::error!(code, error = %why, dlq_error = %e, "last delivery failed and the dead letter could not be published: the server drops the message");
+                self.settle(msg, fate, delivered).await;
             }
         }
     }

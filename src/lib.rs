@@ -17,7 +17,7 @@
 //!
 //! Runtime (a command flows down this list):
 //! - [`settings`]: the one `Settings` struct, file < environment, validated.
-//! - [`bus`]: the NATS connection, the four streams, the durable pull
+//! - [`bus`]: the NATS connection, the five streams, the durable pull
 //!   consumers and the outbox publisher.
 //! - [`intake`]: pulls commands and job updates, parses them into envelopes,
 //!   hands them to the router, and acks/naks/terms them (one function decides).

@@ -125,7 +125,7 @@ pub struct NatsSettings {
     pub url: SecretUrl,
     /// Give up connecting at start-up after this long.
     pub connect_timeout_ms: u64,
-    /// Create (or update) the four streams at start-up. Off when operators
+    /// Create (or update) the five streams at start-up. Off when operators
     /// manage streams themselves.
     pub auto_create_streams: bool,
     /// JetStream's `Nats-Msg-Id` duplicate window, in seconds.

@@ -11,6 +11,7 @@
 //! | `orderd.v1.<tenant>.job.<orderId>.<workOrderId>.<status>` | [`STREAM_JOBS`] | dispatch |
 //! | `orderd.v1.<tenant>.dispatch.<orderId>.<workOrderId>.<action>` | [`STREAM_DISPATCH`] | orderd |
 //! | `orderd.v1.<tenant>.evt.<orderId>.<kind>` | [`STREAM_EVENTS`] | orderd |
+//! | `orderd.v1.<tenant>.dlq.<source>` | [`STREAM_DEAD_LETTERS`] | orderd |
 //!
 //! Reads are NATS Services API endpoints of the service [`SERVICE_NAME`] on
 //! fixed subjects ([`API_GET`], [`API_EXPLAIN`], [`API_QUERY`], [`API_HISTORY`]):
@@ -43,6 +44,10 @@ pub const STREAM_DISPATCH: &str = "ORDERD_DISPATCH";
 /// The JetStream stream that captures order events.
 pub const STREAM_EVENTS: &str = "ORDERD_EVT";
 
+/// The JetStream stream that keeps dead letters: commands and job updates
+/// that kept failing until their last delivery.
+pub const STREAM_DEAD_LETTERS: &str = "ORDERD_DLQ";
+
 /// The subject filter of [`STREAM_COMMANDS`].
 pub const FILTER_COMMANDS: &str = "orderd.v1.*.cmd.>";
 /// The subject filter of [`STREAM_JOBS`].
@@ -52,13 +57,49 @@ pub const FILTER_DISPATCH: &str = "orderd.v1.*.dispatch.>";
 /// The subject filter of [`STREAM_EVENTS`].
 pub const FILTER_EVENTS: &str = "orderd.v1.*.evt.>";
 
+/// The subject filter of [`STREAM_DEAD_LETTERS`].
+pub const FILTER_DEAD_LETTERS: &str = "orderd.v1.*.dlq.>";
+
 /// Every stream orderd needs, as (name, subject filter).
-pub const STREAMS: [(&str, &str); 4] = [
+pub const STREAMS: [(&str, &str); 5] = [
     (STREAM_COMMANDS, FILTER_COMMANDS),
     (STREAM_JOBS, FILTER_JOBS),
     (STREAM_DISPATCH, FILTER_DISPATCH),
     (STREAM_EVENTS, FILTER_EVENTS),
+    (STREAM_DEAD_LETTERS, FILTER_DEAD_LETTERS),
 ];
+
+/// Where a dead letter came from: the intake stream whose message it was
+/// (the last token of its subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeadLetterSource {
+    /// A client command ([`STREAM_COMMANDS`]).
+    Command,
+    /// A job update from dispatch ([`STREAM_JOBS`]).
+    JobUpdate,
+}
+
+impl DeadLetterSource {
+    /// Both sources.
+    pub const ALL: [DeadLetterSource; 2] = [DeadLetterSource::Command, DeadLetterSource::JobUpdate];
+
+    /// The subject token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterSource::Command => "cmd",
+            DeadLetterSource::JobUpdate => "job",
+        }
+    }
+
+    /// The source of a message read from `stream`.
+    pub fn of_stream(stream: &str) -> DeadLetterSource {
+        if stream == STREAM_JOBS {
+            DeadLetterSource::JobUpdate
+        } else {
+            DeadLetterSource::Command
+        }
+    }
+}
 
 /// The subject filter of a stream, by the stream's name.
 pub fn stream_filter(stream: &str) -> Option<&'static str> {
@@ -257,6 +298,20 @@ fn dispatch_layout(tenant: &str, order: &str, work_order: &str, action: &str) ->
 
 fn event_layout(tenant: &str, order: &str, kind: &str) -> String {
     format!("{ROOT}.{VERSION}.{tenant}.evt.{order}.{kind}")
+}
+
+fn dead_letter_layout(tenant: &str, source: &str) -> String {
+    format!("{ROOT}.{VERSION}.{tenant}.dlq.{source}")
+}
+
+/// The subject a message that kept failing is dead-lettered to.
+pub fn dead_letter(tenant: &TenantId, source: DeadLetterSource) -> String {
+    dead_letter_layout(tenant.as_str(), source.as_str())
+}
+
+/// Every dead letter of one tenant: `orderd.v1.<tenant>.dlq.>`.
+pub fn dead_letters_of_tenant(tenant: &TenantId) -> String {
+    format!("{ROOT}.{VERSION}.{tenant}.dlq.>")
 }
 
 /// The subject a client publishes a new order to.
@@ -533,6 +588,8 @@ pub enum Tree {
     Dispatch,
     /// Order events, from orderd.
     Event,
+    /// Dead letters, from orderd.
+    DeadLetter,
     /// Services API read endpoints (request/reply).
     Service,
 }
@@ -592,6 +649,14 @@ pub fn catalogue() -> Vec<SubjectPattern> {
         address: event_layout(P_TENANT, P_ORDER, kind.as_str()),
         tree: Tree::Event,
     }));
+    all.extend(
+        DeadLetterSource::ALL
+            .into_iter()
+            .map(|source| SubjectPattern {
+                address: dead_letter_layout(P_TENANT, source.as_str()),
+                tree: Tree::DeadLetter,
+            }),
+    );
     all.extend(
         API_ENDPOINTS
             .into_iter()
@@ -848,7 +913,28 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 5);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 2 + 5);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
+        assert!(addresses.contains(&"orderd.v1.{tenant}.dlq.cmd"));
+    }
+
+    #[test]
+    fn dead_letters_have_their_own_tree_and_stream() {
+        let t = tenant();
+        assert_eq!(
+            dead_letter(&t, DeadLetterSource::of_stream(STREAM_COMMANDS)),
+            "orderd.v1.acme_eu-1.dlq.cmd"
+        );
+        assert_eq!(
+            dead_letter(&t, DeadLetterSource::of_stream(STREAM_JOBS)),
+            "orderd.v1.acme_eu-1.dlq.job"
+        );
+        assert_eq!(dead_letters_of_tenant(&t), "orderd.v1.acme_eu-1.dlq.>");
+        assert_eq!(
+            stream_filter(STREAM_DEAD_LETTERS),
+            Some(FILTER_DEAD_LETTERS)
+        );
+        // Not an inbound subject: orderd never reads its own dead letters.
+        assert!(parse_inbound("orderd.v1.acme.dlq.cmd").is_err());
     }
 }

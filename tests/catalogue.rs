@@ -87,6 +87,7 @@ fn every_built_subject_matches_exactly_one_pattern() {
     built.extend(JobStatus::ALL.map(|s| subjects::job_update(&tenant, order, wo, s)));
     built.extend(JobAction::ALL.map(|a| subjects::dispatch(&tenant, order, wo, a)));
     built.extend(EventKind::ALL.map(|k| subjects::event(&tenant, order, k)));
+    built.extend(subjects::DeadLetterSource::ALL.map(|s| subjects::dead_letter(&tenant, s)));
     built.extend(
         [
             subjects::API_GET,
@@ -346,6 +347,11 @@ fn the_catalogue_names_the_headers_and_streams() {
         orderd::headers::NATS_SERVICE_ERROR,
         orderd::headers::NATS_SERVICE_ERROR_CODE,
         orderd::headers::MSGPACK,
+        orderd::headers::ORDERD_ERROR,
+        orderd::headers::ORDERD_DLQ_SUBJECT,
+        orderd::headers::ORDERD_DLQ_SOURCE,
+        orderd::headers::ORDERD_DLQ_DELIVERIES,
+        orderd::headers::ORDERD_DLQ_MSG_ID,
     ] {
         assert!(CATALOGUE.contains(name), "{name}");
     }
