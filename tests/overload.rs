@@ -1,0 +1,360 @@
+//! Overload stays bounded: a burst of commands at one tenant and one hot
+//! order (hold, resume, hold, … published as fast as JetStream takes them)
+//! while another tenant creates orders at a steady 100 per second. Sampled
+//! every 100 ms: orderd's resident memory, and the commands consumer's
+//! unacknowledged messages (never above `consumers.max_ack_pending`). The
+//! quiet tenant's p99 (publish → state event) is compared with its baseline
+//! before the burst, and orderd's log is searched for slow-consumer
+//! warnings. The memory samples are written as an SVG plot.
+//!
+//! ```sh
+//! OVERLOAD_BURST=50000 OVERLOAD_SVG=docs/overload-memory.svg \
+//!   cargo test --release --test overload -- --ignored --nocapture
+//! ```
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use futures::StreamExt;
+
+use common::{create_body, Process, Servers};
+use orderd::headers;
+use orderd::subjects::{self, Verb};
+use orderd::wire::EventMessage;
+use orderd_core::TenantId;
+
+const MAX_ACK_PENDING: i64 = 512;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// The quiet tenant: creates at `rate` per second for `secs`; returns the
+/// latencies (ms) from publish to the order's first event.
+async fn quiet_tenant(
+    js: jetstream::Context,
+    nats: async_nats::Client,
+    rate: f64,
+    secs: f64,
+) -> Vec<f64> {
+    let tenant = common::random_tenant();
+    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut sub = nats
+        .subscribe(subjects::events_of_tenant(&tenant))
+        .await
+        .expect("subscribe");
+    nats.flush().await.expect("flush");
+    let seen = arrivals.clone();
+    let task = tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Ok(e) = serde_json::from_slice::<EventMessage>(&msg.payload) {
+                seen.lock()
+                    .expect("arrivals")
+                    .entry(e.order_id)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    let mut sent = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let n = (rate * secs) as usize;
+    for _ in 0..n {
+        tick.tick().await;
+        let id = common::msg_id();
+        let order = orderd::wire::order_id_for_create(&tenant, &id);
+        let mut h = HeaderMap::new();
+        h.insert(headers::NATS_MSG_ID, id.as_str());
+        let at = Instant::now();
+        let js = js.clone();
+        let subject = subjects::create(&tenant);
+        let body = serde_json::to_vec(&create_body("SEQUENTIAL", &["PICKUP"])).expect("json");
+        tokio::spawn(async move {
+            if let Ok(ack) = js.publish_with_headers(subject, h, body.into()).await {
+                let _ = ack.await;
+            }
+        });
+        sent.push((order.to_string(), at));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = {
+            let a = arrivals.lock().expect("arrivals");
+            sent.iter().all(|(o, _)| a.contains_key(o))
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+    let a = arrivals.lock().expect("arrivals");
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .filter_map(|(o, at)| {
+            a.get(o)
+                .map(|t| t.duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    assert_eq!(lat.len(), sent.len(), "every quiet order was created");
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+/// A hand-written SVG polyline of (seconds, MiB) samples.
+fn svg(samples: &[(f64, f64)], burst: (f64, f64), title: &str) -> String {
+    let (w, h, pad) = (720.0, 320.0, 48.0);
+    let t_max = samples.iter().map(|s| s.0).fold(1.0, f64::max);
+    let m_max = samples.iter().map(|s| s.1).fold(1.0, f64::max) * 1.15;
+    let x = |t: f64| pad + (t / t_max) * (w - 2.0 * pad);
+    let y = |m: f64| h - pad - (m / m_max) * (h - 2.0 * pad);
+    let points: Vec<String> = samples
+        .iter()
+        .map(|(t, m)| format!("{:.1},{:.1}", x(*t), y(*m)))
+        .collect();
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{pad}\" y=\"20\" font-size=\"14\">{title}</text>\n\
+         <rect x=\"{:.1}\" y=\"{pad}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#fde2e2\"/>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#b00\">burst</text>\n\
+         <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
+        x(burst.0),
+        (x(burst.1) - x(burst.0)).max(1.0),
+        h - 2.0 * pad,
+        x(burst.0) + 4.0,
+        pad + 14.0,
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad,
+    );
+    for i in 0..=4 {
+        let m = m_max * f64::from(i) / 4.0;
+        out += &format!("<text x=\"4\" y=\"{:.1}\">{m:.0} MiB</text>\n", y(m) + 4.0);
+        let t = t_max * f64::from(i) / 4.0;
+        out += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\">{t:.0} s</text>\n",
+            x(t) - 8.0,
+            h - pad + 16.0
+        );
+    }
+    out += &format!(
+        "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"{}\"/>\n</svg>\n",
+        points.join(" ")
+    );
+    out
+}
+
+#[tokio::test]
+#[ignore = "long: run with --ignored (see the module docs)"]
+async fn a_burst_at_one_hot_order_stays_bounded() {
+    let burst: usize = env_or("OVERLOAD_BURST", 50_000);
+    let quiet_rate: f64 = env_or("OVERLOAD_QUIET_RATE", 100.0);
+    let rss_bound_mib: f64 = env_or("OVERLOAD_RSS_BOUND_MIB", 512.0);
+    let servers = Servers::start().await;
+    let log = servers.dir().join("orderd.log");
+    let max_ack = MAX_ACK_PENDING.to_string();
+    let orderd = Process::start_with(
+        &servers,
+        &[
+            ("RUST_LOG", "info"),
+            ("ORDERD_MAX_ACK_PENDING", max_ack.as_str()),
+        ],
+        Some(&log),
+    );
+    let pid = orderd.pid();
+    let nats = async_nats::connect(&servers.nats_url).await.expect("nats");
+    common::wait_healthy(&nats).await;
+    let js = jetstream::new(nats.clone());
+
+    // Samples: memory and the commands consumer's ack-pending.
+    let started = Instant::now();
+    let samples: Arc<Mutex<Vec<(f64, f64, u64)>>> = Arc::default();
+    let sampler = {
+        let samples = samples.clone();
+        let js = js.clone();
+        tokio::spawn(async move {
+            let mut consumer = None;
+            loop {
+                if consumer.is_none() {
+                    if let Ok(s) = js.get_stream(subjects::STREAM_COMMANDS).await {
+                        consumer = s
+                            .get_consumer::<jetstream::consumer::pull::Config>("orderd-cmd")
+                            .await
+                            .ok();
+                    }
+                }
+                let pending = match consumer.as_mut() {
+                    Some(c) => c
+                        .info()
+                        .await
+                        .map(|i| i.num_ack_pending as u64)
+                        .unwrap_or(0),
+                    None => 0,
+                };
+                samples.lock().expect("samples").push((
+                    started.elapsed().as_secs_f64(),
+                    rss_kib(pid) as f64 / 1024.0,
+                    pending,
+                ));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // Baseline of the quiet tenant, alone.
+    let baseline = quiet_tenant(js.clone(), nats.clone(), quiet_rate, 10.0).await;
+
+    // The hot order.
+    let hot = common::random_tenant();
+    let id = common::msg_id();
+    let order = orderd::wire::order_id_for_create(&hot, &id);
+    let mut h = HeaderMap::new();
+    h.insert(headers::NATS_MSG_ID, id.as_str());
+    js.publish_with_headers(
+        subjects::create(&hot),
+        h,
+        serde_json::to_vec(&create_body("SEQUENTIAL", &["PICKUP"]))
+            .expect("json")
+            .into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+
+    // The burst, and the quiet tenant meanwhile.
+    let burst_start = started.elapsed().as_secs_f64();
+    let quiet = tokio::spawn(quiet_tenant(js.clone(), nats.clone(), quiet_rate, 20.0));
+    let publisher = {
+        let js = js.clone();
+        let hot: TenantId = hot.clone();
+        tokio::spawn(async move {
+            let mut acks = Vec::with_capacity(1024);
+            for i in 0..burst {
+                let verb = if i % 2 == 0 { Verb::Hold } else { Verb::Resume };
+                let mut h = HeaderMap::new();
+                h.insert(headers::NATS_MSG_ID, format!("burst-{i}").as_str());
+                acks.push(
+                    js.publish_with_headers(subjects::command(&hot, order, verb), h, "{}".into())
+                        .await
+                        .expect("publish"),
+                );
+                if acks.len() == 1024 {
+                    for a in acks.drain(..) {
+                        a.await.expect("stored");
+                    }
+                }
+            }
+            for a in acks {
+                a.await.expect("stored");
+            }
+        })
+    };
+    publisher.await.expect("burst published");
+    let published_at = started.elapsed().as_secs_f64();
+    let during = quiet.await.expect("quiet tenant");
+
+    // Wait for the hot order to drain (its last command decided).
+    let store = servers.store().await;
+    let drain_deadline = Instant::now() + Duration::from_secs(env_or("OVERLOAD_DRAIN_SECS", 600));
+    let mut cmd_consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(subjects::STREAM_COMMANDS)
+        .await
+        .expect("stream")
+        .get_consumer("orderd-cmd")
+        .await
+        .expect("consumer");
+    loop {
+        let info = cmd_consumer.info().await.expect("consumer info");
+        if (info.num_pending == 0 && info.num_ack_pending == 0) || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let last_seq = {
+        use orderd::store::SnapshotStore;
+        store
+            .load(order)
+            .await
+            .expect("redis")
+            .map_or(0, |s| s.order.seq)
+    };
+    let drained_at = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sampler.abort();
+    let snap_bytes: usize = {
+        let client = redis::Client::open(servers.redis_url.as_str()).expect("redis");
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd("HSTRLEN")
+            .arg(orderd::store::order_key(&order))
+            .arg("snap")
+            .query_async(&mut con)
+            .await
+            .unwrap_or(0)
+    };
+
+    let samples = samples.lock().expect("samples").clone();
+    let max_rss = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    let max_pending = samples.iter().map(|s| s.2).max().unwrap_or(0);
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let slow = logs
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("slow consumer"))
+        .count();
+    let (b99, d99) = (percentile(&baseline, 99.0), percentile(&during, 99.0));
+    eprintln!(
+        "overload: burst of {burst} hold/resume at one order (published in {:.1}s, applied through seq {last_seq} by {:.1}s, \
+         snapshot {snap_bytes} bytes); quiet tenant {quiet_rate}/s p99 {b99:.1} ms alone, {d99:.1} ms during the burst \
+         ({:.2}x); max RSS {max_rss:.1} MiB (bound {rss_bound_mib} MiB); max ack pending {max_pending} (limit {MAX_ACK_PENDING}); \
+         slow-consumer lines {slow}",
+        published_at - burst_start,
+        drained_at,
+        d99 / b99
+    );
+    if let Ok(path) = std::env::var("OVERLOAD_SVG") {
+        let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.0, s.1)).collect();
+        let title = format!(
+            "orderd resident memory: {burst} commands at one order, quiet tenant at {quiet_rate}/s"
+        );
+        std::fs::write(path, svg(&points, (burst_start, drained_at), &title)).expect("svg");
+    }
+    assert!(max_rss < rss_bound_mib, "RSS {max_rss} MiB");
+    assert!(max_pending <= MAX_ACK_PENDING as u64);
+    assert_eq!(slow, 0, "slow-consumer warnings");
+    assert!(last_seq > 1, "the hot order moved");
+    assert!(
+        d99 < 2.0 * b99,
+        "quiet tenant p99 {d99:.1} ms vs {b99:.1} ms alone"
+    );
+    drop(orderd);
+}
