@@ -757,6 +757,86 @@ fn json_numbers_read_exactly() {
     }
 }
 
+/// Bodies are maps at every level, and enums are given by name, in both
+/// encodings (serde alone would read a nested struct from a positional array,
+/// and rmp-serde a variant from its index).
+#[test]
+fn nested_bodies_are_maps_and_enums_are_names() {
+    let inbound = Inbound::Create { tenant: tenant() };
+    let refused_in_both = |v: &Value| {
+        let j = wire::decode_command(
+            &inbound,
+            None,
+            &serde_json::to_vec(v).unwrap(),
+            DEFAULT_MAX_BODY,
+        );
+        let m = wire::decode_command(
+            &inbound,
+            Some("application/msgpack"),
+            &msgpack(v),
+            DEFAULT_MAX_BODY,
+        );
+        assert_eq!(j.unwrap_err().code(), "ORD-400-MALFORMED", "JSON {v}");
+        assert_eq!(
+            m.unwrap_err().code(),
+            "ORD-400-MALFORMED",
+            "MessagePack {v}"
+        );
+    };
+    for (path, positional) in [
+        ("/workOrders", json!([["DELIVERY"]])),
+        (
+            "/orderSummary",
+            json!(["INV-1", "Two chairs", 1.5, 2, null]),
+        ),
+        ("/orderSummary/totalOrderCost", json!([9.5, "GBP"])),
+        ("/dropDetails", json!([null, null, null, null, null, null])),
+        ("/dropDetails/contact", json!([MARKER, MARKER_PHONE])),
+        ("/executionFlow", json!(0)),
+        ("/executionFlow", json!(2)),
+        ("/executionFlow", json!({"SEQUENTIAL": null})),
+    ] {
+        let mut v = valid_create();
+        *v.pointer_mut(path).unwrap() = positional;
+        refused_in_both(&v);
+    }
+    // null still means absent where a field is optional.
+    let mut v = valid_create();
+    v["dropDetails"] = Value::Null;
+    v["orderSummary"]["totalOrderCost"] = Value::Null;
+    let j = wire::decode_command(
+        &inbound,
+        None,
+        &serde_json::to_vec(&v).unwrap(),
+        DEFAULT_MAX_BODY,
+    );
+    let m = wire::decode_command(
+        &inbound,
+        Some("application/msgpack"),
+        &msgpack(&v),
+        DEFAULT_MAX_BODY,
+    );
+    assert!(j.is_ok() && j == m, "{j:?} {m:?}");
+    // The read service's state filter, too.
+    for state in [json!(0), json!(3)] {
+        let body = json!({"tenant": "acme", "state": state});
+        let r = wire::decode::<QueryRequest>(
+            Some("application/msgpack"),
+            &msgpack(&body),
+            DEFAULT_MAX_BODY,
+        );
+        assert_eq!(r.unwrap_err().code(), "ORD-400-MALFORMED");
+    }
+    let body = json!({"tenant": "acme", "state": "ON_HOLD"});
+    for (ct, bytes) in [
+        (None, serde_json::to_vec(&body).unwrap()),
+        (Some("application/msgpack"), msgpack(&body)),
+    ] {
+        let r = wire::decode::<QueryRequest>(ct, &bytes, DEFAULT_MAX_BODY).unwrap();
+        assert_eq!(r.state, Some(orderd_core::OrderState::OnHold));
+    }
+}
+
 // ---- deep nesting ---------------------------------------------------------
 
 fn nested_json(depth: usize) -> Vec<u8> {

@@ -317,7 +317,7 @@ pub struct QueryRequest {
     /// The tenant.
     pub tenant: String,
     /// Only orders in this state.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::command::by_name_or_null")]
     pub state: Option<OrderState>,
     /// Only orders in this sub-state.
     #[serde(default)]
