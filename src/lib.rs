@@ -5,6 +5,7 @@
 //! the shell around it.
 //!
 //! # Layout
+//! Wire contract:
 //! - [`subjects`]: every NATS subject orderd builds or reads, the stream
 //!   names and filters, the read service's endpoints, and the catalogue that
 //!   `subjects/orderd.asyncapi.yaml` mirrors.
@@ -13,7 +14,32 @@
 //! - [`wire`]: the payloads: command bodies and their decoding into core
 //!   commands, outcomes, event messages, job commands for dispatch, order
 //!   views and read requests, with their stable error codes.
+//!
+//! Runtime (a command flows down this list):
+//! - [`settings`]: the one `Settings` struct, file < environment, validated.
+//! - [`bus`]: the NATS connection, the four streams, the durable pull
+//!   consumers and the outbox publisher.
+//! - [`intake`]: pulls commands and job updates, parses them into envelopes,
+//!   hands them to the router, and acks/naks/terms them (one function decides).
+//! - [`router`]: the registry of live order actors; spawning, forwarding in
+//!   order, passivation.
+//! - [`actor`]: the order actor, the thin shell around `orderd_core::execute`:
+//!   decide → persist (compare-and-set) → answer → publish the outbox.
+//! - [`outbox`]: the messages a persisted change owes NATS.
+//! - [`store`]: Redis snapshots, indexes, personal data, tenant configuration.
+//! - [`service`]: the read endpoints (NATS Services API).
+//! - [`app`]: `run(settings, shutdown)`, the single entry point, and the
+//!   shutdown order.
 
+pub mod actor;
+pub mod app;
+pub mod bus;
 pub mod headers;
+pub mod intake;
+pub mod outbox;
+pub mod router;
+pub mod service;
+pub mod settings;
+pub mod store;
 pub mod subjects;
 pub mod wire;

@@ -1,1 +1,93 @@
-fn main() {}
+//! The `orderd` binary: parse `--config`, load the settings, set up logging,
+//! run until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use orderd::settings::{LogFormat, Settings};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match config_arg(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(usage) => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("orderd: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    init_tracing(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("orderd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(orderd::app::run(settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "orderd failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--config PATH` (or `--config=PATH`); anything else is a usage error.
+fn config_arg(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
+    const USAGE: &str = "usage: orderd [--config PATH]";
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config = Some(args.next().ok_or(USAGE)?.into()),
+            "--help" | "-h" => return Err(USAGE.into()),
+            other => match other.strip_prefix("--config=") {
+                Some(path) => config = Some(path.into()),
+                None => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            },
+        }
+    }
+    Ok(config)
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

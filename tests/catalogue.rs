@@ -93,6 +93,8 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_EXPLAIN,
             subjects::API_QUERY,
             subjects::API_HISTORY,
+            subjects::API_HEALTH,
+            subjects::API_OUTCOME,
         ]
         .map(str::to_owned),
     );
@@ -277,6 +279,14 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             }),
         ),
         (
+            "OutcomeRequest",
+            fields(&orderd::wire::OutcomeRequest {
+                tenant: "acme".into(),
+                command_id: "k".into(),
+                order_id: Some("x".into()),
+            }),
+        ),
+        (
             "OrderRequest",
             fields(&OrderRequest {
                 tenant: "acme".into(),
@@ -297,6 +307,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             fields(&QueryRequest {
                 tenant: "acme".into(),
                 state: None,
+                client_order_id: None,
                 sub_state: None,
                 custom_attributes: Default::default(),
                 limit: None,

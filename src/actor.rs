@@ -1,0 +1,869 @@
+//! The order actor: one per live order, a thin shell around the pure core.
+//!
+//! Per command, in this order: load (once) → `execute` → store personal data
+//! apart → persist the snapshot with its outbox (compare-and-set) → answer
+//! the intake, which acks → publish the outbox → remember it is published.
+//!
+//! Invariants:
+//! - one command at a time (the mailbox), so an order's commands are
+//!   decided in the order the router delivered them;
+//! - a refused command is a [`Verdict`], never an `Err` from `handle` (that
+//!   would stop the actor), and a reply send is never `?`-ed (the asker may
+//!   have gone);
+//! - the answer for a command is sent only once its change is in Redis;
+//! - after a passing failure the in-memory order is dropped and reloaded,
+//!   since the failed write may or may not have happened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use uuid::Uuid;
+
+use orderd_core::{
+    apply_change, execute, Command, CommandId, Ctx, Envelope, Order, OrderId, OrderState, Outcome,
+    Rejection, TenantId, Timestamp,
+};
+
+use crate::bus::Publisher;
+use crate::outbox::{self, OutboxMsg};
+use crate::router::RouterMsg;
+use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
+
+/// Reads the wall clock; a function so tests can set the time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock, in Unix milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+    })
+}
+
+/// What every order actor shares: storage, the publisher, the clock, limits.
+#[derive(Clone)]
+pub struct Deps {
+    /// Snapshots, personal data, tenant configuration.
+    pub store: Arc<dyn SnapshotStore>,
+    /// The outbox publisher.
+    pub publisher: Arc<dyn Publisher>,
+    /// Tenant configurations, cached.
+    pub configs: Arc<TenantConfigs>,
+    /// The clock.
+    pub clock: Clock,
+    /// Stop after being idle this long.
+    pub passivate_after: Duration,
+    /// After a passing failure, how long later commands of the order wait
+    /// at most for the failed one to come back (keeps the order's commands
+    /// in order).
+    pub hold_back: Duration,
+}
+
+/// A scheduled message to the actor itself.
+type TimerHandle = JoinHandle<Result<(), MessagingErr<OrderMsg>>>;
+
+/// The order actor (zero-sized; its state is [`OrderActorState`]).
+pub struct OrderActor;
+
+/// What an order actor starts with.
+pub struct OrderArgs {
+    /// Its order.
+    pub order_id: OrderId,
+    /// Shared dependencies.
+    pub deps: Deps,
+    /// The router that owns it (told when the actor is idle).
+    pub router: ActorRef<RouterMsg>,
+}
+
+/// A command for the order, with the port its verdict goes to.
+pub struct Execution {
+    /// The command and who sent it.
+    pub envelope: Envelope,
+    /// Where the verdict goes (the intake, which acks the message).
+    pub reply: Option<RpcReplyPort<Verdict>>,
+    /// The command's tracing span.
+    pub span: tracing::Span,
+}
+
+/// Messages the router forwards; the router counts them, to know when an
+/// actor has nothing left to do.
+pub enum Routed {
+    /// Decide a command.
+    Execute(Box<Execution>),
+    /// The order as the actor holds it (fresh), `None` if it does not exist.
+    Read(RpcReplyPort<Option<Box<Order>>>),
+    /// Fire due timers (the timer sweeper found one).
+    FireTimers,
+}
+
+/// The order actor's messages.
+pub enum OrderMsg {
+    /// From the router.
+    Routed(Routed),
+    /// The actor's own timer came due.
+    TimerDue,
+    /// The actor's own idle check.
+    IdleCheck,
+    /// Publishing the outbox failed earlier: try again.
+    RetryPublish,
+    /// The router approved passivation (or shutdown): tidy up and stop.
+    Stop(Option<RpcReplyPort<()>>),
+}
+
+/// What became of a command, for the intake: how to acknowledge the message
+/// and what to tell the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Applied and persisted.
+    Applied(Summary),
+    /// Already applied earlier: nothing changed.
+    Duplicate(Summary),
+    /// Refused by the core: permanent.
+    Refused(Rejection),
+    /// Not decided because of a passing failure: redeliver later.
+    Retry(RetryReason),
+}
+
+/// The order after a command, for the client's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its state.
+    pub state: OrderState,
+    /// The order owes NATS nothing (its outbox is published). When false
+    /// the message is redelivered later, which retries the publish.
+    pub published: bool,
+}
+
+/// Why a command must be redelivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryReason {
+    /// Redis failed or timed out.
+    Store(String),
+    /// Another instance wrote the order twice while we decided.
+    Conflict,
+    /// An earlier command of this order failed and must go first.
+    WaitingForEarlier,
+}
+
+/// The order actor's state.
+pub struct OrderActorState {
+    order_id: OrderId,
+    deps: Deps,
+    router: ActorRef<RouterMsg>,
+    /// The tenant of a blank order before its first command names one.
+    placeholder_tenant: TenantId,
+    /// The persisted snapshot, once loaded (version 0: none stored yet).
+    snap: Option<Snapshot>,
+    /// The snapshot's outbox has been published.
+    outbox_published: bool,
+    /// Routed messages handled, compared by the router with those it sent.
+    handled: u64,
+    last_activity: Instant,
+    idle_reported: bool,
+    timer: Option<TimerHandle>,
+    idle_check: Option<JoinHandle<()>>,
+    publish_retry: Option<TimerHandle>,
+    /// After a passing failure: the command to wait for, and until when.
+    blocked_on: Option<(CommandId, Instant)>,
+}
+
+impl Actor for OrderActor {
+    type Msg = OrderMsg;
+    type State = OrderActorState;
+    type Arguments = OrderArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<OrderMsg>,
+        args: OrderArgs,
+    ) -> Result<OrderActorState, ActorProcessingErr> {
+        // No I/O here: the router awaits this. The snapshot loads with the
+        // first message, where a failure is a verdict, not a dead actor.
+        let period = (args.deps.passivate_after / 2).max(Duration::from_millis(50));
+        let placeholder_tenant = TenantId::parse("_")?;
+        let idle_check = myself.send_interval(period, || OrderMsg::IdleCheck);
+        Ok(OrderActorState {
+            placeholder_tenant,
+            order_id: args.order_id,
+            deps: args.deps,
+            router: args.router,
+            snap: None,
+            outbox_published: true,
+            handled: 0,
+            last_activity: Instant::now(),
+            idle_reported: false,
+            timer: None,
+            idle_check: Some(idle_check),
+            publish_retry: None,
+            blocked_on: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<OrderMsg>,
+        state: &mut OrderActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        for handle in [state.timer.take(), state.publish_retry.take()]
+            .into_iter()
+            .flatten()
+        {
+            handle.abort();
+        }
+        if let Some(handle) = state.idle_check.take() {
+            handle.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<OrderMsg>,
+        msg: OrderMsg,
+        state: &mut OrderActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            OrderMsg::Routed(routed) => {
+                state.handled += 1;
+                state.last_activity = Instant::now();
+                state.idle_reported = false;
+                match routed {
+                    Routed::Execute(exec) => {
+                        let Execution {
+                            envelope,
+                            reply,
+                            span,
+                        } = *exec;
+                        let verdict = tracing::Instrument::instrument(
+                            state.run_command(&myself, envelope),
+                            span.clone(),
+                        )
+                        .await;
+                        // Publish before the message is acked: if orderd dies
+                        // after this, the message was not acked, comes back,
+                        // and its redelivery loads the order and re-publishes
+                        // the outbox. Acking first could strand a persisted
+                        // outbox until the order's next command.
+                        let published =
+                            tracing::Instrument::instrument(state.publish_outbox(&myself), span)
+                                .await;
+                        if let Some(reply) = reply {
+                            // The intake may have given up (shutdown): fine.
+                            let _ = reply.send(verdict.published(published));
+                        }
+                    }
+                    Routed::Read(reply) => {
+                        let order = match state.ensure_loaded(&myself).await {
+                            Ok(snap) if snap.order.exists() => Some(Box::new(snap.order.clone())),
+                            _ => None,
+                        };
+                        let _ = reply.send(order);
+                    }
+                    Routed::FireTimers => state.fire_timers(&myself).await,
+                }
+            }
+            OrderMsg::TimerDue => state.fire_timers(&myself).await,
+            OrderMsg::RetryPublish => {
+                state.publish_retry = None;
+                state.publish_outbox(&myself).await;
+            }
+            OrderMsg::IdleCheck => {
+                if !state.idle_reported
+                    && state.last_activity.elapsed() >= state.deps.passivate_after
+                {
+                    state.idle_reported = true;
+                    let _ = state.router.cast(RouterMsg::Idle {
+                        order_id: state.order_id,
+                        actor: myself.get_id(),
+                        handled: state.handled,
+                    });
+                }
+            }
+            OrderMsg::Stop(reply) => {
+                state.tidy_up(&myself).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                myself.stop(Some("passivated".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OrderActorState {
+    /// Loads the snapshot once, and re-publishes a leftover outbox.
+    async fn ensure_loaded(
+        &mut self,
+        myself: &ActorRef<OrderMsg>,
+    ) -> Result<&mut Snapshot, StoreError> {
+        if self.snap.is_none() {
+            let snap = match self.deps.store.load(self.order_id).await? {
+                Some(snap) => snap,
+                None => Snapshot {
+                    // Nothing stored: a blank order, whose tenant is set by
+                    // the first command (only a create can apply to it).
+                    order: Order::blank(self.order_id, self.placeholder_tenant.clone()),
+                    outbox: Vec::new(),
+                    version: 0,
+                },
+            };
+            self.outbox_published = snap.outbox.is_empty();
+            self.snap = Some(snap);
+            if !self.outbox_published {
+                tracing::info!(order_id = %self.order_id, "re-publishing the outbox left by an earlier run");
+                self.publish_outbox(myself).await;
+            }
+            self.schedule_timer(myself);
+        }
+        self.snap.as_mut().ok_or(StoreError::NotLoaded)
+    }
+
+    /// Decides, persists, and says what to do with the message.
+    async fn run_command(&mut self, myself: &ActorRef<OrderMsg>, envelope: Envelope) -> Verdict {
+        if let Some((blocked, until)) = &self.blocked_on {
+            if *blocked == envelope.command_id || Instant::now() >= *until {
+                self.blocked_on = None;
+            } else {
+                return Verdict::Retry(RetryReason::WaitingForEarlier);
+            }
+        }
+        let mut conflicts = 0;
+        loop {
+            match self.try_command(myself, &envelope).await {
+                Ok(verdict) => return verdict,
+                Err(StoreError::StaleVersion { .. }) if conflicts == 0 => {
+                    // Another instance wrote this order: decide again on its
+                    // version.
+                    conflicts += 1;
+                    tracing::info!("snapshot moved under us; reloading once");
+                    self.snap = None;
+                }
+                Err(e) => {
+                    let reason = match e {
+                        StoreError::StaleVersion { .. } => RetryReason::Conflict,
+                        other => RetryReason::Store(other.to_string()),
+                    };
+                    tracing::warn!(reason = ?reason, "command not decided; it will be redelivered");
+                    // The write may or may not have happened: reload next time.
+                    self.snap = None;
+                    self.blocked_on = Some((
+                        envelope.command_id.clone(),
+                        Instant::now() + self.deps.hold_back,
+                    ));
+                    return Verdict::Retry(reason);
+                }
+            }
+        }
+    }
+
+    async fn try_command(
+        &mut self,
+        myself: &ActorRef<OrderMsg>,
+        envelope: &Envelope,
+    ) -> Result<Verdict, StoreError> {
+        let deps = self.deps.clone();
+        let config = deps
+            .configs
+            .get(deps.store.as_ref(), &envelope.tenant)
+            .await?;
+        let outbox_published = self.outbox_published;
+        let snap = self.ensure_loaded(myself).await?;
+        if !snap.order.exists() {
+            // Not created yet: the order belongs to whoever creates it.
+            snap.order = Order::blank(snap.order.id, envelope.tenant.clone());
+        }
+        let ctx = Ctx {
+            now: (deps.clock)(),
+            config: &config,
+            fresh_ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+        };
+        let change = match execute(&snap.order, envelope, &ctx) {
+            Outcome::Duplicate => return Ok(Verdict::Duplicate(summary(&snap.order))),
+            Outcome::Refused(rejection) => {
+                // A refusal is final (the message is terminated), and unlike
+                // a change it is not fenced by the compare-and-set: make sure
+                // it was decided on the latest state, in case another
+                // instance moved the order on.
+                let stored = deps.store.version(snap.order.id).await?;
+                if stored != snap.version {
+                    return Err(StoreError::StaleVersion {
+                        order: snap.order.id,
+                        expected: snap.version,
+                        found: stored,
+                    });
+                }
+                tracing::info!(code = rejection.code(), "command refused");
+                return Ok(Verdict::Refused(rejection));
+            }
+            Outcome::Applied(change) => change,
+        };
+        // Personal data first: the snapshot only ever refers to stored data.
+        deps.store.put_personal(&change.personal_data()).await?;
+        let mut order = snap.order.clone();
+        apply_change(&mut order, &change);
+        // An outbox not yet published rides along with the new messages.
+        let mut outbox: Vec<OutboxMsg> = if outbox_published {
+            Vec::new()
+        } else {
+            snap.outbox.clone()
+        };
+        outbox.extend(outbox::for_change(&order, &change));
+        let previous_state = snap.order.exists().then_some(snap.order.state);
+        let next = Snapshot {
+            order,
+            outbox,
+            version: snap.version + 1,
+        };
+        deps.store.save(&next, previous_state).await?;
+        tracing::debug!(
+            seq = change.seq,
+            state = next.order.state.as_str(),
+            events = change.events.len(),
+            "change persisted"
+        );
+        let verdict = Verdict::Applied(summary(&next.order));
+        *snap = next;
+        self.outbox_published = false;
+        self.schedule_timer(myself);
+        Ok(verdict)
+    }
+
+    /// Publishes the snapshot's outbox if it is not yet; on failure, tries
+    /// again a little later.
+    async fn publish_outbox(&mut self, myself: &ActorRef<OrderMsg>) -> bool {
+        let Some(snap) = self.snap.as_ref() else {
+            // Not loaded (after a passing failure): nothing known to owe.
+            return true;
+        };
+        if self.outbox_published || snap.outbox.is_empty() {
+            self.outbox_published = true;
+            return true;
+        }
+        match self.deps.publisher.publish_all(&snap.outbox).await {
+            Ok(()) => {
+                self.outbox_published = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox not published yet; will retry");
+                if self.publish_retry.is_none() {
+                    self.publish_retry =
+                        Some(myself.send_after(Duration::from_secs(1), || OrderMsg::RetryPublish));
+                }
+                false
+            }
+        }
+    }
+
+    /// Fires due timers as an internal command.
+    async fn fire_timers(&mut self, myself: &ActorRef<OrderMsg>) {
+        self.timer = None;
+        let now = (self.deps.clock)();
+        let Ok(snap) = self.ensure_loaded(myself).await else {
+            // Redis is away; the sweeper will find the timer again.
+            return;
+        };
+        let order = &snap.order;
+        if !order.exists() || order.timers.is_empty() {
+            return;
+        }
+        if !order.timers.iter().any(|t| t.due <= now) {
+            // Woken a little early: wait for the due time.
+            self.schedule_timer(myself);
+            return;
+        }
+        let Ok(command_id) = CommandId::parse(&format!("orderd:fire-timers:{}", order.seq)) else {
+            return;
+        };
+        let envelope = Envelope {
+            tenant: order.tenant.clone(),
+            order_id: order.id,
+            command_id,
+            by: "orderd".into(),
+            command: Command::FireTimers,
+        };
+        let span = tracing::info_span!(
+            "command",
+            order_id = %envelope.order_id,
+            tenant = %envelope.tenant,
+            command = "fire_timers"
+        );
+        let verdict =
+            tracing::Instrument::instrument(self.run_command(myself, envelope), span.clone()).await;
+        if let Verdict::Retry(_) = verdict {
+            // Try again later (the sweeper would, too).
+            self.timer = Some(myself.send_after(Duration::from_secs(1), || OrderMsg::TimerDue));
+        }
+        tracing::Instrument::instrument(self.publish_outbox(myself), span).await;
+    }
+
+    /// Schedules a `TimerDue` for the order's earliest timer.
+    fn schedule_timer(&mut self, myself: &ActorRef<OrderMsg>) {
+        if let Some(old) = self.timer.take() {
+            old.abort();
+        }
+        let Some(due) = self
+            .snap
+            .as_ref()
+            .and_then(|s| s.order.timers.iter().map(|t| t.due).min())
+        else {
+            return;
+        };
+        let now = (self.deps.clock)();
+        let wait = Duration::from_millis(u64::try_from(due.0.saturating_sub(now.0)).unwrap_or(0));
+        self.timer = Some(myself.send_after(wait, || OrderMsg::TimerDue));
+    }
+
+    /// Before stopping: publish what is owed, and clear a published outbox
+    /// in Redis so a later load does not send it again.
+    async fn tidy_up(&mut self, myself: &ActorRef<OrderMsg>) {
+        self.publish_outbox(myself).await;
+        let Some(snap) = self.snap.as_ref() else {
+            return;
+        };
+        if !self.outbox_published || snap.outbox.is_empty() || !snap.order.exists() {
+            return;
+        }
+        let cleared = Snapshot {
+            order: snap.order.clone(),
+            outbox: Vec::new(),
+            version: snap.version + 1,
+        };
+        match self.deps.store.save(&cleared, Some(snap.order.state)).await {
+            Ok(()) => self.snap = Some(cleared),
+            // Harmless: the next load re-publishes, and the stream dedupes.
+            Err(e) => tracing::debug!(order_id = %self.order_id, error = %e, "outbox not cleared"),
+        }
+    }
+}
+
+fn summary(order: &Order) -> Summary {
+    Summary {
+        order_id: order.id,
+        seq: order.seq,
+        state: order.state,
+        published: false,
+    }
+}
+
+impl Verdict {
+    /// The verdict, noting whether the order's outbox is published.
+    fn published(self, published: bool) -> Verdict {
+        match self {
+            Verdict::Applied(s) => Verdict::Applied(Summary { published, ..s }),
+            Verdict::Duplicate(s) => Verdict::Duplicate(Summary { published, ..s }),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The actor and router against in-memory storage and messaging: no
+    //! servers, the clock set by the test.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+    use orderd_core::command::CreateOrder;
+    use orderd_core::model::{Client, ExecutionFlow, OrderSummary};
+    use orderd_core::{Personal, TenantConfig};
+
+    use super::*;
+    use crate::bus::BusError;
+    use crate::router::{Router, RouterMsg};
+    use crate::store::TenantConfigs;
+
+    #[derive(Default)]
+    struct MemStore {
+        snaps: Mutex<HashMap<OrderId, Snapshot>>,
+        personal: AtomicUsize,
+        saves: AtomicUsize,
+        /// The next save fails as if another instance had written first.
+        conflict_once: AtomicBool,
+    }
+
+    impl SnapshotStore for MemStore {
+        fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
+            let s = self.snaps.lock().unwrap().get(&order).cloned();
+            Box::pin(async move { Ok(s) })
+        }
+        fn save<'a>(
+            &'a self,
+            snapshot: &'a Snapshot,
+            _previous: Option<OrderState>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async move {
+                let mut snaps = self.snaps.lock().unwrap();
+                let found = snaps.get(&snapshot.order.id).map_or(0, |s| s.version);
+                if self.conflict_once.swap(false, Ordering::SeqCst) {
+                    // Another writer bumps the stored version (same order).
+                    if let Some(s) = snaps.get_mut(&snapshot.order.id) {
+                        s.version += 1;
+                    }
+                    return Err(StoreError::StaleVersion {
+                        order: snapshot.order.id,
+                        expected: snapshot.version - 1,
+                        found: found + 1,
+                    });
+                }
+                if found != snapshot.version - 1 {
+                    return Err(StoreError::StaleVersion {
+                        order: snapshot.order.id,
+                        expected: snapshot.version - 1,
+                        found,
+                    });
+                }
+                snaps.insert(snapshot.order.id, snapshot.clone());
+                self.saves.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+        fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>> {
+            let v = self
+                .snaps
+                .lock()
+                .unwrap()
+                .get(&order)
+                .map_or(0, |s| s.version);
+            Box::pin(async move { Ok(v) })
+        }
+        fn put_personal<'a>(
+            &'a self,
+            items: &'a [Personal],
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.personal.fetch_add(items.len(), Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+        fn tenant_config<'a>(
+            &'a self,
+            _tenant: &'a TenantId,
+        ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
+            Box::pin(async { Ok(TenantConfig::default()) })
+        }
+    }
+
+    #[derive(Default)]
+    struct MemPublisher {
+        sent: Mutex<Vec<OutboxMsg>>,
+        down: AtomicBool,
+    }
+
+    impl Publisher for MemPublisher {
+        fn publish_all<'a>(&'a self, msgs: &'a [OutboxMsg]) -> BoxFuture<'a, Result<(), BusError>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(BusError::Publish {
+                        subject: msgs[0].subject.clone(),
+                        why: "down".into(),
+                    });
+                }
+                self.sent.lock().unwrap().extend_from_slice(msgs);
+                Ok(())
+            })
+        }
+    }
+
+    struct World {
+        store: Arc<MemStore>,
+        publisher: Arc<MemPublisher>,
+        router: ActorRef<RouterMsg>,
+        tenant: TenantId,
+    }
+
+    async fn world() -> World {
+        let store = Arc::new(MemStore::default());
+        let publisher = Arc::new(MemPublisher::default());
+        let deps = Deps {
+            store: store.clone(),
+            publisher: publisher.clone(),
+            configs: Arc::new(TenantConfigs::new(Duration::from_secs(60))),
+            clock: Arc::new(|| Timestamp(1_700_000_000_000)),
+            passivate_after: Duration::from_secs(60),
+            hold_back: Duration::from_secs(1),
+        };
+        let (router, _) = Actor::spawn(None, Router, deps).await.unwrap();
+        World {
+            store,
+            publisher,
+            router,
+            tenant: TenantId::parse("acme").unwrap(),
+        }
+    }
+
+    fn create() -> Command {
+        Command::Create(Box::new(CreateOrder {
+            client: Client {
+                id: "c-1".into(),
+                name: "Acme".into(),
+            },
+            client_order_id: "PO-1".into(),
+            ready_to_process: true,
+            contact: Some(orderd_core::command::ContactInput::Details(
+                orderd_core::command::Contact {
+                    name: "Jane".into(),
+                    phone: "+1555".into(),
+                },
+            )),
+            location: None,
+            return_location: None,
+            execution_flow: ExecutionFlow::Sequential,
+            summary: OrderSummary::default(),
+            work_orders: vec![orderd_core::command::WorkOrderSpec {
+                kind: "PICKUP".into(),
+            }],
+            custom: Default::default(),
+        }))
+    }
+
+    async fn run(w: &World, order_id: OrderId, id: &str, command: Command) -> Verdict {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let exec = Execution {
+            envelope: Envelope {
+                tenant: w.tenant.clone(),
+                order_id,
+                command_id: CommandId::parse(id).unwrap(),
+                by: "test".into(),
+                command,
+            },
+            reply: Some(tx.into()),
+            span: tracing::Span::none(),
+        };
+        w.router
+            .cast(RouterMsg::Route {
+                order_id,
+                msg: Routed::Execute(Box::new(exec)),
+            })
+            .unwrap();
+        rx.await.unwrap()
+    }
+
+    async fn settle(w: &World, order_id: OrderId) -> Option<Box<Order>> {
+        // A read is queued behind everything before it: when it answers,
+        // the actor has finished (and published) the earlier commands.
+        match w
+            .router
+            .call(
+                |reply| RouterMsg::Read { order_id, reply },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap()
+        {
+            ractor::rpc::CallResult::Success(Ok(order)) => order,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_persisted_before_its_verdict_and_published_after() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        let verdict = run(&w, id, "k-1", create()).await;
+        let Verdict::Applied(s) = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(s.seq, 1);
+        // Persisted, with its outbox, and the contact stored apart first.
+        let snap = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();
+        assert_eq!(snap.version, 1);
+        assert_eq!(snap.order.seq, 1);
+        assert!(!snap.outbox.is_empty());
+        assert_eq!(w.store.personal.load(Ordering::SeqCst), 1);
+        settle(&w, id).await;
+        let sent = w.publisher.sent.lock().unwrap().clone();
+        assert_eq!(sent, snap.outbox);
+        assert_eq!(sent[0].msg_id, format!("{id}:1"));
+        assert!(sent[1..]
+            .iter()
+            .all(|m| m.msg_id.starts_with(&format!("{id}:1:"))));
+
+        // The same command id again: a duplicate, nothing written.
+        let saves = w.store.saves.load(Ordering::SeqCst);
+        let again = run(&w, id, "k-1", create()).await;
+        assert!(
+            matches!(again, Verdict::Duplicate(ref s) if s.seq == 1 && s.published),
+            "{again:?}"
+        );
+        assert_eq!(w.store.saves.load(Ordering::SeqCst), saves);
+    }
+
+    #[tokio::test]
+    async fn an_unpublished_outbox_rides_along_with_the_next_change() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        w.publisher.down.store(true, Ordering::SeqCst);
+        let created = run(&w, id, "k-1", create()).await;
+        // Durable but not yet published: the intake naks, so the message
+        // comes back and retries the publish even if orderd dies now.
+        assert!(
+            matches!(created, Verdict::Applied(ref s) if !s.published),
+            "{created:?}"
+        );
+        assert!(w.publisher.sent.lock().unwrap().is_empty());
+
+        w.publisher.down.store(false, Ordering::SeqCst);
+        let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
+        assert!(
+            matches!(held, Verdict::Applied(ref s) if s.seq == 2 && s.published),
+            "{held:?}"
+        );
+        settle(&w, id).await;
+        let ids: Vec<String> = w
+            .publisher
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.kind == crate::outbox::OutboxKind::Event)
+            .map(|m| m.msg_id.clone())
+            .collect();
+        assert_eq!(ids, vec![format!("{id}:1"), format!("{id}:2")], "in order");
+    }
+
+    #[tokio::test]
+    async fn a_write_race_lost_once_is_decided_again_on_the_new_version() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        assert!(matches!(
+            run(&w, id, "k-1", create()).await,
+            Verdict::Applied(_)
+        ));
+        w.store.conflict_once.store(true, Ordering::SeqCst);
+        let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
+        // Reloaded (version 2 after the other writer), decided again, saved as 3.
+        assert!(
+            matches!(held, Verdict::Applied(ref s) if s.seq == 2 && s.published),
+            "{held:?}"
+        );
+        let snap = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();
+        assert_eq!(snap.version, 3);
+        assert_eq!(snap.order.state, OrderState::OnHold);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_a_verdict_and_the_actor_lives_on() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        let refused = run(&w, id, "k-1", Command::Resume).await;
+        assert_eq!(refused, Verdict::Refused(Rejection::OrderNotFound));
+        assert!(w.store.snaps.lock().unwrap().is_empty(), "nothing written");
+        assert!(matches!(
+            run(&w, id, "k-2", create()).await,
+            Verdict::Applied(_)
+        ));
+        assert!(settle(&w, id).await.is_some());
+    }
+}

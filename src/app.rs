@@ -1,0 +1,173 @@
+//! The service assembled: [`run`] is the single entry point, used by `main`
+//! and by the integration tests alike.
+//!
+//! Start-up: connect NATS and Redis (refusing a Redis without an append-only
+//! file), create the streams, start the router, the intake consumers, the
+//! timer sweeper and the read service.
+//!
+//! Shutdown, in this order: stop pulling (and put back what was prefetched),
+//! let in-flight commands finish and be acked, stop the order actors (each
+//! publishes what it owes), stop the read service, drain NATS, close Redis.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::Actor;
+use tokio::sync::{watch, Semaphore};
+
+use crate::actor::{system_clock, Clock, Deps, Routed};
+use crate::bus::{self, BusError, JetStreamPublisher};
+use crate::intake::Intake;
+use crate::router::{Router, RouterMsg};
+use crate::service::{self, Reader, ServiceError};
+use crate::settings::Settings;
+use crate::store::{RedisStore, StoreError, TenantConfigs};
+
+/// Why orderd could not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// NATS.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// Redis.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read service.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The router actor would not start.
+    #[error("router: {0}")]
+    Router(String),
+}
+
+/// Runs orderd until `shutdown` completes, then shuts down gracefully.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    run_with_clock(settings, system_clock(), shutdown).await
+}
+
+/// [`run`] with a given clock.
+pub async fn run_with_clock(
+    settings: Settings,
+    clock: Clock,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let settings = Arc::new(settings);
+    tracing::info!(
+        nats = %settings.nats.url,
+        redis = %settings.redis.url,
+        "orderd starting"
+    );
+    let client = bus::connect(&settings).await?;
+    let js = bus::jetstream(client.clone());
+    if settings.nats.auto_create_streams {
+        bus::ensure_streams(&js, &settings).await?;
+    }
+    let store = RedisStore::connect(&settings.redis).await?;
+
+    let deps = Deps {
+        store: Arc::new(store.clone()),
+        publisher: Arc::new(JetStreamPublisher::new(js.clone())),
+        configs: Arc::new(TenantConfigs::new(Duration::from_millis(
+            settings.runtime.tenant_config_ttl_ms,
+        ))),
+        clock: clock.clone(),
+        passivate_after: Duration::from_millis(settings.runtime.passivate_after_ms),
+        hold_back: settings.ack_wait() * 2,
+    };
+    let (router, router_task) = Actor::spawn(None, Router, deps)
+        .await
+        .map_err(|e| AppError::Router(e.to_string()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(settings.runtime.max_in_flight));
+    let intake = Intake {
+        client: client.clone(),
+        router: router.clone(),
+        settings: settings.clone(),
+        permits: permits.clone(),
+    };
+    let mut pullers = Vec::new();
+    for spec in bus::intake_streams() {
+        let consumer = bus::intake_consumer(&js, spec, &settings).await?;
+        pullers.push(tokio::spawn(intake.clone().run(consumer, stop_rx.clone())));
+    }
+    let sweeper = tokio::spawn(sweep_timers(
+        store.clone(),
+        router.clone(),
+        clock,
+        Duration::from_millis(settings.runtime.timer_sweep_ms),
+        stop_rx.clone(),
+    ));
+    let service = service::start(Reader {
+        store: store.clone(),
+        router: router.clone(),
+        js: js.clone(),
+        client: client.clone(),
+        settings: settings.clone(),
+    })
+    .await?;
+    tracing::info!("orderd running");
+
+    shutdown.await;
+    tracing::info!("orderd stopping: no more pulls");
+    let _ = stop_tx.send(true);
+    for p in pullers {
+        let _ = p.await;
+    }
+    let _ = sweeper.await;
+
+    let grace = Duration::from_millis(settings.runtime.shutdown_grace_ms);
+    let all = u32::try_from(settings.runtime.max_in_flight).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("in-flight commands finished"),
+        Err(_) => tracing::warn!("shutdown grace elapsed; unfinished commands will be redelivered"),
+    }
+
+    match router.call(RouterMsg::StopAll, Some(grace)).await {
+        Ok(CallResult::Success(())) => tracing::info!("order actors stopped"),
+        _ => tracing::warn!("order actors did not all stop in time"),
+    }
+    router.stop(None);
+    let _ = router_task.await;
+
+    service.stop().await;
+    if let Err(e) = client.drain().await {
+        tracing::debug!(error = %e, "nats drain");
+    }
+    drop(store);
+    tracing::info!("orderd stopped");
+    Ok(())
+}
+
+/// Wakes orders whose timers are due but which have no live actor (after a
+/// restart, or passivated): the timers live in the snapshots, the sweeper
+/// reads their index.
+async fn sweep_timers(
+    store: RedisStore,
+    router: ractor::ActorRef<RouterMsg>,
+    clock: Clock,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        match store.due_timers(clock().0, 256).await {
+            Ok(due) => {
+                for order_id in due {
+                    let _ = router.cast(RouterMsg::Route {
+                        order_id,
+                        msg: Routed::FireTimers,
+                    });
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "timer sweep failed"),
+        }
+    }
+}

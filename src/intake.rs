@@ -1,0 +1,446 @@
+//! Intake: reads the durable pull consumers, turns each message into an
+//! envelope for its order, hands it to the router, and once the order actor
+//! has decided, acknowledges the message and answers the client.
+//!
+//! Invariants:
+//! - messages are handed to the router in the order they are pulled, so an
+//!   order's commands reach its actor in stream order;
+//! - at most `runtime.max_in_flight` messages are between pull and ack;
+//! - a message is acked only after the actor reported its change persisted
+//!   (or that it was a duplicate); [`ack_kind`] is the one place that decides
+//!   between ack, nak and term.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use ractor::ActorRef;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use orderd_core::{Command, CommandId, Envelope, OrderId};
+
+use crate::actor::{Execution, Routed, Summary, Verdict};
+use crate::headers;
+use crate::router::RouterMsg;
+use crate::settings::Settings;
+use crate::subjects::{self, Inbound};
+use crate::wire::{self, ErrorBody, Format, WireError};
+
+/// What became of a message, for acknowledging it and answering the client.
+#[derive(Debug)]
+pub enum Fate {
+    /// The order actor decided.
+    Decided(Verdict),
+    /// The message is not a valid command: permanent.
+    Malformed(WireError),
+    /// The order actor went away before deciding (it failed, or shutdown).
+    Undecided,
+}
+
+/// The one decision of how a message is acknowledged: applied or duplicate,
+/// with the order's outbox published → ack; refused or malformed → term
+/// (redelivery cannot change the answer); passing trouble, or an outbox not
+/// yet published → nak, redelivered after a delay that grows with the
+/// delivery count (the redelivery is a duplicate that retries the publish).
+pub fn ack_kind(fate: &Fate, delivered: i64, settings: &Settings) -> AckKind {
+    let nak = || AckKind::Nak(Some(settings.nak_delay(delivered)));
+    match fate {
+        Fate::Decided(Verdict::Applied(s) | Verdict::Duplicate(s)) => {
+            if s.published {
+                AckKind::Ack
+            } else {
+                nak()
+            }
+        }
+        Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => AckKind::Term,
+        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => nak(),
+    }
+}
+
+/// What the client hears on its reply subject; `None` when the command was
+/// not decided and will be redelivered. An applied command is answered at
+/// once, even if its outbox is still to be published: it is durable.
+pub fn outcome_for(
+    fate: &Fate,
+    order_id: Option<OrderId>,
+    last_delivery: bool,
+) -> Option<wire::Outcome> {
+    let decided = |s: &Summary, duplicate: bool| wire::Outcome {
+        ok: true,
+        order_id: Some(s.order_id.to_string()),
+        seq: Some(s.seq),
+        duplicate,
+        state: Some(s.state.as_str().to_owned()),
+        error: None,
+    };
+    match fate {
+        Fate::Decided(Verdict::Applied(s)) => Some(decided(s, false)),
+        Fate::Decided(Verdict::Duplicate(s)) => Some(decided(s, true)),
+        Fate::Decided(Verdict::Refused(r)) => {
+            Some(wire::Outcome::refused(order_id, ErrorBody::from(r)))
+        }
+        Fate::Malformed(e) => Some(wire::Outcome::refused(order_id, ErrorBody::from(e))),
+        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided if last_delivery => {
+            Some(wire::Outcome::refused(
+                order_id,
+                ErrorBody::error(
+                    "ORD-503-UNAVAILABLE",
+                    "the command could not be processed and will not be retried",
+                ),
+            ))
+        }
+        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => None,
+    }
+}
+
+/// Everything the intake needs, shared by the consumers' loops.
+#[derive(Clone)]
+pub struct Intake {
+    /// Publishes replies to clients.
+    pub client: async_nats::Client,
+    /// The router.
+    pub router: ActorRef<RouterMsg>,
+    /// The settings.
+    pub settings: Arc<Settings>,
+    /// Bounds the messages between pull and ack.
+    pub permits: Arc<Semaphore>,
+}
+
+impl Intake {
+    /// Pulls `consumer` until `shutdown` turns true, then puts back the
+    /// messages it had prefetched.
+    pub async fn run(
+        self,
+        consumer: jetstream::consumer::PullConsumer,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let batch = self.settings.runtime.max_in_flight.clamp(1, 256);
+        'reconnect: loop {
+            let stream = consumer
+                .stream()
+                .max_messages_per_batch(batch)
+                .messages()
+                .await;
+            let mut messages = match stream {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                    }
+                }
+            };
+            loop {
+                let permit = tokio::select! {
+                    _ = shutdown.changed() => break 'reconnect,
+                    p = self.permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'reconnect,
+                    },
+                };
+                let next = tokio::select! {
+                    _ = shutdown.changed() => {
+                        drop(permit);
+                        Self::put_back(&mut messages).await;
+                        return;
+                    }
+                    m = messages.next() => m,
+                };
+                match next {
+                    Some(Ok(msg)) => self.accept(msg, permit).await,
+                    Some(Err(e)) => {
+                        // Missed heartbeats while NATS is away, and the like:
+                        // the stream recovers by itself.
+                        tracing::debug!(error = %e, "pull stream hiccup");
+                    }
+                    None => continue 'reconnect,
+                }
+            }
+        }
+    }
+
+    /// Naks what the pull stream already fetched, so another instance (or
+    /// the next start) gets it without waiting for the ack wait.
+    async fn put_back(messages: &mut jetstream::consumer::pull::Stream) {
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_millis(100), messages.next()).await
+        {
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    /// Turns one message into an envelope and hands it to the router; a
+    /// task waits for the verdict, acks and answers.
+    async fn accept(&self, msg: jetstream::Message, permit: OwnedSemaphorePermit) {
+        let (stream, stream_seq, delivered) = match msg.info() {
+            Ok(i) => (i.stream.to_owned(), i.stream_sequence, i.delivered),
+            Err(_) => {
+                // Not a JetStream delivery: nothing to ack.
+                return;
+            }
+        };
+        let header = |name: &str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        let msg_id = header(headers::NATS_MSG_ID);
+        let content_type = header(headers::CONTENT_TYPE);
+        let reply_to = header(headers::ORDERD_REPLY_TO).filter(|r| {
+            let ok = subjects::check_reply_subject(r).is_ok();
+            if !ok {
+                tracing::warn!("ignoring an invalid reply subject");
+            }
+            ok
+        });
+        let format = Format::from_content_type(content_type.as_deref()).unwrap_or_default();
+        let reply = Reply {
+            client: self.client.clone(),
+            to: reply_to,
+            format,
+        };
+        let last_delivery = self.settings.consumers.max_deliver > 0
+            && delivered >= self.settings.consumers.max_deliver;
+
+        let parsed = self.envelope(&msg, &stream, stream_seq, msg_id, content_type);
+        let envelope = match parsed {
+            Ok(envelope) => envelope,
+            Err((order_id, e)) => {
+                tracing::info!(
+                    code = e.code(),
+                    stream_seq,
+                    "message refused before reaching an order"
+                );
+                let fate = Fate::Malformed(e);
+                self.settle(&msg, &fate, delivered).await;
+                reply
+                    .send(outcome_for(&fate, order_id, last_delivery))
+                    .await;
+                return;
+            }
+        };
+        let order_id = envelope.order_id;
+        let span = tracing::info_span!(
+            "command",
+            order_id = %order_id,
+            tenant = %envelope.tenant,
+            command = envelope.command.verb(),
+            stream_seq,
+            delivered,
+        );
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let exec = Execution {
+            envelope,
+            reply: Some(tx.into()),
+            span: span.clone(),
+        };
+        let routed = self.router.cast(RouterMsg::Route {
+            order_id,
+            msg: Routed::Execute(Box::new(exec)),
+        });
+        if routed.is_err() {
+            // The router is gone (shutting down): put the message back.
+            self.settle(&msg, &Fate::Undecided, delivered).await;
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let fate = this.await_verdict(&msg, rx).await;
+                this.settle(&msg, &fate, delivered).await;
+                if last_delivery
+                    && matches!(ack_kind(&fate, delivered, &this.settings), AckKind::Nak(_))
+                {
+                    tracing::error!(fate = ?fate, "last delivery of a command not acked: the server drops it");
+                }
+                reply
+                    .send(outcome_for(&fate, Some(order_id), last_delivery))
+                    .await;
+                drop(permit);
+            },
+            span,
+        ));
+    }
+
+    /// Parses subject, headers and body into an envelope; on failure, the
+    /// order id when known, and why.
+    fn envelope(
+        &self,
+        msg: &jetstream::Message,
+        stream: &str,
+        stream_seq: u64,
+        msg_id: Option<String>,
+        content_type: Option<String>,
+    ) -> Result<Envelope, (Option<OrderId>, WireError)> {
+        let inbound = subjects::parse_inbound(&msg.subject).map_err(|e| (None, e.into()))?;
+        let order_id = match &inbound {
+            Inbound::Create { tenant } => {
+                let key = msg_id.clone().unwrap_or_else(|| format!("js:{stream_seq}"));
+                wire::order_id_for_create(tenant, &key)
+            }
+            Inbound::Command { order, .. } | Inbound::JobUpdate { order, .. } => *order,
+        };
+        let command_id = match &msg_id {
+            Some(id) => CommandId::parse(id).map_err(|_| {
+                (
+                    Some(order_id),
+                    WireError::Malformed(
+                        "Nats-Msg-Id must be 1 to 128 printable ASCII characters".into(),
+                    ),
+                )
+            })?,
+            None => CommandId::parse(&format!("js:{stream}:{stream_seq}")).map_err(|_| {
+                (
+                    Some(order_id),
+                    WireError::Malformed("stream position".into()),
+                )
+            })?,
+        };
+        let command = wire::decode_command(
+            &inbound,
+            content_type.as_deref(),
+            &msg.payload,
+            self.settings.runtime.max_body_bytes,
+        )
+        .map_err(|e| (Some(order_id), e))?;
+        let by = match (&inbound, &command) {
+            (_, Command::Create(create)) => create.client.id.clone(),
+            (Inbound::JobUpdate { .. }, _) => "dispatch".to_owned(),
+            _ => "client".to_owned(),
+        };
+        Ok(Envelope {
+            tenant: inbound.tenant().clone(),
+            order_id,
+            command_id,
+            by,
+            command,
+        })
+    }
+
+    /// Waits for the actor's verdict, telling the server the message is
+    /// still being worked on so it is not redelivered meanwhile.
+    async fn await_verdict(
+        &self,
+        msg: &jetstream::Message,
+        rx: ractor::concurrency::OneshotReceiver<Verdict>,
+    ) -> Fate {
+        let period = (self.settings.ack_wait() / 2).max(Duration::from_millis(500));
+        let mut rx = std::pin::pin!(rx);
+        loop {
+            tokio::select! {
+                v = &mut rx => return v.map_or(Fate::Undecided, Fate::Decided),
+                () = tokio::time::sleep(period) => {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    }
+
+    async fn settle(&self, msg: &jetstream::Message, fate: &Fate, delivered: i64) {
+        let kind = ack_kind(fate, delivered, &self.settings);
+        if let Err(e) = msg.ack_with(kind).await {
+            // The server redelivers after the ack wait; the order's record of
+            // applied command ids makes that harmless.
+            tracing::warn!(error = %e, "acknowledgement not sent");
+        }
+    }
+}
+
+/// Where and how the client's outcome goes.
+struct Reply {
+    client: async_nats::Client,
+    to: Option<String>,
+    format: Format,
+}
+
+impl Reply {
+    async fn send(&self, outcome: Option<wire::Outcome>) {
+        let (Some(to), Some(outcome)) = (&self.to, outcome) else {
+            return;
+        };
+        let mut h = HeaderMap::new();
+        h.insert(headers::CONTENT_TYPE, self.format.content_type());
+        if let Some(e) = &outcome.error {
+            h.insert(headers::ORDERD_ERROR_CODE, e.code.as_str());
+        }
+        let body = wire::encode_as(&outcome, self.format);
+        if let Err(e) = self
+            .client
+            .publish_with_headers(to.clone(), h, body.into())
+            .await
+        {
+            tracing::warn!(error = %e, "outcome not sent to the client");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::RetryReason;
+    use orderd_core::{OrderState, Rejection};
+
+    fn summary() -> Summary {
+        Summary {
+            order_id: OrderId(uuid::Uuid::nil()),
+            seq: 3,
+            state: OrderState::InProgress,
+            published: true,
+        }
+    }
+
+    #[test]
+    fn one_table_decides_every_acknowledgement() {
+        let s = Settings::default();
+        let cases = [
+            (Fate::Decided(Verdict::Applied(summary())), "ack"),
+            (Fate::Decided(Verdict::Duplicate(summary())), "ack"),
+            (
+                Fate::Decided(Verdict::Applied(Summary {
+                    published: false,
+                    ..summary()
+                })),
+                "nak",
+            ),
+            (
+                Fate::Decided(Verdict::Refused(Rejection::OrderNotFound)),
+                "term",
+            ),
+            (Fate::Malformed(WireError::Malformed("x".into())), "term"),
+            (Fate::Decided(Verdict::Retry(RetryReason::Conflict)), "nak"),
+            (Fate::Undecided, "nak"),
+        ];
+        for (fate, want) in cases {
+            let got = match ack_kind(&fate, 2, &s) {
+                AckKind::Ack => "ack",
+                AckKind::Term => "term",
+                AckKind::Nak(Some(d)) if d == s.nak_delay(2) => "nak",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "{fate:?}");
+        }
+    }
+
+    #[test]
+    fn clients_hear_an_answer_only_when_it_is_final() {
+        let applied =
+            outcome_for(&Fate::Decided(Verdict::Applied(summary())), None, false).unwrap();
+        assert!(applied.ok && !applied.duplicate && applied.seq == Some(3));
+        let dup = outcome_for(&Fate::Decided(Verdict::Duplicate(summary())), None, false).unwrap();
+        assert!(dup.ok && dup.duplicate);
+        let refused = outcome_for(
+            &Fate::Decided(Verdict::Refused(Rejection::OrderNotFound)),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(refused.error.unwrap().code, "ORD-404-ORDER_NOT_FOUND");
+        assert!(outcome_for(&Fate::Undecided, None, false).is_none());
+        let gave_up = outcome_for(&Fate::Undecided, None, true).unwrap();
+        assert_eq!(gave_up.error.unwrap().code, "ORD-503-UNAVAILABLE");
+    }
+}

@@ -1,0 +1,457 @@
+//! The read side: a NATS Services API service (`orderd`, discoverable with
+//! `$SRV.PING|INFO|STATS`) with the endpoints get, explain, query, history
+//! and health.
+//!
+//! Invariants:
+//! - reads of a live order go through its actor (the freshest state), else
+//!   through its snapshot;
+//! - another tenant's order reads as not found: existence is never revealed;
+//! - an error reply carries the `Nats-Service-Error(-Code)` headers AND a
+//!   JSON [`ErrorBody`]. (`Request::respond(Err(..))` would send an empty
+//!   body, so the same headers are set here on a body-carrying reply.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use async_nats::service::{Request, ServiceExt};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
+use serde::Serialize;
+
+use orderd_core::{Order, OrderId, TenantId};
+
+use crate::router::RouterMsg;
+use crate::settings::Settings;
+use crate::store::{RedisStore, SnapshotStore, StoreError};
+use crate::wire::{self, ErrorBody, Format, WireError};
+use crate::{headers, subjects};
+
+/// The most orders a query page, or events a history page, holds.
+pub const MAX_PAGE: usize = 500;
+const DEFAULT_PAGE: usize = 50;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The Services API refused to start or add an endpoint.
+    #[error("service: {0}")]
+    Start(String),
+}
+
+/// What the endpoints read from.
+#[derive(Clone)]
+pub struct Reader {
+    /// Snapshots and indexes.
+    pub store: RedisStore,
+    /// Live actors.
+    pub router: ActorRef<RouterMsg>,
+    /// The events stream, for history.
+    pub js: jetstream::Context,
+    /// NATS, for health.
+    pub client: async_nats::Client,
+    /// Limits.
+    pub settings: Arc<Settings>,
+}
+
+/// A request that failed, as the client sees it.
+struct Failure(ErrorBody);
+
+impl From<WireError> for Failure {
+    fn from(e: WireError) -> Self {
+        Failure(ErrorBody::from(&e))
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BadCursor => Failure(ErrorBody::error(
+                "ORD-400-BAD_CURSOR",
+                "the cursor was not handed out by this endpoint",
+            )),
+            other => {
+                tracing::warn!(error = %other, "read failed");
+                Failure(ErrorBody::error(
+                    "ORD-503-UNAVAILABLE",
+                    "storage is unavailable; try again",
+                ))
+            }
+        }
+    }
+}
+
+fn not_found() -> Failure {
+    Failure(ErrorBody::from(&orderd_core::Rejection::OrderNotFound))
+}
+
+/// The running service.
+pub struct ServiceHandle {
+    service: async_nats::service::Service,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ServiceHandle {
+    /// Stops answering.
+    pub async fn stop(self) {
+        if let Err(e) = self.service.stop().await {
+            tracing::debug!(error = %e, "service stop");
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Get,
+    Explain,
+    Query,
+    History,
+    Health,
+    Outcome,
+}
+
+/// Starts the service and its endpoints.
+pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
+    let service = reader
+        .client
+        .service_builder()
+        .description("orderd: read orders, explain them, query them, read their history")
+        .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| ServiceError::Start(e.to_string()))?;
+    let endpoints = [
+        (subjects::API_GET_ENDPOINT, subjects::API_GET, Endpoint::Get),
+        (
+            subjects::API_EXPLAIN_ENDPOINT,
+            subjects::API_EXPLAIN,
+            Endpoint::Explain,
+        ),
+        (
+            subjects::API_QUERY_ENDPOINT,
+            subjects::API_QUERY,
+            Endpoint::Query,
+        ),
+        (
+            subjects::API_HISTORY_ENDPOINT,
+            subjects::API_HISTORY,
+            Endpoint::History,
+        ),
+        (
+            subjects::API_HEALTH_ENDPOINT,
+            subjects::API_HEALTH,
+            Endpoint::Health,
+        ),
+        (
+            subjects::API_OUTCOME_ENDPOINT,
+            subjects::API_OUTCOME,
+            Endpoint::Outcome,
+        ),
+    ];
+    let mut tasks = Vec::new();
+    for (name, subject, which) in endpoints {
+        let mut endpoint = service
+            .endpoint_builder()
+            .name(name)
+            .add(subject)
+            .await
+            .map_err(|e| ServiceError::Start(e.to_string()))?;
+        let reader = reader.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(request) = endpoint.next().await {
+                let reader = reader.clone();
+                tokio::spawn(async move { reader.answer(which, request).await });
+            }
+        }));
+    }
+    Ok(ServiceHandle { service, tasks })
+}
+
+impl Reader {
+    async fn answer(&self, which: Endpoint, request: Request) {
+        let content_type = request
+            .message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::CONTENT_TYPE))
+            .map(|v| v.as_str().to_owned());
+        let format = Format::from_content_type(content_type.as_deref()).unwrap_or_default();
+        let body = &request.message.payload;
+        let ct = content_type.as_deref();
+        let result = match which {
+            Endpoint::Get => self
+                .get(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
+            Endpoint::Explain => self
+                .explain(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
+            Endpoint::Query => self
+                .query(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
+            Endpoint::History => self
+                .history(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
+            Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
+            Endpoint::Outcome => self
+                .outcome(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(headers::CONTENT_TYPE, format.content_type());
+        let payload = match result {
+            Ok(bytes) => bytes,
+            Err(Failure(error)) => {
+                h.insert(headers::NATS_SERVICE_ERROR, error.message.as_str());
+                h.insert(
+                    headers::NATS_SERVICE_ERROR_CODE,
+                    error.status().to_string().as_str(),
+                );
+                h.insert(headers::ORDERD_ERROR_CODE, error.code.as_str());
+                wire::encode_as(&error, format)
+            }
+        };
+        if let Err(e) = request.respond_with_headers(Ok(payload.into()), h).await {
+            tracing::debug!(error = %e, "reply not sent");
+        }
+    }
+
+    /// The order as the caller's tenant may see it.
+    async fn read(&self, tenant: &TenantId, order_id: OrderId) -> Result<Order, Failure> {
+        let live = self
+            .router
+            .call(
+                |reply| RouterMsg::Read { order_id, reply },
+                Some(Duration::from_secs(5)),
+            )
+            .await;
+        let order = match live {
+            Ok(CallResult::Success(Ok(order))) => order.map(|o| *o),
+            _ => self.store.load(order_id).await?.map(|s| s.order),
+        };
+        order
+            .filter(|o| o.exists() && &o.tenant == tenant)
+            .ok_or_else(not_found)
+    }
+
+    /// Whether a command took effect: the order it left, marked duplicate
+    /// (it was applied once), or not found (refused, not handled yet, or
+    /// unknown: orderd keeps the ids of applied commands only).
+    async fn outcome(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::Outcome, Failure> {
+        let req: wire::OutcomeRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id, command_id) = req.ids()?;
+        let order = self.read(&tenant, order_id).await?;
+        if order.applied_commands.contains(&command_id) {
+            Ok(wire::Outcome::duplicate(&order))
+        } else {
+            Err(Failure(wire::ErrorBody::error(
+                "ORD-404-COMMAND_NOT_APPLIED",
+                "the order has not applied this command: refused, not handled yet, or unknown",
+            )))
+        }
+    }
+
+    async fn get(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::OrderView, Failure> {
+        let req: wire::OrderRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id) = req.ids()?;
+        let order = self.read(&tenant, order_id).await?;
+        Ok(wire::OrderView::from(&order))
+    }
+
+    async fn explain(
+        &self,
+        ct: Option<&str>,
+        body: &[u8],
+    ) -> Result<orderd_core::Explanation, Failure> {
+        let req: wire::OrderRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id) = req.ids()?;
+        let order = self.read(&tenant, order_id).await?;
+        let config = self.store.tenant_config(&tenant).await?;
+        Ok(orderd_core::explain(&order, &config))
+    }
+
+    async fn query(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::QueryResponse, Failure> {
+        let req: wire::QueryRequest = wire::decode(ct, body, self.max_body())?;
+        let tenant = req.tenant()?;
+        let limit = req
+            .limit
+            .map_or(DEFAULT_PAGE, |l| usize::try_from(l).unwrap_or(MAX_PAGE))
+            .clamp(1, MAX_PAGE);
+        let cursor = req.after.as_deref();
+        let page = match (&req.client_order_id, req.state) {
+            (Some(coid), _) => {
+                self.store
+                    .orders_with_client_order_id(&tenant, coid, cursor, limit)
+                    .await?
+            }
+            (None, Some(state)) => {
+                self.store
+                    .orders_in_state(&tenant, state, cursor, limit)
+                    .await?
+            }
+            (None, None) => {
+                return Err(Failure(ErrorBody::error(
+                    "ORD-400-MALFORMED",
+                    "a query needs state or clientOrderId",
+                )))
+            }
+        };
+        let snapshots = self.store.load_many(&page.ids).await?;
+        let orders = snapshots
+            .iter()
+            .map(|s| &s.order)
+            .filter(|o| o.tenant == tenant)
+            // The index gives the page; the other filters narrow it, so a
+            // page may hold fewer than `limit` orders (follow `next`).
+            .filter(|o| req.state.is_none_or(|s| o.state == s))
+            .filter(|o| req.sub_state.is_none() || o.sub_state == req.sub_state)
+            .filter(|o| {
+                req.custom_attributes
+                    .iter()
+                    .all(|(k, v)| o.custom.get(k) == Some(v))
+            })
+            .map(wire::OrderView::from)
+            .collect();
+        Ok(wire::QueryResponse {
+            orders,
+            next: page.next,
+        })
+    }
+
+    async fn history(
+        &self,
+        ct: Option<&str>,
+        body: &[u8],
+    ) -> Result<wire::HistoryResponse, Failure> {
+        let req: wire::HistoryRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id) = req.ids()?;
+        // Existence is checked first, so another tenant's order reads as
+        // not found rather than as an empty history.
+        self.read(&tenant, order_id).await?;
+        let from = req.from_seq.unwrap_or(1).max(1);
+        let limit = req
+            .limit
+            .map_or(MAX_PAGE, |l| usize::try_from(l).unwrap_or(MAX_PAGE))
+            .clamp(1, MAX_PAGE);
+        let events = read_events(&self.js, &tenant, order_id)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "history read failed");
+                Failure(ErrorBody::error(
+                    "ORD-503-UNAVAILABLE",
+                    "the event stream is unavailable; try again",
+                ))
+            })?;
+        let mut page: Vec<wire::EventMessage> =
+            events.into_iter().filter(|e| e.seq >= from).collect();
+        let next_seq = (page.len() > limit).then(|| page[limit].seq);
+        page.truncate(limit);
+        Ok(wire::HistoryResponse {
+            events: page,
+            next_seq,
+        })
+    }
+
+    async fn health(&self) -> Health {
+        let redis = match self.store.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let live_orders = self
+            .router
+            .call(RouterMsg::LiveCount, Some(Duration::from_secs(2)))
+            .await
+            .ok()
+            .and_then(|r| match r {
+                CallResult::Success(n) => Some(n),
+                _ => None,
+            });
+        let nats = format!("{:?}", self.client.connection_state()).to_lowercase();
+        Health {
+            ok: redis == "ok" && live_orders.is_some(),
+            redis,
+            nats,
+            live_orders,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    fn max_body(&self) -> usize {
+        self.settings.runtime.max_body_bytes
+    }
+}
+
+/// What the health endpoint answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Everything answers.
+    pub ok: bool,
+    /// `ok`, or the Redis error.
+    pub redis: String,
+    /// The NATS connection state.
+    pub nats: String,
+    /// Order actors in memory.
+    pub live_orders: Option<usize>,
+    /// orderd's version.
+    pub version: &'static str,
+}
+
+/// Every event message of one order, oldest first, read back from the
+/// events stream through a short-lived consumer filtered on the order.
+pub async fn read_events(
+    js: &jetstream::Context,
+    tenant: &TenantId,
+    order_id: OrderId,
+) -> Result<Vec<wire::EventMessage>, async_nats::Error> {
+    let stream = js.get_stream(subjects::STREAM_EVENTS).await?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subjects::events_of_order(tenant, order_id),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await?;
+    let mut consumer = consumer;
+    let pending = consumer.info().await?.num_pending;
+    let name = consumer.cached_info().name.clone();
+    let mut out = Vec::new();
+    let mut remaining = usize::try_from(pending).unwrap_or(usize::MAX);
+    while remaining > 0 {
+        let batch = remaining.min(256);
+        let mut messages = consumer
+            .fetch()
+            .max_messages(batch)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await?;
+        let mut got = 0;
+        while let Some(msg) = messages.next().await {
+            let msg = msg?;
+            got += 1;
+            match serde_json::from_slice::<wire::EventMessage>(&msg.payload) {
+                Ok(event) => out.push(event),
+                Err(e) => tracing::warn!(error = %e, "undecodable event in the stream"),
+            }
+        }
+        if got == 0 {
+            break;
+        }
+        remaining = remaining.saturating_sub(got);
+    }
+    // Ephemeral anyway; deleting it now keeps the server tidy.
+    let _ = stream.delete_consumer(&name).await;
+    out.sort_by_key(|e| e.seq);
+    out.dedup_by_key(|e| e.seq);
+    Ok(out)
+}

@@ -1,0 +1,561 @@
+//! Settings: one [`Settings`] struct, loaded in layers (built-in defaults <
+//! `config/orderd.toml` < environment) and validated once at start-up, so a
+//! bad value stops orderd before it touches NATS or Redis.
+//!
+//! Invariant: connection URLs are [`SecretUrl`]s; their password never reaches
+//! a log line, a `Debug` print or an error message.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The config file used when neither `--config` nor `ORDERD_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/orderd.toml";
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The named config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable has a value that does not parse.
+    #[error("environment variable {var} is invalid: {why}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong (never the value: it may be a secret).
+        why: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("setting {field} is invalid: {why}")]
+    Invalid {
+        /// The setting, as in the file (`consumers.max_ack_pending`).
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// A URL that may carry a password: `Debug` and `Display` mask it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The real URL, to hand to a client library and nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any `user:password@` part replaced by `***@`.
+    pub fn redacted(&self) -> String {
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}***{}", &self.0[..scheme_end + 3], &self.0[at..])
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything orderd can be configured with.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The NATS connection and its JetStream streams.
+    pub nats: NatsSettings,
+    /// The Redis connection.
+    pub redis: RedisSettings,
+    /// The durable pull consumers that feed the order actors.
+    pub consumers: ConsumerSettings,
+    /// Order actors and command handling.
+    pub runtime: RuntimeSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// NATS and JetStream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Server URL, e.g. `nats://user:pass@127.0.0.1:4222`.
+    pub url: SecretUrl,
+    /// Give up connecting at start-up after this long.
+    pub connect_timeout_ms: u64,
+    /// Create (or update) the four streams at start-up. Off when operators
+    /// manage streams themselves.
+    pub auto_create_streams: bool,
+    /// JetStream's `Nats-Msg-Id` duplicate window, in seconds.
+    pub duplicate_window_secs: u64,
+    /// How long commands, job updates and job commands are kept, in hours.
+    pub work_max_age_hours: u64,
+    /// How long events are kept (the history endpoint reads them), in days.
+    pub events_max_age_days: u64,
+    /// The largest message a stream accepts, in bytes.
+    pub max_msg_bytes: i32,
+    /// Durable consumer names share this prefix (`orderd-cmd`, `orderd-job`).
+    pub consumer_prefix: String,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("nats://127.0.0.1:4222"),
+            connect_timeout_ms: 5_000,
+            auto_create_streams: true,
+            duplicate_window_secs: 120,
+            work_max_age_hours: 24 * 7,
+            events_max_age_days: 30,
+            max_msg_bytes: 1024 * 1024,
+            consumer_prefix: "orderd".into(),
+        }
+    }
+}
+
+/// Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Server URL, e.g. `redis://:pass@127.0.0.1:6379/0`.
+    pub url: SecretUrl,
+    /// A Redis call that takes longer than this fails (and the command is retried).
+    pub response_timeout_ms: u64,
+    /// Refuse to start when Redis runs without `appendonly yes`.
+    pub require_appendonly: bool,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("redis://127.0.0.1:6379"),
+            response_timeout_ms: 2_000,
+            require_appendonly: true,
+        }
+    }
+}
+
+/// The durable pull consumers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Unacknowledged messages a consumer may have out at once.
+    pub max_ack_pending: i64,
+    /// Seconds before an unacknowledged message is redelivered.
+    pub ack_wait_secs: u64,
+    /// Deliveries of one message before the server gives up on it.
+    pub max_deliver: i64,
+    /// Delays before a message refused for a passing reason is redelivered,
+    /// by delivery count; the last one repeats.
+    pub nak_backoff_ms: Vec<u64>,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            max_ack_pending: 1024,
+            ack_wait_secs: 30,
+            max_deliver: 20,
+            nak_backoff_ms: vec![100, 500, 2_000, 5_000],
+        }
+    }
+}
+
+/// Order actors and command handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Commands being handled at once, over all orders.
+    pub max_in_flight: usize,
+    /// An order actor idle this long stops (its state stays in Redis).
+    pub passivate_after_ms: u64,
+    /// The largest command body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a tenant configuration read from Redis is reused.
+    pub tenant_config_ttl_ms: u64,
+    /// How often due timers of stopped orders are looked for.
+    pub timer_sweep_ms: u64,
+    /// How long shutdown waits for in-flight commands.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 512,
+            passivate_after_ms: 60_000,
+            max_body_bytes: 256 * 1024,
+            tenant_config_ttl_ms: 5_000,
+            timer_sweep_ms: 1_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `orderd=debug,async_nats=warn`); `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: the file (`path`, else `ORDERD_CONFIG`, else
+    /// [`DEFAULT_CONFIG_PATH`] when it exists, else built-in defaults), then
+    /// the environment, then validates them.
+    pub fn load(path: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_with(path, |var| std::env::var(var).ok())
+    }
+
+    /// [`Settings::load`] with the environment given as a lookup function.
+    pub fn load_with(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let named = path
+            .map(Path::to_path_buf)
+            .or_else(|| env("ORDERD_CONFIG").map(PathBuf::from));
+        let mut settings = match named {
+            Some(path) => Self::from_file(&path)?,
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    Self::from_file(default)?
+                } else {
+                    Self::default()
+                }
+            }
+        };
+        settings.apply_env(env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, SettingsError> {
+        toml::from_str(text).map_err(|e| SettingsError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
+    }
+
+    fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Applies the `ORDERD_*` environment overrides.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), SettingsError> {
+        if let Some(v) = env("ORDERD_NATS_URL") {
+            self.nats.url = SecretUrl::new(v);
+        }
+        if let Some(v) = env("ORDERD_REDIS_URL") {
+            self.redis.url = SecretUrl::new(v);
+        }
+        if let Some(v) = env("ORDERD_LOG_FORMAT") {
+            self.log.format = match v.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(SettingsError::Env {
+                        var: "ORDERD_LOG_FORMAT",
+                        why: "expected text or json".into(),
+                    })
+                }
+            };
+        }
+        parse_env(&env, "ORDERD_MAX_BODY", &mut self.runtime.max_body_bytes)?;
+        parse_env(
+            &env,
+            "ORDERD_MAX_IN_FLIGHT",
+            &mut self.runtime.max_in_flight,
+        )?;
+        parse_env(
+            &env,
+            "ORDERD_PASSIVATE_AFTER_MS",
+            &mut self.runtime.passivate_after_ms,
+        )?;
+        parse_env(
+            &env,
+            "ORDERD_MAX_ACK_PENDING",
+            &mut self.consumers.max_ack_pending,
+        )?;
+        parse_env(
+            &env,
+            "ORDERD_ACK_WAIT_SECS",
+            &mut self.consumers.ack_wait_secs,
+        )?;
+        parse_env(&env, "ORDERD_MAX_DELIVER", &mut self.consumers.max_deliver)?;
+        parse_env(
+            &env,
+            "ORDERD_AUTO_CREATE_STREAMS",
+            &mut self.nats.auto_create_streams,
+        )?;
+        parse_env(
+            &env,
+            "ORDERD_DUPLICATE_WINDOW_SECS",
+            &mut self.nats.duplicate_window_secs,
+        )?;
+        Ok(())
+    }
+
+    /// Checks every value against its range.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        fn check(ok: bool, field: &'static str, why: &str) -> Result<(), SettingsError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(SettingsError::Invalid {
+                    field,
+                    why: why.into(),
+                })
+            }
+        }
+        check(
+            self.nats.url.expose().starts_with("nats://")
+                || self.nats.url.expose().starts_with("tls://"),
+            "nats.url",
+            "must start with nats:// or tls://",
+        )?;
+        check(
+            self.redis.url.expose().starts_with("redis://")
+                || self.redis.url.expose().starts_with("rediss://"),
+            "redis.url",
+            "must start with redis:// or rediss://",
+        )?;
+        check(
+            self.nats.duplicate_window_secs >= 1,
+            "nats.duplicate_window_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.nats.max_msg_bytes >= 1024,
+            "nats.max_msg_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            !self.nats.consumer_prefix.is_empty()
+                && self
+                    .nats
+                    .consumer_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "nats.consumer_prefix",
+            "must be 1 or more of [A-Za-z0-9_-]",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.consumers.max_ack_pending),
+            "consumers.max_ack_pending",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (1..=3_600).contains(&self.consumers.ack_wait_secs),
+            "consumers.ack_wait_secs",
+            "must be between 1 and 3600",
+        )?;
+        check(
+            self.consumers.max_deliver == -1 || self.consumers.max_deliver >= 2,
+            "consumers.max_deliver",
+            "must be -1 (unlimited) or at least 2",
+        )?;
+        check(
+            !self.consumers.nak_backoff_ms.is_empty(),
+            "consumers.nak_backoff_ms",
+            "needs at least one delay",
+        )?;
+        check(
+            (1..=100_000).contains(&self.runtime.max_in_flight),
+            "runtime.max_in_flight",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            self.runtime.passivate_after_ms >= 100,
+            "runtime.passivate_after_ms",
+            "must be at least 100",
+        )?;
+        check(
+            (64..=usize::try_from(self.nats.max_msg_bytes).unwrap_or(usize::MAX))
+                .contains(&self.runtime.max_body_bytes),
+            "runtime.max_body_bytes",
+            "must be between 64 and nats.max_msg_bytes",
+        )?;
+        check(
+            self.runtime.timer_sweep_ms >= 10,
+            "runtime.timer_sweep_ms",
+            "must be at least 10",
+        )?;
+        Ok(())
+    }
+
+    /// The consumers' ack wait.
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.consumers.ack_wait_secs)
+    }
+
+    /// The delay before redelivering a message refused for a passing reason,
+    /// after `delivered` deliveries.
+    pub fn nak_delay(&self, delivered: i64) -> Duration {
+        let backoff = &self.consumers.nak_backoff_ms;
+        let i = usize::try_from(delivered.saturating_sub(1))
+            .unwrap_or(0)
+            .min(backoff.len().saturating_sub(1));
+        Duration::from_millis(backoff.get(i).copied().unwrap_or(1_000))
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    into: &mut T,
+) -> Result<(), SettingsError> {
+    if let Some(v) = env(var) {
+        *into = v.trim().parse().map_err(|_| SettingsError::Env {
+            var,
+            why: format!("expected a {}", std::any::type_name::<T>()),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn shipped_config_files_parse_and_validate() {
+        for file in ["config/orderd.toml", "config/orderd.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let s = Settings::load_with(Some(&path), env(&[])).unwrap();
+            assert!(s.consumers.max_ack_pending > 0, "{file}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/orderd.toml");
+        let s = Settings::load_with(
+            Some(&path),
+            env(&[
+                ("ORDERD_NATS_URL", "nats://u:secret@h:4333"),
+                ("ORDERD_REDIS_URL", "redis://:pw@h:6380"),
+                ("ORDERD_LOG_FORMAT", "JSON"),
+                ("ORDERD_MAX_BODY", "1000"),
+                ("ORDERD_MAX_ACK_PENDING", "7"),
+                ("ORDERD_AUTO_CREATE_STREAMS", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.nats.url.expose(), "nats://u:secret@h:4333");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.runtime.max_body_bytes, 1000);
+        assert_eq!(s.consumers.max_ack_pending, 7);
+        assert!(!s.nats.auto_create_streams);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load_with(
+            Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/orderd.toml")),
+            env(&[
+                ("ORDERD_NATS_URL", "nats://u:secret@h:4333"),
+                ("ORDERD_REDIS_URL", "redis://:hunter2@h:6380"),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{s:?} {} {}", s.nats.url, s.redis.url);
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("nats://***@h:4333"), "{printed}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let e = Settings::load_with(None, env(&[("ORDERD_MAX_ACK_PENDING", "0")])).unwrap_err();
+        assert!(e.to_string().contains("consumers.max_ack_pending"), "{e}");
+        let e = Settings::load_with(None, env(&[("ORDERD_MAX_BODY", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("ORDERD_MAX_BODY"), "{e}");
+        let e = Settings::load_with(None, env(&[("ORDERD_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(e.to_string().contains("ORDERD_LOG_FORMAT"), "{e}");
+        let e =
+            Settings::load_with(None, env(&[("ORDERD_REDIS_URL", "http://x:pw@h")])).unwrap_err();
+        assert!(e.to_string().contains("redis.url") && !e.to_string().contains("pw"));
+        let e =
+            Settings::from_toml("[runtime]\nmax_in_flihgt = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("max_in_flihgt"), "{e}");
+    }
+
+    #[test]
+    fn nak_delay_follows_the_backoff_then_repeats_the_last() {
+        let s = Settings::default();
+        assert_eq!(s.nak_delay(1), Duration::from_millis(100));
+        assert_eq!(s.nak_delay(2), Duration::from_millis(500));
+        assert_eq!(s.nak_delay(99), Duration::from_millis(5_000));
+        assert_eq!(s.nak_delay(0), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,604 @@
+//! Snapshots in Redis: one MessagePack snapshot per order, written by a single
+//! Lua script that compares-and-sets its version AND updates the query
+//! indexes in the same atomic step.
+//!
+//! Keys:
+//! - `orderd:order:<orderId>`: hash `{v: version, snap: msgpack Snapshot}`;
+//! - `orderd:idx:<tenant>:state:<STATE>`: sorted set of order ids by createdAt;
+//! - `orderd:idx:<tenant>:coid:<clientOrderId>`: sorted set of order ids by createdAt;
+//! - `orderd:timers`: sorted set of order ids by their earliest due timer;
+//! - `orderd:contact:<id>`, `orderd:location:<id>`: personal data, apart;
+//! - `orderd:tenant:<tenant>:config`: msgpack `TenantConfig` (default when missing).
+//!
+//! Invariant: a write whose expected version is not the stored one fails with
+//! [`StoreError::StaleVersion`] and changes nothing. That is what fences two
+//! orderd instances that both hold the same order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use orderd_core::{OrderId, OrderState, Personal, TenantConfig, TenantId};
+
+use crate::outbox::OutboxMsg;
+use crate::settings::RedisSettings;
+use orderd_core::Order;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached or answered with an error: passing.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Another writer moved the order on: reload and decide again.
+    #[error("stale snapshot version for order {order}: expected {expected}, found {found}")]
+    StaleVersion {
+        /// The order.
+        order: OrderId,
+        /// The version this writer read.
+        expected: u64,
+        /// The version in Redis.
+        found: u64,
+    },
+    /// A stored value does not decode.
+    #[error("stored value under {key} does not decode: {source}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why.
+        source: rmp_serde::decode::Error,
+    },
+    /// A value does not encode (a bug).
+    #[error("cannot encode value: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// A query cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
+    /// The order's snapshot was not loaded (a bug in the caller).
+    #[error("snapshot not loaded")]
+    NotLoaded,
+    /// Redis runs without the append-only file.
+    #[error("redis must run with appendonly yes (found appendonly {0})")]
+    NoAppendOnly(String),
+}
+
+impl StoreError {
+    /// Worth retrying later (Redis unreachable or slow).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Redis(_))
+    }
+}
+
+/// One order's persisted state: the order, the messages it still owes NATS,
+/// and the version its compare-and-set is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The order.
+    pub order: Order,
+    /// Messages persisted but maybe not yet published.
+    pub outbox: Vec<OutboxMsg>,
+    /// 1 for the first write, +1 with every write.
+    pub version: u64,
+}
+
+/// What the order actor needs from storage. Small, so an actor can be tested
+/// with an in-memory store; [`RedisStore`] is the real one.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// The order's snapshot, if it was ever written.
+    fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>>;
+
+    /// Writes `snapshot` if the stored version is `snapshot.version - 1`
+    /// (0: nothing stored), updating the indexes; `previous_state` is the
+    /// state of the snapshot being replaced, `None` when there is none.
+    fn save<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        previous_state: Option<OrderState>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The stored version of the order's snapshot (0: none), to check that
+    /// a refusal was decided on the latest state.
+    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Stores contacts and addresses apart, before the change that refers to them.
+    fn put_personal<'a>(&'a self, items: &'a [Personal]) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The tenant's configuration; the default when it has none.
+    fn tenant_config<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>>;
+}
+
+const TIMERS_KEY: &str = "orderd:timers";
+
+/// The key of an order's snapshot hash.
+pub fn order_key(order: &OrderId) -> String {
+    format!("orderd:order:{order}")
+}
+
+fn state_index_key(tenant: &TenantId, state: OrderState) -> String {
+    format!("orderd:idx:{tenant}:state:{}", state.as_str())
+}
+
+fn client_order_index_key(tenant: &TenantId, client_order_id: &str) -> String {
+    format!("orderd:idx:{tenant}:coid:{client_order_id}")
+}
+
+/// The key of a stored contact.
+pub fn contact_key(id: impl std::fmt::Display) -> String {
+    format!("orderd:contact:{id}")
+}
+
+/// The key of a stored location.
+pub fn location_key(id: impl std::fmt::Display) -> String {
+    format!("orderd:location:{id}")
+}
+
+fn tenant_config_key(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:config")
+}
+
+/// The compare-and-set write with its index updates, in one atomic step.
+///
+/// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
+/// id index, 5 timers.
+/// ARGV: 1 expected version, 2 new version, 3 snapshot, 4 order id,
+/// 5 createdAt score, 6 "1" when there is an old state, 7 "1" when the order
+/// has a client order id, 8 earliest timer due (ms) or "".
+const SAVE_SCRIPT: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then cur = '0' end
+if cur ~= ARGV[1] then return {0, cur} end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
+if ARGV[6] == '1' and KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[4]) end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
+if ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[4])
+else
+  redis.call('ZREM', KEYS[5], ARGV[4])
+end
+return {1, ARGV[2]}
+";
+
+/// A page of order ids, oldest first, and the cursor of the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The order ids.
+    pub ids: Vec<OrderId>,
+    /// Pass it back to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// The Redis [`SnapshotStore`], plus the reads of the query endpoint.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    save_script: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisStore")
+    }
+}
+
+impl RedisStore {
+    /// Connects, and checks that Redis keeps an append-only file when asked to.
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.expose())?;
+        let timeout = Duration::from_millis(settings.response_timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        let store = Self {
+            conn,
+            save_script: redis::Script::new(SAVE_SCRIPT),
+        };
+        if settings.require_appendonly {
+            store.check_appendonly().await?;
+        }
+        Ok(store)
+    }
+
+    async fn check_appendonly(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        match redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+        {
+            Ok(pair) => match pair.get(1).map(String::as_str) {
+                Some("yes") => {
+                    self.check_fsync().await;
+                    Ok(())
+                }
+                other => Err(StoreError::NoAppendOnly(
+                    other.unwrap_or("unknown").to_owned(),
+                )),
+            },
+            // Managed Redis often disables CONFIG: we cannot check, so say so.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check that redis runs with appendonly yes");
+                Ok(())
+            }
+        }
+    }
+
+    /// Says what a host crash of Redis can lose under its fsync policy
+    /// (see docs/runtime.md).
+    async fn check_fsync(&self) {
+        let mut conn = self.conn.clone();
+        let policy = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .ok()
+            .and_then(|pair| pair.get(1).cloned())
+            .unwrap_or_default();
+        if policy != "always" {
+            tracing::warn!(
+                appendfsync = %policy,
+                "redis does not fsync every write: a crash of the redis host can lose the last \
+                 second of snapshots of commands already acknowledged; use appendfsync always \
+                 where that matters"
+            );
+        }
+    }
+
+    /// Answers PING.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Stores a tenant configuration (used by tests and tools; the config
+    /// API is a later issue).
+    pub async fn put_tenant_config(
+        &self,
+        tenant: &TenantId,
+        config: &TenantConfig,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let bytes = rmp_serde::to_vec_named(config)?;
+        redis::cmd("SET")
+            .arg(tenant_config_key(tenant))
+            .arg(bytes)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Loads several snapshots in one round trip; missing ones are skipped.
+    pub async fn load_many(&self, ids: &[OrderId]) -> Result<Vec<Snapshot>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGET").arg(order_key(id)).arg("snap");
+        }
+        let raw: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (id, bytes) in ids.iter().zip(raw) {
+            if let Some(bytes) = bytes {
+                out.push(decode_snapshot(id, &bytes)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of a tenant's orders in `state`, oldest first.
+    pub async fn orders_in_state(
+        &self,
+        tenant: &TenantId,
+        state: OrderState,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.page(&state_index_key(tenant, state), cursor, limit)
+            .await
+    }
+
+    /// A page of a tenant's orders with this client order id, oldest first.
+    pub async fn orders_with_client_order_id(
+        &self,
+        tenant: &TenantId,
+        client_order_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.page(
+            &client_order_index_key(tenant, client_order_id),
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    /// Keyset pagination over a sorted set: the cursor is `<score>:<skip>`,
+    /// the last score returned and how many members with that score were
+    /// already returned, so members added or removed elsewhere in the set do
+    /// not shift the pages.
+    async fn page(
+        &self,
+        key: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let (min_score, skip) = match cursor {
+            None => (i64::MIN, 0usize),
+            Some(c) => parse_cursor(c).ok_or(StoreError::BadCursor)?,
+        };
+        let min = if min_score == i64::MIN {
+            "-inf".to_owned()
+        } else {
+            min_score.to_string()
+        };
+        let mut conn = self.conn.clone();
+        // One more than asked, to know whether there is a next page.
+        let rows: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg(&min)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(skip)
+            .arg(limit + 1)
+            .query_async(&mut conn)
+            .await?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let ids = rows
+            .iter()
+            .filter_map(|(id, _)| OrderId::parse(id).ok())
+            .collect();
+        let next = match rows.last() {
+            Some((_, last)) if more => {
+                // Scores are createdAt milliseconds: whole numbers.
+                #[allow(clippy::cast_possible_truncation)]
+                let last = *last as i64;
+                #[allow(clippy::cast_possible_truncation)]
+                let same = rows.iter().filter(|(_, s)| *s as i64 == last).count();
+                let skip = if last == min_score { skip + same } else { same };
+                Some(format!("{last}:{skip}"))
+            }
+            _ => None,
+        };
+        Ok(Page { ids, next })
+    }
+
+    /// Order ids whose earliest timer is due at or before `now_ms`.
+    pub async fn due_timers(&self, now_ms: i64, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(TIMERS_KEY)
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids.iter().filter_map(|s| OrderId::parse(s).ok()).collect())
+    }
+
+    /// A stored contact or location, as stored (msgpack), for tests and tools.
+    pub async fn raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, usize)> {
+    let (score, skip) = c.split_once(':')?;
+    Some((score.parse().ok()?, skip.parse().ok()?))
+}
+
+fn decode_snapshot(id: &OrderId, bytes: &[u8]) -> Result<Snapshot, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: order_key(id),
+        source,
+    })
+}
+
+impl SnapshotStore for RedisStore {
+    fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let bytes: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(order_key(&order))
+                .arg("snap")
+                .query_async(&mut conn)
+                .await?;
+            bytes.map(|b| decode_snapshot(&order, &b)).transpose()
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        previous_state: Option<OrderState>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let order = &snapshot.order;
+            let expected = snapshot.version.saturating_sub(1);
+            let bytes = rmp_serde::to_vec_named(snapshot)?;
+            let new_state_key = state_index_key(&order.tenant, order.state);
+            let old_state_key = previous_state
+                .map(|s| state_index_key(&order.tenant, s))
+                .unwrap_or_else(|| new_state_key.clone());
+            let earliest_due = order
+                .timers
+                .iter()
+                .map(|t| t.due.0)
+                .min()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            let mut conn = self.conn.clone();
+            let (ok, found): (i64, String) = self
+                .save_script
+                .key(order_key(&order.id))
+                .key(&new_state_key)
+                .key(&old_state_key)
+                .key(client_order_index_key(
+                    &order.tenant,
+                    &order.client_order_id,
+                ))
+                .key(TIMERS_KEY)
+                .arg(expected)
+                .arg(snapshot.version)
+                .arg(bytes)
+                .arg(order.id.to_string())
+                .arg(order.created_at.0)
+                .arg(if previous_state.is_some() { "1" } else { "0" })
+                .arg(if order.client_order_id.is_empty() {
+                    "0"
+                } else {
+                    "1"
+                })
+                .arg(earliest_due)
+                .invoke_async(&mut conn)
+                .await?;
+            if ok == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::StaleVersion {
+                    order: order.id,
+                    expected,
+                    found: found.parse().unwrap_or(0),
+                })
+            }
+        })
+    }
+
+    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let v: Option<u64> = redis::cmd("HGET")
+                .arg(order_key(&order))
+                .arg("v")
+                .query_async(&mut conn)
+                .await?;
+            Ok(v.unwrap_or(0))
+        })
+    }
+
+    fn put_personal<'a>(&'a self, items: &'a [Personal]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if items.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for item in items {
+                match item {
+                    Personal::Contact(id, contact) => {
+                        pipe.cmd("SET")
+                            .arg(contact_key(id))
+                            .arg(rmp_serde::to_vec_named(contact)?)
+                            .ignore();
+                    }
+                    Personal::Location(id, address) => {
+                        pipe.cmd("SET")
+                            .arg(location_key(id))
+                            .arg(rmp_serde::to_vec_named(address)?)
+                            .ignore();
+                    }
+                }
+            }
+            let mut conn = self.conn.clone();
+            pipe.query_async::<()>(&mut conn).await?;
+            Ok(())
+        })
+    }
+
+    fn tenant_config<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
+        Box::pin(async move {
+            let key = tenant_config_key(tenant);
+            let mut conn = self.conn.clone();
+            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            match bytes {
+                None => Ok(TenantConfig::default()),
+                Some(b) => {
+                    rmp_serde::from_slice(&b).map_err(|source| StoreError::Corrupt { key, source })
+                }
+            }
+        })
+    }
+}
+
+/// Tenant configurations read through a short-lived cache, so a burst of
+/// commands does not read Redis once per command. A changed configuration
+/// takes effect within the time to live.
+pub struct TenantConfigs {
+    ttl: std::time::Duration,
+    cache: std::sync::Mutex<HashMap<TenantId, (std::time::Instant, Arc<TenantConfig>)>>,
+}
+
+impl TenantConfigs {
+    /// A cache that keeps each configuration for `ttl`.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            cache: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant's configuration, from the cache or from `store`.
+    pub async fn get(
+        &self,
+        store: &dyn SnapshotStore,
+        tenant: &TenantId,
+    ) -> Result<Arc<TenantConfig>, StoreError> {
+        if let Some(hit) = self.cached(tenant) {
+            return Ok(hit);
+        }
+        let config = Arc::new(store.tenant_config(tenant).await?);
+        if let Ok(mut cache) = self.cache.lock() {
+            // Bounded: a cache that outgrows its use starts again.
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(tenant.clone(), (std::time::Instant::now(), config.clone()));
+        }
+        Ok(config)
+    }
+
+    fn cached(&self, tenant: &TenantId) -> Option<Arc<TenantConfig>> {
+        let cache = self.cache.lock().ok()?;
+        let (at, config) = cache.get(tenant)?;
+        (at.elapsed() < self.ttl).then(|| config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_parse_only_in_their_own_shape() {
+        assert_eq!(
+            parse_cursor("1700000000000:3"),
+            Some((1_700_000_000_000, 3))
+        );
+        assert_eq!(parse_cursor("-5:0"), Some((-5, 0)));
+        for bad in ["", "x:1", "1:", "1", "1:-2"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Crashes and contention: kill -9 of orderd in the middle of a stream of
+//! commands, two orderd instances on the same servers, two writers of one
+//! snapshot version, and Redis going away for a while. Nothing is lost,
+//! nothing is done twice, and every order's events are numbered 1, 2, 3…
+//! without a gap or a double.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+
+use common::{complete_everything, create_body, msg_id, Process, Servers, TestApp};
+use orderd::headers;
+use orderd::store::{Snapshot, SnapshotStore, StoreError};
+use orderd::subjects::{self, Verb};
+use orderd::wire::EventMessage;
+use orderd_core::{OrderId, OrderState, TenantId};
+
+/// Every event message of the tenant stored in the events stream, read raw
+/// (no dedupe), grouped by order.
+async fn stored_events(
+    js: &jetstream::Context,
+    tenant: &TenantId,
+) -> BTreeMap<String, Vec<EventMessage>> {
+    let stream = js.get_stream(subjects::STREAM_EVENTS).await.unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subjects::events_of_tenant(tenant),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut remaining = consumer.info().await.unwrap().num_pending as usize;
+    let mut out: BTreeMap<String, Vec<EventMessage>> = BTreeMap::new();
+    while remaining > 0 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(remaining.min(500))
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(Ok(msg)) = batch.next().await {
+            remaining -= 1;
+            let e: EventMessage = serde_json::from_slice(&msg.payload).unwrap();
+            out.entry(e.order_id.clone()).or_default().push(e);
+        }
+    }
+    out
+}
+
+/// Each order's stored events are exactly 1..=n, in order, and end in `state`.
+fn assert_contiguous(
+    events: &BTreeMap<String, Vec<EventMessage>>,
+    orders: &[OrderId],
+    state: &str,
+) {
+    assert_eq!(
+        events.len(),
+        orders.len(),
+        "events for every order and no other"
+    );
+    for order in orders {
+        let list = &events[&order.to_string()];
+        let seqs: Vec<u64> = list.iter().map(|e| e.seq).collect();
+        let expected: Vec<u64> = (1..=list.len() as u64).collect();
+        assert_eq!(seqs, expected, "order {order}: gap or double");
+        assert_eq!(list.last().unwrap().state, state, "order {order}");
+    }
+}
+
+/// Publishes creates without waiting for outcomes; returns their order ids.
+async fn publish_creates(t: &TestApp, n: usize) -> Vec<OrderId> {
+    let flows = ["SEQUENTIAL", "START_TOGETHER", "COMPLETE_TOGETHER"];
+    let mut acks = Vec::new();
+    let mut orders = Vec::new();
+    for i in 0..n {
+        let id = msg_id();
+        orders.push(orderd::wire::order_id_for_create(&t.tenant, &id));
+        let body = create_body(flows[i % 3], &["PICKUP", "INSTALL"]);
+        let mut h = HeaderMap::new();
+        h.insert(headers::NATS_MSG_ID, id.as_str());
+        acks.push(
+            t.js.publish_with_headers(
+                subjects::create(&t.tenant),
+                h,
+                serde_json::to_vec(&body).unwrap().into(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.expect("stored");
+    }
+    orders
+}
+
+async fn client_for(servers: Servers) -> TestApp {
+    let nats = async_nats::connect(&servers.nats_url).await.unwrap();
+    let js = jetstream::new(nats.clone());
+    TestApp {
+        app: None,
+        nats,
+        js,
+        tenant: common::random_tenant(),
+        servers,
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
+    let servers = Servers::start().await;
+    let first = Process::start(&servers);
+    let t = client_for(servers).await;
+    common::wait_healthy(&t.nats).await;
+    let mut events = t.events().await;
+    let dispatch = t.dispatcher(complete_everything()).await;
+
+    let orders = publish_creates(&t, 60).await;
+    // Let orderd get part of the way, then pull the plug.
+    let mut done = std::collections::BTreeSet::new();
+    while done.len() < 4 {
+        let e = events
+            .wait_for("progress", |e| {
+                e.state == "EXECUTED" && !done.contains(&e.order_id)
+            })
+            .await;
+        done.insert(e.order_id);
+    }
+    first.kill9();
+    let at_kill = stored_events(&t.js, &t.tenant).await;
+    let executed_at_kill = at_kill
+        .values()
+        .filter(|list| list.iter().any(|e| e.state == "EXECUTED"))
+        .count();
+    assert!(
+        (4..orders.len()).contains(&executed_at_kill),
+        "the kill came too late to test anything: {executed_at_kill} executed"
+    );
+
+    let _second = Process::start(&t.servers);
+    common::wait_healthy(&t.nats).await;
+    for order in &orders {
+        events.wait_state(*order, "EXECUTED").await;
+    }
+
+    let stored = stored_events(&t.js, &t.tenant).await;
+    assert_contiguous(&stored, &orders, "EXECUTED");
+    // Every job was created once per work order and attempt: the stream
+    // deduped any re-publish from the outbox.
+    for order in &orders {
+        let actions = dispatch.actions_of(*order);
+        assert_eq!(
+            actions.get(&(1, 1, "create".into())),
+            Some(&1),
+            "{order}: {actions:?}"
+        );
+        assert_eq!(
+            actions.get(&(2, 1, "create".into())),
+            Some(&1),
+            "{order}: {actions:?}"
+        );
+        assert_eq!(actions.len(), 2, "{order}: {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn two_instances_share_the_work_and_never_both_apply_a_command() {
+    let servers = Servers::start().await;
+    let settings = servers.settings();
+    let t = client_for(servers).await;
+    let a = common::App::start(settings.clone(), &t.nats).await;
+    let b = common::App::start(settings, &t.nats).await;
+    let mut events = t.events().await;
+    let _dispatch = t.dispatcher(complete_everything()).await;
+
+    let orders = publish_creates(&t, 20).await;
+    for order in &orders {
+        events.wait_state(*order, "EXECUTED").await;
+    }
+    // Close them all at once: both instances take a share.
+    for order in &orders {
+        let mut h = HeaderMap::new();
+        h.insert(headers::NATS_MSG_ID, msg_id().as_str());
+        t.js.publish_with_headers(
+            subjects::command(&t.tenant, *order, Verb::Close),
+            h,
+            "{}".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    for order in &orders {
+        events.wait_state(*order, "CLOSED").await;
+    }
+    let stored = stored_events(&t.js, &t.tenant).await;
+    assert_contiguous(&stored, &orders, "CLOSED");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_writer_of_the_same_version_gets_stale_version() {
+    let servers = Servers::start().await;
+    let one = servers.store().await;
+    let two = servers.store().await;
+    let tenant = common::random_tenant();
+    let id = OrderId(uuid::Uuid::new_v4());
+    let mut order = orderd_core::Order::blank(id, tenant.clone());
+    order.seq = 1;
+    order.state = OrderState::Created;
+    order.client_order_id = "PO-1".into();
+    let v1 = Snapshot {
+        order: order.clone(),
+        outbox: vec![],
+        version: 1,
+    };
+    one.save(&v1, None).await.unwrap();
+    // Both read version 1; both try to write version 2.
+    let read_one = one.load(id).await.unwrap().unwrap();
+    let read_two = two.load(id).await.unwrap().unwrap();
+    let mut next_one = read_one.clone();
+    next_one.version = 2;
+    next_one.order.seq = 2;
+    next_one.order.state = OrderState::InProgress;
+    let mut next_two = read_two.clone();
+    next_two.version = 2;
+    next_two.order.seq = 2;
+    next_two.order.state = OrderState::OnHold;
+    let (r1, r2) = tokio::join!(
+        one.save(&next_one, Some(OrderState::Created)),
+        two.save(&next_two, Some(OrderState::Created))
+    );
+    let (won, lost) = match (&r1, &r2) {
+        (Ok(()), Err(_)) => (&next_one, r2),
+        (Err(_), Ok(())) => (&next_two, r1),
+        other => panic!("exactly one writer must win: {other:?}"),
+    };
+    match lost {
+        Err(StoreError::StaleVersion {
+            expected, found, ..
+        }) => {
+            assert_eq!((expected, found), (1, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = one.load(id).await.unwrap().unwrap();
+    assert_eq!(&stored, won);
+    // The indexes moved with the winner only.
+    for state in [
+        OrderState::Created,
+        OrderState::InProgress,
+        OrderState::OnHold,
+    ] {
+        let page = one.orders_in_state(&tenant, state, None, 10).await.unwrap();
+        let want = if state == won.order.state {
+            vec![id]
+        } else {
+            vec![]
+        };
+        assert_eq!(page.ids, want, "{state}");
+    }
+    let page = one
+        .orders_with_client_order_id(&tenant, "PO-1", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.ids, vec![id]);
+    // A writer that skips a version is refused too.
+    let mut skipping = stored.clone();
+    skipping.version = 5;
+    assert!(matches!(
+        one.save(&skipping, Some(won.order.state)).await,
+        Err(StoreError::StaleVersion { .. })
+    ));
+}
+
+#[tokio::test]
+async fn commands_wait_while_redis_is_down_and_apply_once_it_is_back() {
+    let mut t = common::spawn_app().await;
+    let mut events = t.events().await;
+    let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    events.wait_state(order, "IN_PROGRESS").await;
+
+    t.servers.stop_redis();
+    let hold_id = msg_id();
+    let inbox = t.nats.new_inbox();
+    let mut replies = t.nats.subscribe(inbox.clone()).await.unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(headers::NATS_MSG_ID, hold_id.as_str());
+    h.insert(headers::ORDERD_REPLY_TO, inbox.as_str());
+    t.js.publish_with_headers(
+        subjects::command(&t.tenant, order, Verb::Hold),
+        h,
+        "{}".into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // No answer while Redis is away: the command is not decided.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), replies.next())
+            .await
+            .is_err(),
+        "a command was answered without Redis"
+    );
+    t.servers.start_redis().await;
+    let reply = tokio::time::timeout(common::WAIT, replies.next())
+        .await
+        .expect("answered once Redis is back")
+        .unwrap();
+    let outcome: orderd::wire::Outcome = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(outcome.state.as_deref(), Some("ON_HOLD"));
+    events.wait_state(order, "ON_HOLD").await;
+    let view = t.get(order).await;
+    assert_eq!(view["seq"], 2);
+}
+
+#[tokio::test]
+async fn a_nats_restart_mid_stream_loses_nothing() {
+    let mut t = common::spawn_app().await;
+    let _dispatch = t.dispatcher(complete_everything()).await;
+    let mut orders = publish_creates(&t, 10).await;
+    // Kill -9 NATS while orderd works on the first ten, then send ten more.
+    t.servers.restart_nats().await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let more = loop {
+        // The client reconnects on its own; publishes fail until it has.
+        match tokio::time::timeout(Duration::from_secs(5), publish_creates(&t, 10)).await {
+            Ok(more) => break more,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "cannot publish after the restart"
+            ),
+        }
+    };
+    orders.extend(more);
+    // Every order executes; read from the stream itself, which is what
+    // survived the restart.
+    let deadline = tokio::time::Instant::now() + common::WAIT * 2;
+    loop {
+        let stored = tokio::time::timeout(Duration::from_secs(5), stored_events(&t.js, &t.tenant))
+            .await
+            .unwrap_or_default();
+        let executed = stored
+            .values()
+            .filter(|l| l.iter().any(|e| e.state == "EXECUTED"))
+            .count();
+        if executed == orders.len() {
+            assert_contiguous(&stored, &orders, "EXECUTED");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{executed} of {} executed after the restart",
+            orders.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
