@@ -112,6 +112,7 @@ enum Endpoint {
     Query,
     History,
     Health,
+    Outcome,
 }
 
 /// Starts the service and its endpoints.
@@ -144,6 +145,11 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_HEALTH_ENDPOINT,
             subjects::API_HEALTH,
             Endpoint::Health,
+        ),
+        (
+            subjects::API_OUTCOME_ENDPOINT,
+            subjects::API_OUTCOME,
+            Endpoint::Outcome,
         ),
     ];
     let mut tasks = Vec::new();
@@ -194,6 +200,10 @@ impl Reader {
                 .await
                 .map(|v| wire::encode_as(&v, format)),
             Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
+            Endpoint::Outcome => self
+                .outcome(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
         };
         let mut h = HeaderMap::new();
         h.insert(headers::CONTENT_TYPE, format.content_type());
@@ -230,6 +240,23 @@ impl Reader {
         order
             .filter(|o| o.exists() && &o.tenant == tenant)
             .ok_or_else(not_found)
+    }
+
+    /// Whether a command took effect: the order it left, marked duplicate
+    /// (it was applied once), or not found (refused, not handled yet, or
+    /// unknown: orderd keeps the ids of applied commands only).
+    async fn outcome(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::Outcome, Failure> {
+        let req: wire::OutcomeRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id, command_id) = req.ids()?;
+        let order = self.read(&tenant, order_id).await?;
+        if order.applied_commands.contains(&command_id) {
+            Ok(wire::Outcome::duplicate(&order))
+        } else {
+            Err(Failure(wire::ErrorBody::error(
+                "ORD-404-COMMAND_NOT_APPLIED",
+                "the order has not applied this command: refused, not handled yet, or unknown",
+            )))
+        }
     }
 
     async fn get(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::OrderView, Failure> {
