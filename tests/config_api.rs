@@ -63,7 +63,9 @@ async fn versions_attributes_invalid_drafts_and_orders_keep_their_version() {
     // seed 002's sample, as it is (plus the tenant).
     let mut body: Value = serde_json::from_str(SEED_002_SAMPLE).unwrap();
     body["tenant"] = json!(tn);
-    let v2 = call(&t, subjects::API_CONFIG_ATTRIBUTES, body).await.unwrap();
+    let v2 = call(&t, subjects::API_CONFIG_ATTRIBUTES, body)
+        .await
+        .unwrap();
     assert_eq!(v2["version"], 2, "{v2}");
     assert_eq!(v2["config"]["attributes"].as_array().unwrap().len(), 3);
 
@@ -246,8 +248,9 @@ async fn a_dry_run_lists_the_recent_orders_a_draft_would_decide_differently() {
     };
     let kyc_changes = of(kyc.to_string());
     assert!(
-        kyc_changes.iter().any(|c| c["aspect"] == "create"
-            && c["draft"].as_str().unwrap().contains("refused")),
+        kyc_changes
+            .iter()
+            .any(|c| c["aspect"] == "create" && c["draft"].as_str().unwrap().contains("refused")),
         "{kyc_changes:#?}"
     );
     let pickup_changes = of(pickup.to_string());
