@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use orderd_core::command::{ContactInput, CreateOrder, LocationInput, WorkOrderSpec};
-use orderd_core::model::WorkOrderState;
+use orderd_core::model::{TimerKind, WorkOrderState};
 use orderd_core::{
     apply_change, execute, Command, CommandId, Ctx, Envelope, Order, OrderId, Outcome,
     TenantConfig, TenantId,
@@ -351,7 +351,14 @@ fn describe_creation(o: &Order) -> BTreeMap<String, String> {
     let mut timers: Vec<String> = o
         .timers
         .iter()
-        .map(|t| format!("{:?} at {}", t.kind, t.due.0))
+        .map(|t| {
+            let what = match &t.kind {
+                TimerKind::AutoClose => "auto-close".to_owned(),
+                TimerKind::MilestoneWarning(name) => format!("{name} due soon"),
+                TimerKind::MilestoneDue(name) => format!("{name} due"),
+            };
+            format!("{what} at {}", crate::wire::rfc3339(t.due))
+        })
         .collect();
     timers.sort();
     out.insert("milestones".to_owned(), format!("[{}]", timers.join(", ")));

@@ -90,7 +90,9 @@ async fn a_warning_comes_before_the_due_time_and_a_missed_milestone_is_an_event(
         })
         .await;
     let missed = events
-        .wait_for("missed", |e| e.order_id == order.to_string() && is_missed(e))
+        .wait_for("missed", |e| {
+            e.order_id == order.to_string() && is_missed(e)
+        })
         .await;
     assert!(soon.seq < missed.seq);
     let after = explain(&t, order).await;
