@@ -118,6 +118,7 @@ enum Endpoint {
     ConfigPublish,
     ConfigAttributes,
     ConfigDryRun,
+    Outcome,
 }
 
 /// Starts the service and its endpoints.
@@ -176,6 +177,11 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_CONFIG_DRYRUN,
             Endpoint::ConfigDryRun,
         ),
+        (
+            subjects::API_OUTCOME_ENDPOINT,
+            subjects::API_OUTCOME,
+            Endpoint::Outcome,
+        ),
     ];
     let mut tasks = Vec::new();
     for (name, subject, which) in endpoints {
@@ -232,6 +238,10 @@ impl Reader {
                 self.config(ct, body, config_api::attributes, format).await
             }
             Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
+            Endpoint::Outcome => self
+                .outcome(ct, body)
+                .await
+                .map(|v| wire::encode_as(&v, format)),
         };
         let mut h = HeaderMap::new();
         h.insert(headers::CONTENT_TYPE, format.content_type());
@@ -288,6 +298,23 @@ impl Reader {
         order
             .filter(|o| o.exists() && &o.tenant == tenant)
             .ok_or_else(not_found)
+    }
+
+    /// Whether a command took effect: the order it left, marked duplicate
+    /// (it was applied once), or not found (refused, not handled yet, or
+    /// unknown: orderd keeps the ids of applied commands only).
+    async fn outcome(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::Outcome, Failure> {
+        let req: wire::OutcomeRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id, command_id) = req.ids()?;
+        let order = self.read(&tenant, order_id).await?;
+        if order.applied_commands.contains(&command_id) {
+            Ok(wire::Outcome::duplicate(&order))
+        } else {
+            Err(Failure(wire::ErrorBody::error(
+                "ORD-404-COMMAND_NOT_APPLIED",
+                "the order has not applied this command: refused, not handled yet, or unknown",
+            )))
+        }
     }
 
     async fn get(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::OrderView, Failure> {

@@ -40,8 +40,8 @@ pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
 pub use message::{close_reason, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
     CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, MilestoneView,
-    OrderRequest, OrderSummaryView, OrderView, QueryRequest, QueryResponse, RangeBody,
-    WorkOrderView,
+    OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, QueryRequest, QueryResponse,
+    RangeBody, WorkOrderView,
 };
 
 use crate::headers;

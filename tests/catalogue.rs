@@ -103,6 +103,7 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_CONFIG_PUBLISH,
             subjects::API_CONFIG_ATTRIBUTES,
             subjects::API_CONFIG_DRYRUN,
+            subjects::API_OUTCOME,
         ]
         .map(str::to_owned),
     );
@@ -306,6 +307,14 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 due: "1970-01-01T00:00:00.000Z".into(),
                 reached: false,
                 missed: false,
+            }),
+        ),
+        (
+            "OutcomeRequest",
+            fields(&orderd::wire::OutcomeRequest {
+                tenant: "acme".into(),
+                command_id: "k".into(),
+                order_id: Some("x".into()),
             }),
         ),
         (
