@@ -853,7 +853,7 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 5);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 6);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
     }
 }
