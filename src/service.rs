@@ -213,35 +213,44 @@ impl Reader {
         let format = Format::from_content_type(content_type.as_deref()).unwrap_or_default();
         let body = &request.message.payload;
         let ct = content_type.as_deref();
-        let result = match which {
-            Endpoint::Get => self
-                .get(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::Explain => self
-                .explain(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::Query => self
-                .query(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::History => self
-                .history(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
-            Endpoint::ConfigGet => self.config(ct, body, config_api::get, format).await,
-            Endpoint::ConfigValidate => self.config(ct, body, config_api::validate, format).await,
-            Endpoint::ConfigPublish => self.config(ct, body, config_api::publish, format).await,
-            Endpoint::ConfigAttributes => {
-                self.config(ct, body, config_api::attributes, format).await
-            }
-            Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
-            Endpoint::Outcome => self
-                .outcome(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
+        let fenced = match which {
+            Endpoint::Health => Ok(()),
+            _ => self.fence(request.message.reply.as_deref(), ct, body),
+        };
+        let result = match fenced {
+            Err(f) => Err(f),
+            Ok(()) => match which {
+                Endpoint::Get => self
+                    .get(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Explain => self
+                    .explain(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Query => self
+                    .query(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::History => self
+                    .history(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
+                Endpoint::ConfigGet => self.config(ct, body, config_api::get, format).await,
+                Endpoint::ConfigValidate => {
+                    self.config(ct, body, config_api::validate, format).await
+                }
+                Endpoint::ConfigPublish => self.config(ct, body, config_api::publish, format).await,
+                Endpoint::ConfigAttributes => {
+                    self.config(ct, body, config_api::attributes, format).await
+                }
+                Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
+                Endpoint::Outcome => self
+                    .outcome(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+            },
         };
         let mut h = HeaderMap::new();
         h.insert(headers::CONTENT_TYPE, format.content_type());
@@ -279,6 +288,35 @@ impl Reader {
         match handler(&self.store, req).await {
             Ok(reply) => Ok(wire::encode_as(&reply, format)),
             Err(e) => Err(Failure(e.body())),
+        }
+    }
+
+    /// Reads are fenced by the reply subject: the Services API serves shared
+    /// subjects and the tenant travels in the body, so the body alone proves
+    /// nothing. A tenant's NATS user can receive only on `_INBOX_<tenant>.>`
+    /// (config/nats-server.conf), so a request whose reply subject is under
+    /// `_INBOX_<tenant>.` was sent by that tenant; `_INBOX.` is the shared
+    /// prefix that only orderd and operators may receive on. Anything else
+    /// (another tenant's inbox, a made-up subject) is refused.
+    fn fence(&self, reply: Option<&str>, ct: Option<&str>, body: &[u8]) -> Result<(), Failure> {
+        #[derive(serde::Deserialize)]
+        struct Tenanted {
+            #[serde(default)]
+            tenant: Option<String>,
+        }
+        let named: Tenanted = wire::decode(ct, body, self.max_body())?;
+        let Some(reply) = reply else {
+            return Ok(()); // nobody to answer; the request is dropped anyway
+        };
+        if reply.starts_with("_INBOX.") {
+            return Ok(());
+        }
+        match named.tenant {
+            Some(t) if reply.starts_with("_INBOX_") && reply[7..].strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('.')) => Ok(()),
+            _ => Err(Failure(wire::ErrorBody::error(
+                "ORD-403-READ_NOT_ALLOWED",
+                "reads answer only on _INBOX_<tenant>.… for the tenant named in the request (or on _INBOX.… for operators)",
+            ))),
         }
     }
 

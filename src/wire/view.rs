@@ -351,7 +351,7 @@ pub struct QueryRequest {
     /// The tenant.
     pub tenant: String,
     /// Only orders in this state.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::command::by_name_or_null")]
     pub state: Option<OrderState>,
     /// Only orders with this client order id.
     #[serde(default)]
