@@ -267,3 +267,37 @@ async fn a_dry_run_lists_the_recent_orders_a_draft_would_decide_differently() {
         .unwrap();
     assert_eq!(got["version"], 1);
 }
+
+#[tokio::test]
+async fn a_tenant_changes_only_its_own_configuration() {
+    use futures::StreamExt;
+    let t = spawn_app().await;
+    let intruder = common::random_tenant();
+    let ask = |reply: String| {
+        let nats = t.nats.clone();
+        let body = json!({"tenant": t.tenant.as_str(), "config": {"plugins": ["x"]}});
+        async move {
+            let mut sub = nats.subscribe(reply.clone()).await.unwrap();
+            nats.publish_with_reply(
+                subjects::API_CONFIG_PUBLISH,
+                reply,
+                serde_json::to_vec(&body).unwrap().into(),
+            )
+            .await
+            .unwrap();
+            let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("an answer")
+                .unwrap();
+            serde_json::from_slice::<Value>(&msg.payload).unwrap()
+        }
+    };
+    let stolen = ask(format!("_INBOX_{intruder}.c1")).await;
+    assert_eq!(stolen["code"], "ORD-403-READ_NOT_ALLOWED", "{stolen}");
+    let got = call(&t, subjects::API_CONFIG_GET, json!({"tenant": tenant(&t)}))
+        .await
+        .unwrap();
+    assert_eq!(got["version"], 1, "nothing changed");
+    let own = ask(format!("_INBOX_{}.c2", t.tenant)).await;
+    assert_eq!(own["version"], 2, "{own}");
+}
