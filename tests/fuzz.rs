@@ -32,7 +32,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use orderd::subjects::{self, Inbound, SubjectError, Verb};
-use orderd::wire::{self, HistoryRequest, OrderRequest, QueryRequest, WireError, DEFAULT_MAX_BODY};
+use orderd::wire::{
+    self, HistoryRequest, OrderRequest, OutcomeRequest, QueryRequest, WireError, DEFAULT_MAX_BODY,
+};
 use orderd_core::command::{
     Address, Contact, ContactInput, CreateOrder, LocationInput, WorkOrderSpec,
 };
@@ -375,6 +377,7 @@ const FIELD_NAMES: &[&str] = &[
     "limit",
     "state",
     "after",
+    "commandId",
     "priority",
     "tags",
     "meta",
@@ -595,6 +598,12 @@ fn decode_requests(content_type: Option<&str>, body: &[u8]) {
     check(r);
     let (r, peak) = peak_bytes(|| {
         wire::decode::<HistoryRequest>(content_type, body, DEFAULT_MAX_BODY)
+            .and_then(|r| r.ids().map(drop))
+    });
+    assert_bounded(peak, body.len());
+    check(r);
+    let (r, peak) = peak_bytes(|| {
+        wire::decode::<OutcomeRequest>(content_type, body, DEFAULT_MAX_BODY)
             .and_then(|r| r.ids().map(drop))
     });
     assert_bounded(peak, body.len());
