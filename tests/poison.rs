@@ -202,6 +202,12 @@ async fn run(
                 .expect("publish"),
         );
         sent.push((id, kind, Some(order), at));
+        // async-nats allows 5,000 PubAcks in flight: await them by the thousand.
+        if acks.len() == 1000 {
+            for a in acks.drain(..) {
+                a.await.expect("stored");
+            }
+        }
     }
     for a in acks {
         a.await.expect("stored");
