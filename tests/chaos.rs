@@ -326,9 +326,9 @@ async fn listen_outcomes(w: Shared, nats: async_nats::Client) {
 
 #[derive(Debug)]
 enum Fault {
-    KillOrderd,
-    KillRedis,
-    KillNats,
+    Orderd,
+    Redis,
+    Nats,
 }
 
 fn now_ms() -> i64 {
@@ -480,16 +480,16 @@ async fn run(knobs: Knobs) {
     let mut timeline: Vec<(Duration, Fault)> = Vec::new();
     let mut t = knobs.kill_every;
     while t < drive {
-        timeline.push((t, Fault::KillOrderd));
+        timeline.push((t, Fault::Orderd));
         t += knobs.kill_every;
     }
     for i in 0..knobs.redis_kills {
         let f = (i as f64 + 0.3) / (knobs.redis_kills as f64 + 0.2);
-        timeline.push((drive.mul_f64(f), Fault::KillRedis));
+        timeline.push((drive.mul_f64(f), Fault::Redis));
     }
     for i in 0..knobs.nats_kills {
         let f = (i as f64 + 0.55) / (knobs.nats_kills as f64 + 0.2);
-        timeline.push((drive.mul_f64(f), Fault::KillNats));
+        timeline.push((drive.mul_f64(f), Fault::Nats));
     }
     timeline.sort_by_key(|(t, _)| *t);
     let mut kills_ms = Vec::new();
@@ -497,19 +497,19 @@ async fn run(knobs: Knobs) {
     for (at, fault) in timeline {
         tokio::time::sleep_until((started + at).into()).await;
         match fault {
-            Fault::KillOrderd => {
+            Fault::Orderd => {
                 orderd.kill9();
                 // After the process is gone: any later event is the new one's.
                 kills_ms.push(now_ms());
                 orderd = Process::start_with(&servers, &env, Some(&log));
             }
-            Fault::KillRedis => {
+            Fault::Redis => {
                 redis_kills += 1;
                 servers.kill_redis();
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 servers.start_redis().await;
             }
-            Fault::KillNats => {
+            Fault::Nats => {
                 nats_kills += 1;
                 servers.kill_nats();
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -551,7 +551,7 @@ async fn run(knobs: Knobs) {
         problems.push(p);
     };
 
-    let ledger = w.ledger();
+    let ledger = std::mem::take(&mut *w.ledger());
     // No double effect: contiguous events, each command id once.
     let mut applied: HashSet<String> = HashSet::new();
     let mut events_total = 0;
