@@ -51,6 +51,10 @@ use orderd::wire;
 use orderd_core::model::JobStatus;
 use orderd_core::{OrderId, TenantId, WorkOrderId};
 
+/// The same allocator as the `orderd` binary, so `--serve` measures it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FLOWS: [&str; 3] = ["SEQUENTIAL", "START_TOGETHER", "COMPLETE_TOGETHER"];
 const TYPES: [&str; 3] = ["PICKUP", "DELIVERY", "INSTALL"];
 
