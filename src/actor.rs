@@ -236,6 +236,19 @@ impl Actor for OrderActor {
         msg: OrderMsg,
         state: &mut OrderActorState,
     ) -> Result<(), ActorProcessingErr> {
+        // Boxed: ractor keeps the actor's message loop, with this future
+        // inline, allocated for the actor's whole life; the command path's
+        // future is several KiB, so inline it would cost every live order
+        // that much memory while it sits idle.
+        Box::pin(state.handle_msg(myself, msg)).await;
+        Ok(())
+    }
+}
+
+impl OrderActorState {
+    /// One message, as [`Actor::handle`] receives it.
+    async fn handle_msg(&mut self, myself: ActorRef<OrderMsg>, msg: OrderMsg) {
+        let state = self;
         match msg {
             OrderMsg::Routed(routed) => {
                 state.handled += 1;
@@ -301,11 +314,7 @@ impl Actor for OrderActor {
                 myself.stop(Some("passivated".into()));
             }
         }
-        Ok(())
     }
-}
-
-impl OrderActorState {
     /// Loads the snapshot once, and re-publishes a leftover outbox.
     async fn ensure_loaded(
         &mut self,
