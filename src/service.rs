@@ -112,6 +112,7 @@ enum Endpoint {
     Query,
     History,
     Health,
+    Outcome,
 }
 
 /// Starts the service and its endpoints.
@@ -145,6 +146,11 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_HEALTH,
             Endpoint::Health,
         ),
+        (
+            subjects::API_OUTCOME_ENDPOINT,
+            subjects::API_OUTCOME,
+            Endpoint::Outcome,
+        ),
     ];
     let mut tasks = Vec::new();
     for (name, subject, which) in endpoints {
@@ -176,24 +182,35 @@ impl Reader {
         let format = Format::from_content_type(content_type.as_deref()).unwrap_or_default();
         let body = &request.message.payload;
         let ct = content_type.as_deref();
-        let result = match which {
-            Endpoint::Get => self
-                .get(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::Explain => self
-                .explain(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::Query => self
-                .query(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::History => self
-                .history(ct, body)
-                .await
-                .map(|v| wire::encode_as(&v, format)),
-            Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
+        let fenced = match which {
+            Endpoint::Health => Ok(()),
+            _ => self.fence(request.message.reply.as_deref(), ct, body),
+        };
+        let result = match fenced {
+            Err(f) => Err(f),
+            Ok(()) => match which {
+                Endpoint::Get => self
+                    .get(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Explain => self
+                    .explain(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Query => self
+                    .query(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::History => self
+                    .history(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
+                Endpoint::Outcome => self
+                    .outcome(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+            },
         };
         let mut h = HeaderMap::new();
         h.insert(headers::CONTENT_TYPE, format.content_type());
@@ -214,6 +231,35 @@ impl Reader {
         }
     }
 
+    /// Reads are fenced by the reply subject: the Services API serves shared
+    /// subjects and the tenant travels in the body, so the body alone proves
+    /// nothing. A tenant's NATS user can receive only on `_INBOX_<tenant>.>`
+    /// (config/nats-server.conf), so a request whose reply subject is under
+    /// `_INBOX_<tenant>.` was sent by that tenant; `_INBOX.` is the shared
+    /// prefix that only orderd and operators may receive on. Anything else
+    /// (another tenant's inbox, a made-up subject) is refused.
+    fn fence(&self, reply: Option<&str>, ct: Option<&str>, body: &[u8]) -> Result<(), Failure> {
+        #[derive(serde::Deserialize)]
+        struct Tenanted {
+            #[serde(default)]
+            tenant: Option<String>,
+        }
+        let named: Tenanted = wire::decode(ct, body, self.max_body())?;
+        let Some(reply) = reply else {
+            return Ok(()); // nobody to answer; the request is dropped anyway
+        };
+        if reply.starts_with("_INBOX.") {
+            return Ok(());
+        }
+        match named.tenant {
+            Some(t) if reply.starts_with("_INBOX_") && reply[7..].strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('.')) => Ok(()),
+            _ => Err(Failure(wire::ErrorBody::error(
+                "ORD-403-READ_NOT_ALLOWED",
+                "reads answer only on _INBOX_<tenant>.… for the tenant named in the request (or on _INBOX.… for operators)",
+            ))),
+        }
+    }
+
     /// The order as the caller's tenant may see it.
     async fn read(&self, tenant: &TenantId, order_id: OrderId) -> Result<Order, Failure> {
         let live = self
@@ -230,6 +276,23 @@ impl Reader {
         order
             .filter(|o| o.exists() && &o.tenant == tenant)
             .ok_or_else(not_found)
+    }
+
+    /// Whether a command took effect: the order it left, marked duplicate
+    /// (it was applied once), or not found (refused, not handled yet, or
+    /// unknown: orderd keeps the ids of applied commands only).
+    async fn outcome(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::Outcome, Failure> {
+        let req: wire::OutcomeRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id, command_id) = req.ids()?;
+        let order = self.read(&tenant, order_id).await?;
+        if order.applied_commands.contains(&command_id) {
+            Ok(wire::Outcome::duplicate(&order))
+        } else {
+            Err(Failure(wire::ErrorBody::error(
+                "ORD-404-COMMAND_NOT_APPLIED",
+                "the order has not applied this command: refused, not handled yet, or unknown",
+            )))
+        }
     }
 
     async fn get(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::OrderView, Failure> {

@@ -82,6 +82,8 @@ pub const API_QUERY_ENDPOINT: &str = "query";
 pub const API_HISTORY_ENDPOINT: &str = "history";
 /// Endpoint name of `health`: whether orderd can reach Redis and NATS.
 pub const API_HEALTH_ENDPOINT: &str = "health";
+/// The `outcome` endpoint's name.
+pub const API_OUTCOME_ENDPOINT: &str = "outcome";
 /// Subject of the `get` endpoint (group + endpoint name).
 pub const API_GET: &str = "orderd.v1.api.get";
 /// Subject of the `explain` endpoint.
@@ -92,13 +94,16 @@ pub const API_QUERY: &str = "orderd.v1.api.query";
 pub const API_HISTORY: &str = "orderd.v1.api.history";
 /// Subject of the `health` endpoint.
 pub const API_HEALTH: &str = "orderd.v1.api.health";
+/// Whether a command (by its `Nats-Msg-Id`) was applied, and the order it left.
+pub const API_OUTCOME: &str = "orderd.v1.api.outcome";
 /// Every read endpoint, as (endpoint name, full subject).
-pub const API_ENDPOINTS: [(&str, &str); 5] = [
+pub const API_ENDPOINTS: [(&str, &str); 6] = [
     (API_GET_ENDPOINT, API_GET),
     (API_EXPLAIN_ENDPOINT, API_EXPLAIN),
     (API_QUERY_ENDPOINT, API_QUERY),
     (API_HISTORY_ENDPOINT, API_HISTORY),
     (API_HEALTH_ENDPOINT, API_HEALTH),
+    (API_OUTCOME_ENDPOINT, API_OUTCOME),
 ];
 
 /// The tenant token no tenant may use: it is the read service's subject tree.
@@ -848,7 +853,7 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 5);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 6);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
     }
 }

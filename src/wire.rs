@@ -35,7 +35,8 @@ pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
 pub use message::{close_reason, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
     CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, MilestoneView,
-    OrderRequest, OrderSummaryView, OrderView, QueryRequest, QueryResponse, WorkOrderView,
+    OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, QueryRequest, QueryResponse,
+    WorkOrderView,
 };
 
 use crate::headers;

@@ -94,6 +94,7 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_QUERY,
             subjects::API_HISTORY,
             subjects::API_HEALTH,
+            subjects::API_OUTCOME,
         ]
         .map(str::to_owned),
     );
@@ -275,6 +276,14 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 due: "1970-01-01T00:00:00.000Z".into(),
                 reached: false,
                 missed: false,
+            }),
+        ),
+        (
+            "OutcomeRequest",
+            fields(&orderd::wire::OutcomeRequest {
+                tenant: "acme".into(),
+                command_id: "k".into(),
+                order_id: Some("x".into()),
             }),
         ),
         (

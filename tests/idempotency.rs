@@ -37,6 +37,32 @@ async fn a_repeat_inside_the_window_is_dropped_by_the_stream() {
     assert!(first.ok && !first.duplicate);
     let order = OrderId::parse(first.order_id.as_deref().unwrap()).unwrap();
     assert!(publish(&t, subjects::create(&t.tenant), &body, &create_id).await);
+    // The stream dropped the repeat, so no Outcome comes on a reply subject;
+    // the outcome endpoint tells the client what became of its create.
+    let (_, known) = t
+        .read(
+            subjects::API_OUTCOME,
+            &json!({"tenant": t.tenant.as_str(), "commandId": create_id}),
+        )
+        .await;
+    assert_eq!(known["ok"], json!(true), "{known}");
+    assert_eq!(known["duplicate"], json!(true));
+    assert_eq!(known["orderId"], json!(order.to_string()));
+    let (headers, unknown) = t
+        .read(
+            subjects::API_OUTCOME,
+            &json!({"tenant": t.tenant.as_str(), "commandId": "never-sent", "orderId": order.to_string()}),
+        )
+        .await;
+    assert_eq!(
+        unknown["code"],
+        json!("ORD-404-COMMAND_NOT_APPLIED"),
+        "{unknown}"
+    );
+    assert!(headers
+        .unwrap()
+        .get(headers::NATS_SERVICE_ERROR_CODE)
+        .is_some());
 
     let hold_id = msg_id();
     let held = t

@@ -232,3 +232,42 @@ async fn another_tenants_order_id_is_not_found_and_untouched() {
     assert_eq!(after["cancellation"], before["cancellation"]);
     all_settled(&t).await;
 }
+
+/// Reads are fenced by the reply subject: the tenant in the body must own
+/// the inbox the answer goes to (a tenant's NATS user can only receive on
+/// `_INBOX_<tenant>.>`), so one tenant cannot read another's orders.
+#[tokio::test]
+async fn reads_answer_only_on_the_named_tenants_inbox() {
+    use futures::StreamExt;
+    let t = spawn_app_with(|_| {}).await;
+    let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    let intruder = common::random_tenant();
+    let ask = |reply: String| {
+        let nats = t.nats.clone();
+        let body = json!({"tenant": t.tenant.as_str(), "orderId": order.to_string()});
+        async move {
+            let mut sub = nats.subscribe(reply.clone()).await.unwrap();
+            nats.publish_with_reply(
+                subjects::API_GET,
+                reply,
+                serde_json::to_vec(&body).unwrap().into(),
+            )
+            .await
+            .unwrap();
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
+                .await
+                .expect("an answer")
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&msg.payload).unwrap()
+        }
+    };
+    let own = ask(format!("_INBOX_{}.r1", t.tenant)).await;
+    assert_eq!(own["orderId"], json!(order.to_string()), "{own}");
+    let shared = ask("_INBOX.r2".to_owned()).await;
+    assert_eq!(shared["orderId"], json!(order.to_string()));
+    let stolen = ask(format!("_INBOX_{intruder}.r3")).await;
+    assert_eq!(stolen["code"], json!("ORD-403-READ_NOT_ALLOWED"), "{stolen}");
+    assert!(stolen.get("orderId").is_none());
+    let made_up = ask(format!("replies.{}.r4", t.tenant)).await;
+    assert_eq!(made_up["code"], json!("ORD-403-READ_NOT_ALLOWED"));
+}

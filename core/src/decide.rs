@@ -300,24 +300,18 @@ impl<'a> Decision<'a> {
             from,
             reason: reason.clone(),
         });
-        let out: Vec<_> = self
-            .order
-            .work_orders
-            .iter()
-            .filter(|w| {
+        self.for_each_job(
+            |w| {
                 matches!(
                     w.state,
                     WorkOrderState::Dispatched | WorkOrderState::InProgress
                 )
-            })
-            .map(|w| (w.id, w.attempt))
-            .collect();
-        for (work_order, attempt) in out {
-            self.emit(Event::JobHoldRequested {
+            },
+            |work_order, attempt| Event::JobHoldRequested {
                 work_order,
                 attempt,
-            });
-        }
+            },
+        );
         Ok(())
     }
 
@@ -331,19 +325,13 @@ impl<'a> Decision<'a> {
             return Err(Rejection::NotOnHold);
         };
         self.emit(Event::Resumed { to });
-        let held: Vec<_> = self
-            .order
-            .work_orders
-            .iter()
-            .filter(|w| w.state == WorkOrderState::OnHold)
-            .map(|w| (w.id, w.attempt))
-            .collect();
-        for (work_order, attempt) in held {
-            self.emit(Event::JobResumeRequested {
+        self.for_each_job(
+            |w| w.state == WorkOrderState::OnHold,
+            |work_order, attempt| Event::JobResumeRequested {
                 work_order,
                 attempt,
-            });
-        }
+            },
+        );
         Ok(())
     }
 
@@ -367,19 +355,13 @@ impl<'a> Decision<'a> {
             reason: reason.clone(),
         });
         self.emit(Event::CancellationAttempting);
-        let out: Vec<_> = self
-            .order
-            .work_orders
-            .iter()
-            .filter(|w| w.state.has_job_out())
-            .map(|w| (w.id, w.attempt))
-            .collect();
-        for (work_order, attempt) in out {
-            self.emit(Event::JobCancelRequested {
+        self.for_each_job(
+            |w| w.state.has_job_out(),
+            |work_order, attempt| Event::JobCancelRequested {
                 work_order,
                 attempt,
-            });
-        }
+            },
+        );
         Ok(())
     }
 
@@ -837,24 +819,18 @@ impl<'a> Decision<'a> {
                 ExecutionFlow::CompleteTogether => {
                     // The group fails as a whole: cancel what is still open.
                     self.cancel_pending_work_orders(|w| !w.is_return());
-                    let out: Vec<_> = self
-                        .order
-                        .work_orders
-                        .iter()
-                        .filter(|w| {
+                    self.for_each_job(
+                        |w| {
                             !w.is_return()
                                 && w.state.has_job_out()
                                 && !w.cancel_requested
                                 && !w.cancel_failed
-                        })
-                        .map(|w| (w.id, w.attempt))
-                        .collect();
-                    for (work_order, attempt) in out {
-                        self.emit(Event::JobCancelRequested {
+                        },
+                        |work_order, attempt| Event::JobCancelRequested {
                             work_order,
                             attempt,
-                        });
-                    }
+                        },
+                    );
                 }
             }
         }
@@ -892,6 +868,25 @@ impl<'a> Decision<'a> {
                 job_type,
                 group,
             });
+        }
+    }
+
+    /// Emits one event for each work order that `which` selects, with its
+    /// current attempt (hold, resume and cancel requests for jobs out).
+    fn for_each_job(
+        &mut self,
+        which: impl Fn(&crate::model::WorkOrder) -> bool,
+        event: impl Fn(WorkOrderId, u32) -> Event,
+    ) {
+        let jobs: Vec<_> = self
+            .order
+            .work_orders
+            .iter()
+            .filter(|w| which(w))
+            .map(|w| (w.id, w.attempt))
+            .collect();
+        for (work_order, attempt) in jobs {
+            self.emit(event(work_order, attempt));
         }
     }
 

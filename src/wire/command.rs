@@ -3,6 +3,7 @@
 //! [`Command`]s. Every body refuses unknown fields.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::num::NonZeroU32;
 
 use orderd_core::command::{
@@ -12,6 +13,8 @@ use orderd_core::command::{
 use orderd_core::ids::{ContactId, LocationId};
 use orderd_core::model::{Client, ExecutionFlow, Money, OrderSummary};
 use orderd_core::Command;
+use serde::de::value::{MapAccessDeserializer, StringDeserializer};
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::WireError;
@@ -30,15 +33,16 @@ pub struct CreateOrderBody {
     #[serde(default = "yes")]
     pub ready_to_process: bool,
     /// Default SEQUENTIAL.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "by_name")]
     pub execution_flow: ExecutionFlowBody,
     /// Contact, location and return location, each in full or by id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub drop_details: Option<DropDetailsBody>,
     /// Invoice, description, totals.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub order_summary: Option<OrderSummaryBody>,
     /// The work orders, in order.
+    #[serde(deserialize_with = "maps")]
     pub work_orders: Vec<WorkOrderBody>,
     /// Tenant-defined attributes.
     #[serde(default)]
@@ -88,7 +92,7 @@ impl From<ExecutionFlow> for ExecutionFlowBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DropDetailsBody {
     /// The consignee's contact (personal data).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub contact: Option<ContactBody>,
     /// A contact already in the contact store.
     #[serde(default)]
@@ -112,7 +116,7 @@ pub struct DropDetailsBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDropDetailsBody {
     /// A new contact (personal data).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub contact: Option<ContactBody>,
     /// A new contact by id.
     #[serde(default)]
@@ -158,7 +162,7 @@ pub struct OrderSummaryBody {
     #[serde(default)]
     pub total_items: Option<u32>,
     /// The order's total cost.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub total_order_cost: Option<MoneyBody>,
 }
 
@@ -204,10 +208,10 @@ pub struct WorkOrderBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateOrderBody {
     /// A new contact and/or location.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub drop_details: Option<UpdateDropDetailsBody>,
     /// Summary fields to change; absent (or null) fields stay as they are.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_or_null")]
     pub order_summary: Option<OrderSummaryBody>,
     /// Custom attributes to set.
     #[serde(default)]
@@ -252,6 +256,101 @@ pub struct JobUpdateBody {
     /// Why it failed (failed, cancel_failed).
     #[serde(default)]
     pub reason_code: Option<String>,
+}
+
+/// A unit enum by its name only. rmp-serde would also read a variant's index
+/// (`executionFlow: 2`), which JSON refuses: both encodings must accept the
+/// same bodies.
+fn by_name<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    let name = String::deserialize(d)?;
+    T::deserialize(StringDeserializer::<D::Error>::new(name))
+}
+
+/// [`by_name`] for an optional enum (null or absent is `None`).
+pub(crate) fn by_name_or_null<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|name| T::deserialize(StringDeserializer::<D::Error>::new(name)))
+        .transpose()
+}
+
+/// Reads a nested body from a map only. serde would also read a struct from a
+/// positional array (`"orderSummary": ["INV-1", …]`), which ties clients to
+/// the field order and skips `deny_unknown_fields`: bodies are maps, at every
+/// level.
+struct MapOnly<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for MapOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for MapOnly<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// An optional nested body: a map, or null.
+fn map_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    struct OrNull<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OrNull<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            MapOnly(PhantomData).deserialize(d).map(Some)
+        }
+    }
+
+    d.deserialize_option(OrNull(PhantomData))
+}
+
+/// A list of nested bodies, each a map.
+fn maps<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct Maps<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Maps<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut all = Vec::new();
+            while let Some(item) = seq.next_element_seed(MapOnly(PhantomData))? {
+                all.push(item);
+            }
+            Ok(all)
+        }
+    }
+
+    d.deserialize_seq(Maps(PhantomData))
 }
 
 /// A required field that may be null (serde treats a plain `Option` as optional).

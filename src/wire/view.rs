@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use orderd_core::model::{CancellationStatus, MilestoneStatus, Order, WorkOrder};
-use orderd_core::{OrderId, OrderState, TenantId};
+use orderd_core::{CommandId, OrderId, OrderState, TenantId};
 use serde::{Deserialize, Serialize};
 
 use super::command::{ExecutionFlowBody, MoneyBody};
@@ -276,6 +276,40 @@ impl OrderRequest {
     }
 }
 
+/// The request of the `outcome` endpoint: did a command (by its
+/// `Nats-Msg-Id`) take effect? Useful when the PubAck said `duplicate` and no
+/// Outcome will come on the reply subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutcomeRequest {
+    /// The tenant.
+    pub tenant: String,
+    /// The command's `Nats-Msg-Id`.
+    pub command_id: String,
+    /// The order; omitted for a create (its id follows from the command id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+impl OutcomeRequest {
+    /// The tenant, the order (derived for a create) and the command id, parsed.
+    pub fn ids(&self) -> Result<(TenantId, OrderId, CommandId), WireError> {
+        let command_id = CommandId::parse(&self.command_id)
+            .map_err(|e| WireError::Malformed(format!("commandId: {e}")))?;
+        match &self.order_id {
+            Some(order) => {
+                let (tenant, order) = tenant_and_order(&self.tenant, order)?;
+                Ok((tenant, order, command_id))
+            }
+            None => {
+                let tenant = subjects::parse_tenant(&self.tenant)?;
+                let order = super::order_id_for_create(&tenant, command_id.as_str());
+                Ok((tenant, order, command_id))
+            }
+        }
+    }
+}
+
 /// The request of the `history` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -317,7 +351,7 @@ pub struct QueryRequest {
     /// The tenant.
     pub tenant: String,
     /// Only orders in this state.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::command::by_name_or_null")]
     pub state: Option<OrderState>,
     /// Only orders with this client order id.
     #[serde(default)]
