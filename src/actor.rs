@@ -433,8 +433,7 @@ impl OrderActorState {
         if outbox_published {
             snap.outbox.clear();
         }
-        snap.outbox
-            .extend(outbox::for_change(&snap.order, &change));
+        snap.outbox.extend(outbox::for_change(&snap.order, &change));
         snap.version += 1;
         deps.store.save(snap, previous_state).await?;
         tracing::debug!(
