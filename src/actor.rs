@@ -62,6 +62,9 @@ pub struct Deps {
     /// at most for the failed one to come back (keeps the order's commands
     /// in order).
     pub hold_back: Duration,
+    /// Where an INITIATED order asks for its validation plugins' verdicts
+    /// (`None`: nobody asks, as in tests without NATS).
+    pub plugins: Option<crate::plugins::PluginRequests>,
 }
 
 /// A scheduled message to the actor itself.
@@ -334,6 +337,8 @@ impl OrderActorState {
             self.outbox_published = snap.outbox.is_empty();
             self.outbox_in_redis = !snap.outbox.is_empty();
             self.snap = Some(snap);
+            // After a restart or passivation nobody is asking its plugins.
+            self.ask_plugins();
             if !self.outbox_published {
                 tracing::info!(order_id = %self.order_id, "re-publishing the outbox left by an earlier run");
                 self.publish_outbox(myself).await;
@@ -387,11 +392,26 @@ impl OrderActorState {
         envelope: &Envelope,
     ) -> Result<Verdict, StoreError> {
         let deps = self.deps.clone();
-        let config = deps
-            .configs
-            .get(deps.store.as_ref(), &envelope.tenant)
-            .await?;
         let outbox_published = self.outbox_published;
+        let loaded = self.ensure_loaded(myself).await?;
+        // An order is decided under the configuration version it was created
+        // under; only a new order takes the current one.
+        let created_under = loaded
+            .order
+            .exists()
+            .then(|| (loaded.order.tenant.clone(), loaded.order.schema_version));
+        let config = match created_under {
+            Some((tenant, version)) => {
+                deps.configs
+                    .at(deps.store.as_ref(), &tenant, version)
+                    .await?
+            }
+            None => {
+                deps.configs
+                    .get(deps.store.as_ref(), &envelope.tenant)
+                    .await?
+            }
+        };
         let snap = self.ensure_loaded(myself).await?;
         if !snap.order.exists() {
             // Not created yet: the order belongs to whoever creates it.
@@ -446,7 +466,25 @@ impl OrderActorState {
         self.outbox_published = false;
         self.outbox_in_redis = true;
         self.schedule_timer(myself);
+        if matches!(envelope.command, Command::Create(_)) {
+            self.ask_plugins();
+        }
         Ok(verdict)
+    }
+
+    /// An INITIATED order asks the plugins it waits for (from another task:
+    /// their verdicts come back as commands).
+    fn ask_plugins(&self) {
+        let (Some(plugins), Some(snap)) = (&self.deps.plugins, &self.snap) else {
+            return;
+        };
+        let order = &snap.order;
+        if order.exists()
+            && order.state == OrderState::Initiated
+            && !order.validation.waiting_for.is_empty()
+        {
+            plugins.ask(order);
+        }
     }
 
     /// Publishes the snapshot's outbox if it is not yet; on failure, tries
@@ -710,6 +748,7 @@ mod tests {
             clock: Arc::new(|| Timestamp(1_700_000_000_000)),
             passivate_after: Duration::from_secs(60),
             hold_back: Duration::from_secs(1),
+            plugins: None,
         };
         let (router, _) = Actor::spawn(None, Router, deps).await.unwrap();
         World {

@@ -3,7 +3,8 @@
 //!
 //! Start-up: connect NATS and Redis (refusing a Redis without an append-only
 //! file), create the streams, start the router, the intake consumers, the
-//! timer sweeper and the read service.
+//! timer sweeper, the plugin task (and re-ask the plugins of INITIATED
+//! orders) and the read service.
 //!
 //! Shutdown, in this order: stop pulling (and put back what was prefetched),
 //! let in-flight commands finish and be acked, stop the order actors (each
@@ -17,7 +18,7 @@ use ractor::rpc::CallResult;
 use ractor::Actor;
 use tokio::sync::{watch, Semaphore};
 
-use crate::actor::{system_clock, Clock, Deps, Routed};
+use crate::actor::{system_clock, Clock, Deps};
 use crate::bus::{self, BusError, JetStreamPublisher};
 use crate::intake::Intake;
 use crate::router::{Router, RouterMsg};
@@ -66,6 +67,7 @@ pub async fn run_with_clock(
     }
     let store = RedisStore::connect(&settings.redis).await?;
 
+    let (plugin_requests, plugin_asks) = crate::plugins::PluginRequests::channel();
     let deps = Deps {
         store: Arc::new(store.clone()),
         publisher: Arc::new(JetStreamPublisher::new(js.clone())),
@@ -75,6 +77,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         passivate_after: Duration::from_millis(settings.runtime.passivate_after_ms),
         hold_back: settings.ack_wait() * 2,
+        plugins: Some(plugin_requests),
     };
     let (router, router_task) = Actor::spawn(None, Router, deps)
         .await
@@ -93,12 +96,26 @@ pub async fn run_with_clock(
         let consumer = bus::intake_consumer(&js, spec, &settings).await?;
         pullers.push(tokio::spawn(intake.clone().run(consumer, stop_rx.clone())));
     }
-    let sweeper = tokio::spawn(sweep_timers(
+    let sweeper = tokio::spawn(crate::timers::sweep(
         store.clone(),
         router.clone(),
         clock,
         Duration::from_millis(settings.runtime.timer_sweep_ms),
+        settings.runtime.timer_fire_per_sec,
         stop_rx.clone(),
+    ));
+    let plugin_task = tokio::spawn(crate::plugins::run(
+        crate::plugins::Asker {
+            client: client.clone(),
+            router: router.clone(),
+            store: store.clone(),
+            in_flight: Arc::default(),
+        },
+        plugin_asks,
+    ));
+    let resume = tokio::spawn(crate::plugins::resume_waiting(
+        store.clone(),
+        router.clone(),
     ));
     let service = service::start(Reader {
         store: store.clone(),
@@ -117,6 +134,7 @@ pub async fn run_with_clock(
         let _ = p.await;
     }
     let _ = sweeper.await;
+    resume.abort();
 
     let grace = Duration::from_millis(settings.runtime.shutdown_grace_ms);
     let all = u32::try_from(settings.runtime.max_in_flight).unwrap_or(u32::MAX);
@@ -132,6 +150,7 @@ pub async fn run_with_clock(
     router.stop(None);
     let _ = router_task.await;
 
+    plugin_task.abort();
     service.stop().await;
     if let Err(e) = client.drain().await {
         tracing::debug!(error = %e, "nats drain");
@@ -139,35 +158,4 @@ pub async fn run_with_clock(
     drop(store);
     tracing::info!("orderd stopped");
     Ok(())
-}
-
-/// Wakes orders whose timers are due but which have no live actor (after a
-/// restart, or passivated): the timers live in the snapshots, the sweeper
-/// reads their index.
-async fn sweep_timers(
-    store: RedisStore,
-    router: ractor::ActorRef<RouterMsg>,
-    clock: Clock,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tick.tick() => {}
-        }
-        match store.due_timers(clock().0, 256).await {
-            Ok(due) => {
-                for order_id in due {
-                    let _ = router.cast(RouterMsg::Route {
-                        order_id,
-                        msg: Routed::FireTimers,
-                    });
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "timer sweep failed"),
-        }
-    }
 }

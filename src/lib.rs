@@ -27,19 +27,34 @@
 //!   decide → persist (compare-and-set) → answer → publish the outbox.
 //! - [`outbox`]: the messages a persisted change owes NATS.
 //! - [`store`]: Redis snapshots, indexes, personal data, tenant configuration.
-//! - [`service`]: the read endpoints (NATS Services API).
+//! - [`indexes`]: the query indexes a snapshot keeps (creation time,
+//!   sub-state, indexed custom attributes), written with it atomically.
+//! - [`config_store`]: tenant configurations, one immutable version per
+//!   change, and the current pointer.
+//! - [`plugins`]: asks an INITIATED order's validation plugins from its own
+//!   tasks and feeds the verdicts back as commands.
+//! - [`timers`]: wakes orders whose timers are due, at a bounded rate.
+//! - [`service`]: the read endpoints (NATS Services API), with
+//!   [`query`] (the query planner) and [`config_api`] (the `config.*`
+//!   endpoints, dry run included).
 //! - [`app`]: `run(settings, shutdown)`, the single entry point, and the
 //!   shutdown order.
 
 pub mod actor;
 pub mod app;
 pub mod bus;
+pub mod config_api;
+pub mod config_store;
 pub mod headers;
+pub mod indexes;
 pub mod intake;
 pub mod outbox;
+pub mod plugins;
+pub mod query;
 pub mod router;
 pub mod service;
 pub mod settings;
 pub mod store;
 pub mod subjects;
+pub mod timers;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! The read side: a NATS Services API service (`orderd`, discoverable with
 //! `$SRV.PING|INFO|STATS`) with the endpoints get, explain, query, history
-//! and health.
+//! and health, and the configuration endpoints `config.*`
+//! ([`crate::config_api`]).
 //!
 //! Invariants:
 //! - reads of a live order go through its actor (the freshest state), else
@@ -27,7 +28,7 @@ use crate::router::RouterMsg;
 use crate::settings::Settings;
 use crate::store::{RedisStore, SnapshotStore, StoreError};
 use crate::wire::{self, ErrorBody, Format, WireError};
-use crate::{headers, subjects};
+use crate::{config_api, headers, subjects};
 
 /// The most orders a query page, or events a history page, holds.
 pub const MAX_PAGE: usize = 500;
@@ -112,6 +113,11 @@ enum Endpoint {
     Query,
     History,
     Health,
+    ConfigGet,
+    ConfigValidate,
+    ConfigPublish,
+    ConfigAttributes,
+    ConfigDryRun,
     Outcome,
 }
 
@@ -145,6 +151,31 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_HEALTH_ENDPOINT,
             subjects::API_HEALTH,
             Endpoint::Health,
+        ),
+        (
+            subjects::API_CONFIG_GET_ENDPOINT,
+            subjects::API_CONFIG_GET,
+            Endpoint::ConfigGet,
+        ),
+        (
+            subjects::API_CONFIG_VALIDATE_ENDPOINT,
+            subjects::API_CONFIG_VALIDATE,
+            Endpoint::ConfigValidate,
+        ),
+        (
+            subjects::API_CONFIG_PUBLISH_ENDPOINT,
+            subjects::API_CONFIG_PUBLISH,
+            Endpoint::ConfigPublish,
+        ),
+        (
+            subjects::API_CONFIG_ATTRIBUTES_ENDPOINT,
+            subjects::API_CONFIG_ATTRIBUTES,
+            Endpoint::ConfigAttributes,
+        ),
+        (
+            subjects::API_CONFIG_DRYRUN_ENDPOINT,
+            subjects::API_CONFIG_DRYRUN,
+            Endpoint::ConfigDryRun,
         ),
         (
             subjects::API_OUTCOME_ENDPOINT,
@@ -206,6 +237,15 @@ impl Reader {
                     .await
                     .map(|v| wire::encode_as(&v, format)),
                 Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
+                Endpoint::ConfigGet => self.config(ct, body, config_api::get, format).await,
+                Endpoint::ConfigValidate => {
+                    self.config(ct, body, config_api::validate, format).await
+                }
+                Endpoint::ConfigPublish => self.config(ct, body, config_api::publish, format).await,
+                Endpoint::ConfigAttributes => {
+                    self.config(ct, body, config_api::attributes, format).await
+                }
+                Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
                 Endpoint::Outcome => self
                     .outcome(ct, body)
                     .await
@@ -228,6 +268,26 @@ impl Reader {
         };
         if let Err(e) = request.respond_with_headers(Ok(payload.into()), h).await {
             tracing::debug!(error = %e, "reply not sent");
+        }
+    }
+
+    /// Decodes a configuration request and runs its handler.
+    async fn config<'s, Req, Rep, F>(
+        &'s self,
+        ct: Option<&str>,
+        body: &[u8],
+        handler: impl FnOnce(&'s RedisStore, Req) -> F,
+        format: Format,
+    ) -> Result<Vec<u8>, Failure>
+    where
+        Req: serde::de::DeserializeOwned,
+        Rep: Serialize,
+        F: std::future::Future<Output = Result<Rep, config_api::ConfigError>>,
+    {
+        let req: Req = wire::decode(ct, body, self.max_body())?;
+        match handler(&self.store, req).await {
+            Ok(reply) => Ok(wire::encode_as(&reply, format)),
+            Err(e) => Err(Failure(e.body())),
         }
     }
 
@@ -310,56 +370,23 @@ impl Reader {
         let req: wire::OrderRequest = wire::decode(ct, body, self.max_body())?;
         let (tenant, order_id) = req.ids()?;
         let order = self.read(&tenant, order_id).await?;
-        let config = self.store.tenant_config(&tenant).await?;
+        // Explained by the rules it is decided by: its own version.
+        let config = self
+            .store
+            .tenant_config_at(&tenant, order.schema_version)
+            .await?;
         Ok(orderd_core::explain(&order, &config))
     }
 
     async fn query(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::QueryResponse, Failure> {
         let req: wire::QueryRequest = wire::decode(ct, body, self.max_body())?;
-        let tenant = req.tenant()?;
         let limit = req
             .limit
             .map_or(DEFAULT_PAGE, |l| usize::try_from(l).unwrap_or(MAX_PAGE))
             .clamp(1, MAX_PAGE);
-        let cursor = req.after.as_deref();
-        let page = match (&req.client_order_id, req.state) {
-            (Some(coid), _) => {
-                self.store
-                    .orders_with_client_order_id(&tenant, coid, cursor, limit)
-                    .await?
-            }
-            (None, Some(state)) => {
-                self.store
-                    .orders_in_state(&tenant, state, cursor, limit)
-                    .await?
-            }
-            (None, None) => {
-                return Err(Failure(ErrorBody::error(
-                    "ORD-400-MALFORMED",
-                    "a query needs state or clientOrderId",
-                )))
-            }
-        };
-        let snapshots = self.store.load_many(&page.ids).await?;
-        let orders = snapshots
-            .iter()
-            .map(|s| &s.order)
-            .filter(|o| o.tenant == tenant)
-            // The index gives the page; the other filters narrow it, so a
-            // page may hold fewer than `limit` orders (follow `next`).
-            .filter(|o| req.state.is_none_or(|s| o.state == s))
-            .filter(|o| req.sub_state.is_none() || o.sub_state == req.sub_state)
-            .filter(|o| {
-                req.custom_attributes
-                    .iter()
-                    .all(|(k, v)| o.custom.get(k) == Some(v))
-            })
-            .map(wire::OrderView::from)
-            .collect();
-        Ok(wire::QueryResponse {
-            orders,
-            next: page.next,
-        })
+        crate::query::run(&self.store, &req, limit)
+            .await
+            .map_err(|e| Failure(e.body()))
     }
 
     async fn history(

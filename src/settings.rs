@@ -217,6 +217,9 @@ pub struct RuntimeSettings {
     pub tenant_config_ttl_ms: u64,
     /// How often due timers of stopped orders are looked for.
     pub timer_sweep_ms: u64,
+    /// At most this many orders a second are woken for due timers (a
+    /// backlog after downtime is worked off at this rate).
+    pub timer_fire_per_sec: u32,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_grace_ms: u64,
 }
@@ -229,6 +232,7 @@ impl Default for RuntimeSettings {
             max_body_bytes: 256 * 1024,
             tenant_config_ttl_ms: 5_000,
             timer_sweep_ms: 1_000,
+            timer_fire_per_sec: 500,
             shutdown_grace_ms: 10_000,
         }
     }
@@ -345,6 +349,16 @@ impl Settings {
         parse_env(&env, "ORDERD_MAX_DELIVER", &mut self.consumers.max_deliver)?;
         parse_env(
             &env,
+            "ORDERD_TIMER_FIRE_PER_SEC",
+            &mut self.runtime.timer_fire_per_sec,
+        )?;
+        parse_env(
+            &env,
+            "ORDERD_TIMER_SWEEP_MS",
+            &mut self.runtime.timer_sweep_ms,
+        )?;
+        parse_env(
+            &env,
             "ORDERD_AUTO_CREATE_STREAMS",
             &mut self.nats.auto_create_streams,
         )?;
@@ -440,6 +454,11 @@ impl Settings {
             self.runtime.timer_sweep_ms >= 10,
             "runtime.timer_sweep_ms",
             "must be at least 10",
+        )?;
+        check(
+            self.runtime.timer_fire_per_sec >= 1,
+            "runtime.timer_fire_per_sec",
+            "must be at least 1",
         )?;
         Ok(())
     }

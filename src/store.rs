@@ -6,9 +6,12 @@
 //! - `orderd:order:<orderId>`: hash `{v: version, snap: msgpack Snapshot}`;
 //! - `orderd:idx:<tenant>:state:<STATE>`: sorted set of order ids by createdAt;
 //! - `orderd:idx:<tenant>:coid:<clientOrderId>`: sorted set of order ids by createdAt;
+//! - the indexes of [`crate::indexes`] (creation time, sub-state, indexed
+//!   custom attributes), whose keys the hash remembers in its `idx` field so
+//!   the next write can remove the entries that no longer hold;
 //! - `orderd:timers`: sorted set of order ids by their earliest due timer;
 //! - `orderd:contact:<id>`, `orderd:location:<id>`: personal data, apart;
-//! - `orderd:tenant:<tenant>:config`: msgpack `TenantConfig` (default when missing).
+//! - tenant configurations, versioned: see [`crate::config_store`].
 //!
 //! Invariant: a write whose expected version is not the stored one fails with
 //! [`StoreError::StaleVersion`] and changes nothing. That is what fences two
@@ -112,6 +115,16 @@ pub trait SnapshotStore: Send + Sync + 'static {
         &'a self,
         tenant: &'a TenantId,
     ) -> BoxFuture<'a, Result<TenantConfig, StoreError>>;
+
+    /// One version of the tenant's configuration, the one an order was
+    /// created under. Stores without versions answer the current one.
+    fn tenant_config_at<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        _version: u64,
+    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
+        self.tenant_config(tenant)
+    }
 }
 
 const TIMERS_KEY: &str = "orderd:timers";
@@ -121,11 +134,13 @@ pub fn order_key(order: &OrderId) -> String {
     format!("orderd:order:{order}")
 }
 
-fn state_index_key(tenant: &TenantId, state: OrderState) -> String {
+/// The key of a tenant's state index.
+pub fn state_index_key(tenant: &TenantId, state: OrderState) -> String {
     format!("orderd:idx:{tenant}:state:{}", state.as_str())
 }
 
-fn client_order_index_key(tenant: &TenantId, client_order_id: &str) -> String {
+/// The key of a tenant's client order id index.
+pub fn client_order_index_key(tenant: &TenantId, client_order_id: &str) -> String {
     format!("orderd:idx:{tenant}:coid:{client_order_id}")
 }
 
@@ -139,22 +154,35 @@ pub fn location_key(id: impl std::fmt::Display) -> String {
     format!("orderd:location:{id}")
 }
 
-fn tenant_config_key(tenant: &TenantId) -> String {
-    format!("orderd:tenant:{tenant}:config")
-}
-
 /// The compare-and-set write with its index updates, in one atomic step.
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
 /// id index, 5 timers.
 /// ARGV: 1 expected version, 2 new version, 3 snapshot, 4 order id,
 /// 5 createdAt score, 6 "1" when there is an old state, 7 "1" when the order
-/// has a client order id, 8 earliest timer due (ms) or "".
+/// has a client order id, 8 earliest timer due (ms) or "", then pairs of
+/// (index key, score): the order's other index entries ([`crate::indexes`]).
+/// Entries of the previous write (the `idx` field) that are not among them
+/// are removed. The index keys are passed as arguments, not KEYS: fine on a
+/// single Redis, not on a cluster (where every key would need one hash slot).
 const SAVE_SCRIPT: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
+local keep = {}
+local list = {}
+for i = 9, #ARGV, 2 do
+  keep[ARGV[i]] = true
+  list[#list + 1] = ARGV[i]
+  redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
+end
+local old = redis.call('HGET', KEYS[1], 'idx')
+if old then
+  for k in string.gmatch(old, '[^\n]+') do
+    if not keep[k] then redis.call('ZREM', k, ARGV[4]) end
+  end
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3], 'idx', table.concat(list, '\n'))
 if ARGV[6] == '1' and KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[4]) end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
@@ -180,6 +208,7 @@ pub struct Page {
 pub struct RedisStore {
     conn: ConnectionManager,
     save_script: redis::Script,
+    versions: Arc<crate::config_store::ConfigVersions>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -202,6 +231,7 @@ impl RedisStore {
         let store = Self {
             conn,
             save_script: redis::Script::new(SAVE_SCRIPT),
+            versions: Arc::default(),
         };
         if settings.require_appendonly {
             store.check_appendonly().await?;
@@ -263,21 +293,34 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Stores a tenant configuration (used by tests and tools; the config
-    /// API is a later issue).
+    /// Publishes a tenant configuration as its next version, unchecked
+    /// (for tests and tools; clients go through the configuration API).
     pub async fn put_tenant_config(
         &self,
         tenant: &TenantId,
         config: &TenantConfig,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let bytes = rmp_serde::to_vec_named(config)?;
-        redis::cmd("SET")
-            .arg(tenant_config_key(tenant))
-            .arg(bytes)
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
+    ) -> Result<u64, StoreError> {
+        crate::config_store::publish(&self.conn, tenant, config, None)
+            .await
+            .map_err(|e| match e {
+                crate::config_store::PublishError::Store(e) => e,
+                other => StoreError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "publish",
+                    other.to_string(),
+                ))),
+            })
+    }
+
+    /// The connection, for the modules that keep their own keys
+    /// (configuration versions, queries).
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// The cache of configuration versions this store reads through.
+    pub fn config_versions(&self) -> &crate::config_store::ConfigVersions {
+        &self.versions
     }
 
     /// Loads several snapshots in one round trip; missing ones are skipped.
@@ -447,9 +490,13 @@ impl SnapshotStore for RedisStore {
                 .min()
                 .map(|d| d.to_string())
                 .unwrap_or_default();
+            let config = self
+                .versions
+                .get(&self.conn, &order.tenant, order.schema_version)
+                .await?;
             let mut conn = self.conn.clone();
-            let (ok, found): (i64, String) = self
-                .save_script
+            let mut invocation = self.save_script.prepare_invoke();
+            invocation
                 .key(order_key(&order.id))
                 .key(&new_state_key)
                 .key(&old_state_key)
@@ -469,9 +516,11 @@ impl SnapshotStore for RedisStore {
                 } else {
                     "1"
                 })
-                .arg(earliest_due)
-                .invoke_async(&mut conn)
-                .await?;
+                .arg(earliest_due);
+            for (key, score) in crate::indexes::entries(order, &config) {
+                invocation.arg(key).arg(score);
+            }
+            let (ok, found): (i64, String) = invocation.invoke_async(&mut conn).await?;
             if ok == 1 {
                 Ok(())
             } else {
@@ -529,15 +578,19 @@ impl SnapshotStore for RedisStore {
         tenant: &'a TenantId,
     ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
         Box::pin(async move {
-            let key = tenant_config_key(tenant);
-            let mut conn = self.conn.clone();
-            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-            match bytes {
-                None => Ok(TenantConfig::default()),
-                Some(b) => {
-                    rmp_serde::from_slice(&b).map_err(|source| StoreError::Corrupt { key, source })
-                }
-            }
+            let (_, config) = crate::config_store::current(&self.conn, tenant).await?;
+            Ok(config)
+        })
+    }
+
+    fn tenant_config_at<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: u64,
+    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
+        Box::pin(async move {
+            let config = self.versions.get(&self.conn, tenant, version).await?;
+            Ok((*config).clone())
         })
     }
 }
@@ -548,6 +601,7 @@ impl SnapshotStore for RedisStore {
 pub struct TenantConfigs {
     ttl: std::time::Duration,
     cache: std::sync::Mutex<HashMap<TenantId, (std::time::Instant, Arc<TenantConfig>)>>,
+    versions: std::sync::Mutex<HashMap<(TenantId, u64), Arc<TenantConfig>>>,
 }
 
 impl TenantConfigs {
@@ -556,6 +610,7 @@ impl TenantConfigs {
         Self {
             ttl,
             cache: std::sync::Mutex::new(HashMap::new()),
+            versions: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -575,6 +630,28 @@ impl TenantConfigs {
                 cache.clear();
             }
             cache.insert(tenant.clone(), (std::time::Instant::now(), config.clone()));
+        }
+        Ok(config)
+    }
+
+    /// The version an order was created under (versions never change, so
+    /// they are cached without a time to live).
+    pub async fn at(
+        &self,
+        store: &dyn SnapshotStore,
+        tenant: &TenantId,
+        version: u64,
+    ) -> Result<Arc<TenantConfig>, StoreError> {
+        let key = (tenant.clone(), version);
+        if let Some(hit) = self.versions.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let config = Arc::new(store.tenant_config_at(tenant, version).await?);
+        if let Ok(mut cache) = self.versions.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, config.clone());
         }
         Ok(config)
     }

@@ -106,6 +106,35 @@ pub const API_ENDPOINTS: [(&str, &str); 6] = [
     (API_OUTCOME_ENDPOINT, API_OUTCOME),
 ];
 
+/// Endpoint name of `config.get`: a tenant's configuration (current or a version).
+pub const API_CONFIG_GET_ENDPOINT: &str = "config_get";
+/// Endpoint name of `config.validate`: checks a draft, stores nothing.
+pub const API_CONFIG_VALIDATE_ENDPOINT: &str = "config_validate";
+/// Endpoint name of `config.publish`: a whole draft becomes the next version.
+pub const API_CONFIG_PUBLISH_ENDPOINT: &str = "config_publish";
+/// Endpoint name of `config.attributes`: seed 002's `POST /config/attributes`.
+pub const API_CONFIG_ATTRIBUTES_ENDPOINT: &str = "config_attributes";
+/// Endpoint name of `config.dryrun`: what a draft would change for recent orders.
+pub const API_CONFIG_DRYRUN_ENDPOINT: &str = "config_dryrun";
+/// Subject of the `config.get` endpoint.
+pub const API_CONFIG_GET: &str = "orderd.v1.api.config.get";
+/// Subject of the `config.validate` endpoint.
+pub const API_CONFIG_VALIDATE: &str = "orderd.v1.api.config.validate";
+/// Subject of the `config.publish` endpoint.
+pub const API_CONFIG_PUBLISH: &str = "orderd.v1.api.config.publish";
+/// Subject of the `config.attributes` endpoint.
+pub const API_CONFIG_ATTRIBUTES: &str = "orderd.v1.api.config.attributes";
+/// Subject of the `config.dryrun` endpoint.
+pub const API_CONFIG_DRYRUN: &str = "orderd.v1.api.config.dryrun";
+/// Every configuration endpoint, as (endpoint name, full subject).
+pub const API_CONFIG_ENDPOINTS: [(&str, &str); 5] = [
+    (API_CONFIG_GET_ENDPOINT, API_CONFIG_GET),
+    (API_CONFIG_VALIDATE_ENDPOINT, API_CONFIG_VALIDATE),
+    (API_CONFIG_PUBLISH_ENDPOINT, API_CONFIG_PUBLISH),
+    (API_CONFIG_ATTRIBUTES_ENDPOINT, API_CONFIG_ATTRIBUTES),
+    (API_CONFIG_DRYRUN_ENDPOINT, API_CONFIG_DRYRUN),
+];
+
 /// The tenant token no tenant may use: it is the read service's subject tree.
 pub const RESERVED_TENANT: &str = "api";
 
@@ -258,6 +287,16 @@ fn job_layout(tenant: &str, order: &str, work_order: &str, status: &str) -> Stri
 
 fn dispatch_layout(tenant: &str, order: &str, work_order: &str, action: &str) -> String {
     format!("{ROOT}.{VERSION}.{tenant}.dispatch.{order}.{work_order}.{action}")
+}
+
+fn plugin_layout(tenant: &str, plugin: &str) -> String {
+    format!("{ROOT}.{VERSION}.{tenant}.plugin.{plugin}.validate")
+}
+
+/// The request subject of a tenant's validation plugin (a NATS service);
+/// `plugin` is a configured name, `[A-Za-z0-9_-]{1,64}`.
+pub fn plugin_validate(tenant: &TenantId, plugin: &str) -> String {
+    plugin_layout(tenant.as_str(), plugin)
 }
 
 fn event_layout(tenant: &str, order: &str, kind: &str) -> String {
@@ -540,6 +579,9 @@ pub enum Tree {
     Event,
     /// Services API read endpoints (request/reply).
     Service,
+    /// Validation plugin requests, from orderd to the tenant's plugins
+    /// (request/reply, core NATS).
+    Plugin,
 }
 
 /// One subject pattern, in AsyncAPI channel-address form: ids are the
@@ -573,6 +615,7 @@ impl SubjectPattern {
 const P_TENANT: &str = "{tenant}";
 const P_ORDER: &str = "{orderId}";
 const P_WORK_ORDER: &str = "{workOrderId}";
+const P_PLUGIN: &str = "{plugin}";
 
 /// Every subject pattern the code builds or serves, in AsyncAPI
 /// channel-address form: each verb, status, action and kind written out.
@@ -600,11 +643,16 @@ pub fn catalogue() -> Vec<SubjectPattern> {
     all.extend(
         API_ENDPOINTS
             .into_iter()
+            .chain(API_CONFIG_ENDPOINTS)
             .map(|(_, subject)| SubjectPattern {
                 address: subject.to_owned(),
                 tree: Tree::Service,
             }),
     );
+    all.push(SubjectPattern {
+        address: plugin_layout(P_TENANT, P_PLUGIN),
+        tree: Tree::Plugin,
+    });
     all
 }
 
@@ -853,7 +901,28 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 6);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 6 + 5 + 1);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
+        assert!(addresses.contains(&"orderd.v1.{tenant}.plugin.{plugin}.validate"));
+    }
+
+    #[test]
+    fn config_and_plugin_subjects_stay_out_of_every_stream() {
+        let t = tenant();
+        let plugin = plugin_validate(&t, "fraud-check");
+        assert_eq!(plugin, format!("orderd.v1.{t}.plugin.fraud-check.validate"));
+        for subject in API_CONFIG_ENDPOINTS
+            .iter()
+            .map(|(_, s)| (*s).to_owned())
+            .chain([plugin])
+        {
+            for (_, filter) in STREAMS {
+                assert!(!wildcard_matches(filter, &subject), "{subject} in {filter}");
+            }
+            assert!(parse_inbound(&subject).is_err(), "{subject}");
+        }
+        for (name, subject) in API_CONFIG_ENDPOINTS {
+            assert_eq!(format!("{API_GROUP}.{}", name.replace('_', ".")), subject);
+        }
     }
 }

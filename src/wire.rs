@@ -15,6 +15,7 @@
 //!   only as their ids.
 
 mod command;
+mod config;
 mod error;
 mod message;
 mod view;
@@ -31,12 +32,16 @@ pub use command::{
     MoneyBody, OrderSummaryBody, ReasonBody, SubStateBody, UpdateDropDetailsBody, UpdateOrderBody,
     WorkOrderBody,
 };
+pub use config::{
+    AttributesRequest, Change, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
+    OrderDifference, PluginReply, PluginRequest, ValidateReply,
+};
 pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
 pub use message::{close_reason, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
     CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, MilestoneView,
     OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, QueryRequest, QueryResponse,
-    WorkOrderView,
+    RangeBody, WorkOrderView,
 };
 
 use crate::headers;

@@ -7,14 +7,18 @@ use std::collections::BTreeSet;
 
 use orderd::subjects::{self, EventKind, Verb};
 use orderd::wire::{
-    self, ContactBody, CreateOrderBody, DispatchMessage, DropDetailsBody, ErrorBody, EventMessage,
-    ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody, MoneyBody, OrderRequest,
-    OrderSummaryBody, OrderView, Outcome, QueryRequest, QueryResponse, ReasonBody, SubStateBody,
-    UpdateDropDetailsBody, UpdateOrderBody, WorkOrderBody,
+    self, AttributesRequest, Change as ConfigChange, ConfigDraft, ConfigReply, ConfigRequest,
+    ContactBody, CreateOrderBody, DispatchMessage, DropDetailsBody, DryRunReply, DryRunRequest,
+    ErrorBody, EventMessage, ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody,
+    MoneyBody, OrderDifference, OrderRequest, OrderSummaryBody, OrderView, Outcome, PluginReply,
+    PluginRequest, QueryRequest, QueryResponse, RangeBody, ReasonBody, SubStateBody,
+    UpdateDropDetailsBody, UpdateOrderBody, ValidateReply, WorkOrderBody,
 };
 use orderd_core::ids::{CommandId, Timestamp};
 use orderd_core::model::{JobStatus, Order, WorkOrder, WorkOrderState};
-use orderd_core::{Change, Event, JobAction, JobCommand, OrderId, TenantId, WorkOrderId};
+use orderd_core::{
+    Change, Event, JobAction, JobCommand, OrderId, TenantConfig, TenantId, WorkOrderId,
+};
 use serde::Serialize;
 
 const CATALOGUE: &str = include_str!("../subjects/orderd.asyncapi.yaml");
@@ -94,10 +98,16 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_QUERY,
             subjects::API_HISTORY,
             subjects::API_HEALTH,
+            subjects::API_CONFIG_GET,
+            subjects::API_CONFIG_VALIDATE,
+            subjects::API_CONFIG_PUBLISH,
+            subjects::API_CONFIG_ATTRIBUTES,
+            subjects::API_CONFIG_DRYRUN,
             subjects::API_OUTCOME,
         ]
         .map(str::to_owned),
     );
+    built.push(subjects::plugin_validate(&tenant, "fraud-check"));
     let patterns = subjects::catalogue();
     let catalogued = catalogue_addresses();
     for subject in &built {
@@ -225,6 +235,27 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         custom_attributes: Default::default(),
     };
     let order_id = order.id.to_string();
+    let config: TenantConfig = serde_json::from_value(serde_json::json!({
+        "attributes": [{"name": "region", "dataType": "string", "indexed": true}],
+        "milestones": [{"name": "started", "reach": "IN_PROGRESS", "withinMs": 1000}]
+    }))
+    .unwrap();
+    let dry_run = DryRunReply {
+        tenant: "acme".into(),
+        current_version: 2,
+        checked: 1,
+        problems: vec![],
+        differences: vec![OrderDifference {
+            order_id: order_id.clone(),
+            schema_version: 1,
+            state: "CREATED".into(),
+            changes: vec![ConfigChange {
+                aspect: "plugins".into(),
+                now: "[]".into(),
+                draft: "[fraud]".into(),
+            }],
+        }],
+    };
     let checks: Vec<(&str, BTreeSet<String>)> = vec![
         ("CreateOrder", fields(&create)),
         ("DropDetails", fields(&DropDetailsBody::default())),
@@ -310,6 +341,9 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 client_order_id: None,
                 sub_state: None,
                 custom_attributes: Default::default(),
+                custom_attribute_ranges: Default::default(),
+                created_from: None,
+                created_to: None,
                 limit: None,
                 after: None,
             }),
@@ -331,6 +365,82 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         (
             "Explanation",
             fields(&orderd_core::explain(&order, &Default::default())),
+        ),
+        ("TenantConfig", fields(&config)),
+        ("AttributeDef", fields(&config.attributes[0])),
+        ("Milestone", fields(&config.milestones[0])),
+        ("PluginPolicy", fields(&config.plugin_policy)),
+        (
+            "WorkOrderType",
+            fields(&orderd_core::config::WorkOrderType::plain(1)),
+        ),
+        ("Range", fields(&RangeBody::default())),
+        (
+            "ConfigRequest",
+            fields(&ConfigRequest {
+                tenant: "acme".into(),
+                version: None,
+            }),
+        ),
+        (
+            "ConfigDraft",
+            fields(&ConfigDraft {
+                tenant: "acme".into(),
+                config: config.clone(),
+                expected_version: None,
+            }),
+        ),
+        (
+            "AttributesRequest",
+            fields(&AttributesRequest {
+                tenant: "acme".into(),
+                attributes: vec![],
+                expected_version: None,
+            }),
+        ),
+        (
+            "DryRunRequest",
+            fields(&DryRunRequest {
+                tenant: "acme".into(),
+                config: config.clone(),
+                limit: None,
+            }),
+        ),
+        (
+            "ConfigReply",
+            fields(&ConfigReply {
+                tenant: "acme".into(),
+                version: 2,
+                current_version: 2,
+                config: config.clone(),
+            }),
+        ),
+        (
+            "ValidateReply",
+            fields(&ValidateReply {
+                tenant: "acme".into(),
+                valid: true,
+                next_version: 3,
+            }),
+        ),
+        ("DryRunReply", fields(&dry_run)),
+        ("OrderDifference", fields(&dry_run.differences[0])),
+        ("ConfigChange", fields(&dry_run.differences[0].changes[0])),
+        (
+            "PluginRequest",
+            fields(&PluginRequest {
+                tenant: "acme".into(),
+                order_id: "o".into(),
+                plugin: "p".into(),
+                order: view.clone(),
+            }),
+        ),
+        (
+            "PluginReply",
+            fields(&PluginReply {
+                ok: false,
+                reasons: vec![],
+            }),
         ),
     ];
     for (schema, wire_fields) in checks {

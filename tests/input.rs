@@ -266,7 +266,11 @@ async fn reads_answer_only_on_the_named_tenants_inbox() {
     let shared = ask("_INBOX.r2".to_owned()).await;
     assert_eq!(shared["orderId"], json!(order.to_string()));
     let stolen = ask(format!("_INBOX_{intruder}.r3")).await;
-    assert_eq!(stolen["code"], json!("ORD-403-READ_NOT_ALLOWED"), "{stolen}");
+    assert_eq!(
+        stolen["code"],
+        json!("ORD-403-READ_NOT_ALLOWED"),
+        "{stolen}"
+    );
     assert!(stolen.get("orderId").is_none());
     let made_up = ask(format!("replies.{}.r4", t.tenant)).await;
     assert_eq!(made_up["code"], json!("ORD-403-READ_NOT_ALLOWED"));

@@ -31,6 +31,10 @@ pub struct TenantConfig {
     /// Validation plugins (NATS services) a new order waits for, by name.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// How long a plugin gets to answer, how often it is asked again, and
+    /// what a plugin that never answers means.
+    #[serde(default)]
+    pub plugin_policy: PluginPolicy,
     /// Close an EXECUTED order as COMPLETED after this many milliseconds;
     /// `None` waits for an explicit close.
     #[serde(default)]
@@ -49,6 +53,7 @@ impl Default for TenantConfig {
             sub_states: BTreeMap::new(),
             modification_rules: BTreeMap::new(),
             plugins: Vec::new(),
+            plugin_policy: PluginPolicy::default(),
             auto_close_after_ms: None,
             milestones: Vec::new(),
         }
@@ -212,6 +217,52 @@ pub struct SubStateConfig {
     pub transitions: Vec<(String, String)>,
 }
 
+/// What to do when a validation plugin does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnTimeout {
+    /// The order fails validation (CLOSED, VALIDATION_FAILED).
+    #[default]
+    Fail,
+    /// The plugin counts as having accepted the order.
+    Pass,
+}
+
+/// How validation plugins are asked (the runtime applies it; the core only
+/// checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginPolicy {
+    /// How long one request waits for an answer.
+    #[serde(default = "PluginPolicy::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How many more times a plugin is asked after a timeout.
+    #[serde(default = "PluginPolicy::default_retries")]
+    pub retries: u32,
+    /// What a plugin that never answered means.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+impl PluginPolicy {
+    fn default_timeout_ms() -> u64 {
+        2_000
+    }
+    fn default_retries() -> u32 {
+        2
+    }
+}
+
+impl Default for PluginPolicy {
+    fn default() -> Self {
+        Self {
+            timeout_ms: Self::default_timeout_ms(),
+            retries: Self::default_retries(),
+            on_timeout: OnTimeout::Fail,
+        }
+    }
+}
+
 /// A milestone: the order should reach a state within a time, counted from
 /// its creation or from another milestone being met. A monitoring rule raises
 /// an event some time before it is due, and one when it is missed.
@@ -359,6 +410,16 @@ impl TenantConfig {
                     "must match [A-Za-z0-9_-]{1,64}",
                 );
             }
+        }
+        if !(10..=60_000).contains(&self.plugin_policy.timeout_ms) {
+            p.add(
+                "pluginPolicy.timeoutMs",
+                "RANGE",
+                "must be 10 ms to 60 seconds",
+            );
+        }
+        if self.plugin_policy.retries > 10 {
+            p.add("pluginPolicy.retries", "RANGE", "must be 0 to 10");
         }
         if self
             .auto_close_after_ms

@@ -219,3 +219,21 @@ fn a_cancelled_order_meets_no_milestone_and_keeps_no_timer() {
     assert!(h.order.timers.is_empty());
     let _ = JobStatus::Started;
 }
+
+#[test]
+fn the_plugin_policy_has_defaults_and_is_checked() {
+    let config: TenantConfig = serde_json::from_str(r#"{ "plugins": ["fraud"] }"#).unwrap();
+    assert_eq!(config.plugin_policy.timeout_ms, 2_000);
+    assert_eq!(config.plugin_policy.retries, 2);
+    assert_eq!(
+        config.plugin_policy.on_timeout,
+        orderd_core::config::OnTimeout::Fail
+    );
+    let bad: TenantConfig = serde_json::from_str(
+        r#"{ "pluginPolicy": { "timeoutMs": 1, "retries": 99, "onTimeout": "PASS" } }"#,
+    )
+    .unwrap();
+    let fields: Vec<String> = bad.problems().into_iter().map(|p| p.field).collect();
+    assert!(fields.contains(&"pluginPolicy.timeoutMs".to_owned()));
+    assert!(fields.contains(&"pluginPolicy.retries".to_owned()));
+}

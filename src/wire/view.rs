@@ -362,6 +362,16 @@ pub struct QueryRequest {
     /// Only orders whose indexed custom attributes have these values.
     #[serde(default)]
     pub custom_attributes: BTreeMap<String, serde_json::Value>,
+    /// Only orders whose indexed number attributes fall in these ranges
+    /// (inclusive).
+    #[serde(default)]
+    pub custom_attribute_ranges: BTreeMap<String, RangeBody>,
+    /// Only orders created at or after this time (RFC 3339).
+    #[serde(default)]
+    pub created_from: Option<String>,
+    /// Only orders created at or before this time (RFC 3339).
+    #[serde(default)]
+    pub created_to: Option<String>,
     /// At most this many orders (the runtime caps it).
     #[serde(default)]
     pub limit: Option<u32>,
@@ -375,6 +385,18 @@ impl QueryRequest {
     pub fn tenant(&self) -> Result<TenantId, WireError> {
         Ok(subjects::parse_tenant(&self.tenant)?)
     }
+}
+
+/// An inclusive range of numbers; an absent bound is open.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeBody {
+    /// Lower bound.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper bound.
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 /// The reply of the `query` endpoint.

@@ -274,9 +274,17 @@ pub struct Process {
 impl Process {
     /// Starts the built binary against `servers`.
     pub fn start(servers: &Servers) -> Self {
+        Self::start_with_env(servers, &[])
+    }
+
+    /// Starts the built binary with extra `ORDERD_*` variables.
+    pub fn start_with_env(servers: &Servers, extra: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderd"));
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
         for (k, v) in servers.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
             cmd.env(k, v);
         }
         // ORDERD_TEST_LOGS=1 shows the child's logs.

@@ -1,0 +1,153 @@
+//! The secondary indexes a snapshot keeps, beyond state and client order id:
+//! creation time, sub-state and the tenant's indexed custom attributes.
+//!
+//! Each index is a sorted set of order ids:
+//! - `orderd:idx:<tenant>:created`: every order, scored by createdAt (ms);
+//! - `orderd:idx:<tenant>:sub:<subState>`: scored by createdAt;
+//! - `orderd:idx:<tenant>:attr:<name>:<json value>`: strings and booleans,
+//!   scored by createdAt (equality);
+//! - `orderd:idx:<tenant>:num:<name>`: numbers, scored by the value
+//!   (equality and ranges).
+//!
+//! Invariants: the entries are a pure function of the order and the
+//! configuration version it was created under ([`entries`]); the save script
+//! (`store.rs`) writes them in the same atomic step as the snapshot and
+//! removes the entries of the previous snapshot that no longer hold, so an
+//! index never disagrees with a stored snapshot. An attribute is indexed for
+//! the orders whose own configuration version indexes it.
+
+use orderd_core::config::DataType;
+use orderd_core::{Order, TenantConfig, TenantId};
+
+/// String values longer than this are not indexed (a key per value).
+pub const MAX_INDEXED_VALUE: usize = 256;
+
+/// Every order of the tenant, by createdAt.
+pub fn created_key(tenant: &TenantId) -> String {
+    format!("orderd:idx:{tenant}:created")
+}
+
+/// Orders in a sub-state, by createdAt.
+pub fn sub_state_key(tenant: &TenantId, sub_state: &str) -> String {
+    format!("orderd:idx:{tenant}:sub:{sub_state}")
+}
+
+/// Orders whose string or boolean attribute has this value, by createdAt.
+pub fn attribute_key(tenant: &TenantId, name: &str, value: &serde_json::Value) -> String {
+    format!("orderd:idx:{tenant}:attr:{name}:{value}")
+}
+
+/// Orders with a number attribute, scored by its value.
+pub fn number_key(tenant: &TenantId, name: &str) -> String {
+    format!("orderd:idx:{tenant}:num:{name}")
+}
+
+/// How an attribute can be looked up, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Equality, through [`attribute_key`].
+    Equality,
+    /// Equality and ranges, through [`number_key`].
+    Numeric,
+}
+
+/// How an attribute of this configuration is indexed; `None` when it is not.
+pub fn lookup(config: &TenantConfig, name: &str) -> Option<Lookup> {
+    let def = config.attribute(name)?;
+    if !def.indexed {
+        return None;
+    }
+    match def.data_type {
+        DataType::String | DataType::Boolean => Some(Lookup::Equality),
+        DataType::Number => Some(Lookup::Numeric),
+        DataType::Object | DataType::Array | DataType::Money => None,
+    }
+}
+
+/// The index entries `(key, score)` the order must have, beyond its state and
+/// client order id entries; `config` is the version it was created under.
+pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
+    #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly
+    let created = order.created_at.0 as f64;
+    let mut out = vec![(created_key(&order.tenant), created)];
+    if let Some(sub) = &order.sub_state {
+        out.push((sub_state_key(&order.tenant, sub), created));
+    }
+    for (name, value) in &order.custom {
+        match lookup(config, name) {
+            Some(Lookup::Numeric) => {
+                if let Some(n) = value.as_f64().filter(|n| n.is_finite()) {
+                    out.push((number_key(&order.tenant, name), n));
+                }
+            }
+            Some(Lookup::Equality) => {
+                let indexable = match value {
+                    serde_json::Value::String(s) => s.len() <= MAX_INDEXED_VALUE,
+                    serde_json::Value::Bool(_) => true,
+                    _ => false,
+                };
+                if indexable {
+                    out.push((attribute_key(&order.tenant, name, value), created));
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderd_core::config::{AttributeDef, AttributeValidation};
+    use orderd_core::{OrderId, Timestamp};
+
+    fn def(name: &str, data_type: DataType, indexed: bool) -> AttributeDef {
+        AttributeDef {
+            name: name.into(),
+            description: None,
+            data_type,
+            validation: AttributeValidation::default(),
+            default_value: None,
+            indexed,
+            security_level: None,
+            delete: false,
+        }
+    }
+
+    #[test]
+    fn only_indexed_scalar_attributes_get_entries() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let mut order = Order::blank(OrderId(uuid::Uuid::nil()), tenant.clone());
+        order.created_at = Timestamp(1_000);
+        order.sub_state = Some("PACKING".into());
+        order.custom.insert("region".into(), "north".into());
+        order.custom.insert("weight".into(), 12.5.into());
+        order.custom.insert("note".into(), "x".into());
+        order
+            .custom
+            .insert("tags".into(), serde_json::json!(["a", "b"]));
+        let config = TenantConfig {
+            attributes: vec![
+                def("region", DataType::String, true),
+                def("weight", DataType::Number, true),
+                def("note", DataType::String, false),
+                def("tags", DataType::Array, true),
+            ],
+            ..TenantConfig::default()
+        };
+        let got = entries(&order, &config);
+        assert_eq!(
+            got,
+            vec![
+                ("orderd:idx:acme:created".to_owned(), 1_000.0),
+                ("orderd:idx:acme:sub:PACKING".to_owned(), 1_000.0),
+                ("orderd:idx:acme:attr:region:\"north\"".to_owned(), 1_000.0),
+                ("orderd:idx:acme:num:weight".to_owned(), 12.5),
+            ]
+        );
+        assert_eq!(lookup(&config, "note"), None);
+        assert_eq!(lookup(&config, "tags"), None);
+        assert_eq!(lookup(&config, "weight"), Some(Lookup::Numeric));
+    }
+}

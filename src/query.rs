@@ -1,0 +1,279 @@
+//! The query endpoint's planner: one index drives the page (keyset
+//! pagination over a sorted set), the other filters narrow it on the loaded
+//! snapshots.
+//!
+//! The driving index is the most selective one the query names, in this
+//! order: client order id, an indexed string or boolean attribute, an
+//! indexed number attribute (equality or range), sub-state, state, and
+//! finally every order of the tenant by creation time. A creation-time range
+//! bounds the scores of an index scored by createdAt, and filters otherwise.
+//!
+//! Invariants: only attributes the tenant's current configuration marks as
+//! indexed can be filtered on (`ORD-400-ATTRIBUTE_NOT_INDEXED`); the indexes
+//! are written with the snapshots in one atomic step, and every filter is
+//! checked again on the snapshot, so a page never shows an order that does
+//! not match. A page may hold fewer orders than asked (follow `next`).
+
+use orderd_core::{Order, TenantConfig, TenantId};
+
+use crate::indexes::{self, Lookup};
+use crate::store::{self, Page, RedisStore, SnapshotStore, StoreError};
+use crate::wire::{ErrorBody, OrderView, QueryRequest, QueryResponse, RangeBody, WireError};
+
+/// Why a query was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Redis failed, or the cursor is not ours.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request is malformed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The attribute is unknown or not indexed in the current configuration.
+    #[error("attribute {0} is not indexed: only indexed attributes can be filtered on")]
+    NotIndexed(String),
+    /// A range on an attribute that is not a number, or a value of the
+    /// wrong type.
+    #[error("attribute {0}: {1}")]
+    BadFilter(String, &'static str),
+    /// A time that is not RFC 3339.
+    #[error("{0} must be an RFC 3339 time")]
+    BadTime(&'static str),
+}
+
+impl QueryError {
+    /// The error as the client sees it, with its stable code.
+    pub fn body(&self) -> ErrorBody {
+        match self {
+            QueryError::Store(StoreError::BadCursor) => ErrorBody::error(
+                "ORD-400-BAD_CURSOR",
+                "the cursor was not handed out by this endpoint",
+            ),
+            QueryError::Store(e) => {
+                tracing::warn!(error = %e, "query failed");
+                ErrorBody::error("ORD-503-UNAVAILABLE", "storage is unavailable; try again")
+            }
+            QueryError::Wire(e) => ErrorBody::from(e),
+            QueryError::NotIndexed(_) => {
+                ErrorBody::error("ORD-400-ATTRIBUTE_NOT_INDEXED", self.to_string())
+            }
+            QueryError::BadFilter(..) => ErrorBody::error("ORD-400-BAD_FILTER", self.to_string()),
+            QueryError::BadTime(_) => ErrorBody::error("ORD-400-BAD_FILTER", self.to_string()),
+        }
+    }
+}
+
+/// The index a query pages over, with its score bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The sorted set.
+    pub key: String,
+    /// Lowest score (inclusive).
+    pub min: f64,
+    /// Highest score (inclusive).
+    pub max: f64,
+}
+
+fn parse_time(field: &'static str, s: Option<&str>) -> Result<Option<f64>, QueryError> {
+    let Some(s) = s else { return Ok(None) };
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| QueryError::BadTime(field))?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as f64))
+}
+
+/// Chooses the driving index; refuses filters on attributes that are not
+/// indexed.
+pub fn plan(
+    tenant: &TenantId,
+    req: &QueryRequest,
+    config: &TenantConfig,
+) -> Result<Plan, QueryError> {
+    let from = parse_time("createdFrom", req.created_from.as_deref())?.unwrap_or(f64::MIN);
+    let to = parse_time("createdTo", req.created_to.as_deref())?.unwrap_or(f64::MAX);
+    let by_created = |key: String| Plan {
+        key,
+        min: from,
+        max: to,
+    };
+    let mut string_eq = None;
+    let mut number = None;
+    for (name, value) in &req.custom_attributes {
+        match indexes::lookup(config, name) {
+            None => return Err(QueryError::NotIndexed(name.clone())),
+            Some(Lookup::Equality) => {
+                if !(value.is_string() || value.is_boolean()) {
+                    return Err(QueryError::BadFilter(
+                        name.clone(),
+                        "expected a string or a boolean",
+                    ));
+                }
+                string_eq.get_or_insert_with(|| indexes::attribute_key(tenant, name, value));
+            }
+            Some(Lookup::Numeric) => {
+                let n = value
+                    .as_f64()
+                    .ok_or(QueryError::BadFilter(name.clone(), "expected a number"))?;
+                number.get_or_insert((indexes::number_key(tenant, name), n, n));
+            }
+        }
+    }
+    for (name, RangeBody { min, max }) in &req.custom_attribute_ranges {
+        match indexes::lookup(config, name) {
+            None => return Err(QueryError::NotIndexed(name.clone())),
+            Some(Lookup::Equality) => {
+                return Err(QueryError::BadFilter(
+                    name.clone(),
+                    "ranges apply to number attributes only",
+                ))
+            }
+            Some(Lookup::Numeric) => {
+                number.get_or_insert((
+                    indexes::number_key(tenant, name),
+                    min.unwrap_or(f64::MIN),
+                    max.unwrap_or(f64::MAX),
+                ));
+            }
+        }
+    }
+    Ok(if let Some(coid) = &req.client_order_id {
+        by_created(store::client_order_index_key(tenant, coid))
+    } else if let Some(key) = string_eq {
+        by_created(key)
+    } else if let Some((key, min, max)) = number {
+        Plan { key, min, max }
+    } else if let Some(sub) = &req.sub_state {
+        by_created(indexes::sub_state_key(tenant, sub))
+    } else if let Some(state) = req.state {
+        by_created(store::state_index_key(tenant, state))
+    } else {
+        by_created(indexes::created_key(tenant))
+    })
+}
+
+fn bound(x: f64) -> String {
+    if x == f64::MIN {
+        "-inf".to_owned()
+    } else if x == f64::MAX {
+        "+inf".to_owned()
+    } else {
+        x.to_string()
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<(f64, usize)> {
+    let (score, skip) = c.rsplit_once(':')?;
+    let score: f64 = score.parse().ok()?;
+    score.is_finite().then_some(())?;
+    Some((score, skip.parse().ok()?))
+}
+
+/// One page of a plan: keyset pagination, the cursor `<score>:<skip>` being
+/// the last score returned and how many members with it were returned, so
+/// members added or removed elsewhere do not shift the pages.
+pub async fn page(
+    store: &RedisStore,
+    plan: &Plan,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let (min, skip) = match cursor {
+        None => (plan.min, 0),
+        Some(c) => parse_cursor(c).ok_or(StoreError::BadCursor)?,
+    };
+    let mut conn = store.connection().clone();
+    let rows: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+        .arg(&plan.key)
+        .arg(bound(min))
+        .arg(bound(plan.max))
+        .arg("WITHSCORES")
+        .arg("LIMIT")
+        .arg(skip)
+        .arg(limit + 1)
+        .query_async(&mut conn)
+        .await?;
+    let more = rows.len() > limit;
+    let rows = &rows[..rows.len().min(limit)];
+    let ids = rows
+        .iter()
+        .filter_map(|(id, _)| orderd_core::OrderId::parse(id).ok())
+        .collect();
+    let next = match rows.last() {
+        Some((_, last)) if more => {
+            let same = rows.iter().filter(|(_, s)| s == last).count();
+            let skip = if *last == min { skip + same } else { same };
+            Some(format!("{last}:{skip}"))
+        }
+        _ => None,
+    };
+    Ok(Page { ids, next })
+}
+
+fn matches(order: &Order, tenant: &TenantId, req: &QueryRequest, from: f64, to: f64) -> bool {
+    #[allow(clippy::cast_precision_loss)]
+    let created = order.created_at.0 as f64;
+    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    };
+    &order.tenant == tenant
+        && req.state.is_none_or(|s| order.state == s)
+        && (req.sub_state.is_none() || order.sub_state == req.sub_state)
+        && req
+            .client_order_id
+            .as_ref()
+            .is_none_or(|c| &order.client_order_id == c)
+        && (from..=to).contains(&created)
+        && req
+            .custom_attributes
+            .iter()
+            .all(|(k, v)| order.custom.get(k).is_some_and(|x| same(x, v)))
+        && req.custom_attribute_ranges.iter().all(|(k, r)| {
+            order
+                .custom
+                .get(k)
+                .and_then(serde_json::Value::as_f64)
+                .is_some_and(|x| r.min.is_none_or(|m| x >= m) && r.max.is_none_or(|m| x <= m))
+        })
+}
+
+/// Runs a query: plan, one page of the driving index, the snapshots, the
+/// other filters.
+pub async fn run(
+    store: &RedisStore,
+    req: &QueryRequest,
+    limit: usize,
+) -> Result<QueryResponse, QueryError> {
+    let tenant = req.tenant()?;
+    let config = store.tenant_config(&tenant).await?;
+    let plan = plan(&tenant, req, &config)?;
+    let page = page(store, &plan, req.after.as_deref(), limit).await?;
+    let from = parse_time("createdFrom", req.created_from.as_deref())?.unwrap_or(f64::MIN);
+    let to = parse_time("createdTo", req.created_to.as_deref())?.unwrap_or(f64::MAX);
+    let snapshots = store.load_many(&page.ids).await?;
+    let orders = snapshots
+        .iter()
+        .map(|s| &s.order)
+        .filter(|o| matches(o, &tenant, req, from, to))
+        .map(OrderView::from)
+        .collect();
+    Ok(QueryResponse {
+        orders,
+        next: page.next,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_other_shapes() {
+        assert_eq!(parse_cursor("12.5:3"), Some((12.5, 3)));
+        assert_eq!(parse_cursor("-5:0"), Some((-5.0, 0)));
+        assert_eq!(parse_cursor("1700000000000:2"), Some((1.7e12, 2)));
+        for bad in ["", "x:1", "1:", "1", "1:-2", "inf:0", "NaN:1"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+}
