@@ -27,7 +27,7 @@ use orderd_core::{
 };
 
 use crate::bus::Publisher;
-use crate::outbox::{self, OutboxMsg};
+use crate::outbox;
 use crate::router::RouterMsg;
 use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
 
@@ -168,6 +168,10 @@ pub struct OrderActorState {
     snap: Option<Snapshot>,
     /// The snapshot's outbox has been published.
     outbox_published: bool,
+    /// The snapshot in Redis still carries an outbox (published or not):
+    /// once published, the in-memory copy is dropped to save memory, and
+    /// this says passivation must still clear it in Redis.
+    outbox_in_redis: bool,
     /// Routed messages handled, compared by the router with those it sent.
     handled: u64,
     last_activity: Instant,
@@ -201,6 +205,7 @@ impl Actor for OrderActor {
             router: args.router,
             snap: None,
             outbox_published: true,
+            outbox_in_redis: false,
             handled: 0,
             last_activity: Instant::now(),
             idle_reported: false,
@@ -234,6 +239,19 @@ impl Actor for OrderActor {
         msg: OrderMsg,
         state: &mut OrderActorState,
     ) -> Result<(), ActorProcessingErr> {
+        // Boxed: ractor keeps the actor's message loop, with this future
+        // inline, allocated for the actor's whole life; the command path's
+        // future is several KiB, so inline it would cost every live order
+        // that much memory while it sits idle.
+        Box::pin(state.handle_msg(myself, msg)).await;
+        Ok(())
+    }
+}
+
+impl OrderActorState {
+    /// One message, as [`Actor::handle`] receives it.
+    async fn handle_msg(&mut self, myself: ActorRef<OrderMsg>, msg: OrderMsg) {
+        let state = self;
         match msg {
             OrderMsg::Routed(routed) => {
                 state.handled += 1;
@@ -299,11 +317,7 @@ impl Actor for OrderActor {
                 myself.stop(Some("passivated".into()));
             }
         }
-        Ok(())
     }
-}
-
-impl OrderActorState {
     /// Loads the snapshot once, and re-publishes a leftover outbox.
     async fn ensure_loaded(
         &mut self,
@@ -321,6 +335,7 @@ impl OrderActorState {
                 },
             };
             self.outbox_published = snap.outbox.is_empty();
+            self.outbox_in_redis = !snap.outbox.is_empty();
             self.snap = Some(snap);
             // After a restart or passivation nobody is asking its plugins.
             self.ask_plugins();
@@ -429,31 +444,27 @@ impl OrderActorState {
         };
         // Personal data first: the snapshot only ever refers to stored data.
         deps.store.put_personal(&change.personal_data()).await?;
-        let mut order = snap.order.clone();
-        apply_change(&mut order, &change);
-        // An outbox not yet published rides along with the new messages.
-        let mut outbox: Vec<OutboxMsg> = if outbox_published {
-            Vec::new()
-        } else {
-            snap.outbox.clone()
-        };
-        outbox.extend(outbox::for_change(&order, &change));
         let previous_state = snap.order.exists().then_some(snap.order.state);
-        let next = Snapshot {
-            order,
-            outbox,
-            version: snap.version + 1,
-        };
-        deps.store.save(&next, previous_state).await?;
+        // Changed in place, not on a copy: when the write fails (an `Err`
+        // from here), `run_command` drops the in-memory snapshot and the
+        // next command reloads it from Redis.
+        apply_change(&mut snap.order, &change);
+        // An outbox not yet published rides along with the new messages.
+        if outbox_published {
+            snap.outbox.clear();
+        }
+        snap.outbox.extend(outbox::for_change(&snap.order, &change));
+        snap.version += 1;
+        deps.store.save(snap, previous_state).await?;
         tracing::debug!(
             seq = change.seq,
-            state = next.order.state.as_str(),
+            state = snap.order.state.as_str(),
             events = change.events.len(),
             "change persisted"
         );
-        let verdict = Verdict::Applied(summary(&next.order));
-        *snap = next;
+        let verdict = Verdict::Applied(summary(&snap.order));
         self.outbox_published = false;
+        self.outbox_in_redis = true;
         self.schedule_timer(myself);
         if matches!(envelope.command, Command::Create(_)) {
             self.ask_plugins();
@@ -479,7 +490,7 @@ impl OrderActorState {
     /// Publishes the snapshot's outbox if it is not yet; on failure, tries
     /// again a little later.
     async fn publish_outbox(&mut self, myself: &ActorRef<OrderMsg>) -> bool {
-        let Some(snap) = self.snap.as_ref() else {
+        let Some(snap) = self.snap.as_mut() else {
             // Not loaded (after a passing failure): nothing known to owe.
             return true;
         };
@@ -490,6 +501,8 @@ impl OrderActorState {
         match self.deps.publisher.publish_all(&snap.outbox).await {
             Ok(()) => {
                 self.outbox_published = true;
+                // Sent: a live order need not keep the bodies in memory.
+                snap.outbox = Vec::new();
                 true
             }
             Err(e) => {
@@ -569,7 +582,7 @@ impl OrderActorState {
         let Some(snap) = self.snap.as_ref() else {
             return;
         };
-        if !self.outbox_published || snap.outbox.is_empty() || !snap.order.exists() {
+        if !self.outbox_published || !self.outbox_in_redis || !snap.order.exists() {
             return;
         }
         let cleared = Snapshot {
@@ -578,7 +591,10 @@ impl OrderActorState {
             version: snap.version + 1,
         };
         match self.deps.store.save(&cleared, Some(snap.order.state)).await {
-            Ok(()) => self.snap = Some(cleared),
+            Ok(()) => {
+                self.snap = Some(cleared);
+                self.outbox_in_redis = false;
+            }
             // Harmless: the next load re-publishes, and the stream dedupes.
             Err(e) => tracing::debug!(order_id = %self.order_id, error = %e, "outbox not cleared"),
         }
@@ -621,6 +637,7 @@ mod tests {
 
     use super::*;
     use crate::bus::BusError;
+    use crate::outbox::OutboxMsg;
     use crate::router::{Router, RouterMsg};
     use crate::store::TenantConfigs;
 

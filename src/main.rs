@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use orderd::settings::{LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: on the command path glibc's malloc spent a third of orderd's
+/// CPU (consolidating and unlinking chunks); see docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match config_arg(std::env::args().skip(1)) {
         Ok(c) => c,
