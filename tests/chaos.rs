@@ -26,7 +26,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +36,7 @@ use async_nats::jetstream::{self, consumer::pull};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{create_body, Process, Servers};
+use common::{create_body, stored_events, Process, Servers};
 use orderd::headers;
 use orderd::store::SnapshotStore;
 use orderd::subjects::{self, Inbound, Verb};
@@ -350,43 +350,6 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     }
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
-}
-
-/// Every event message of the tenant stored in the events stream, read raw
-/// (no dedupe), grouped by order.
-async fn stored_events(
-    js: &jetstream::Context,
-    tenant: &TenantId,
-) -> BTreeMap<String, Vec<EventMessage>> {
-    let stream = js
-        .get_stream(subjects::STREAM_EVENTS)
-        .await
-        .expect("stream");
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subjects::events_of_tenant(tenant),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
-    let mut out: BTreeMap<String, Vec<EventMessage>> = BTreeMap::new();
-    while remaining > 0 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(remaining.min(1000))
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        while let Some(Ok(msg)) = batch.next().await {
-            remaining -= 1;
-            let e: EventMessage = serde_json::from_slice(&msg.payload).expect("event");
-            out.entry(e.order_id.clone()).or_default().push(e);
-        }
-    }
-    out
 }
 
 /// The envelope orderd built for a command the test sent.

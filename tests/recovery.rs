@@ -9,50 +9,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{complete_everything, create_body, msg_id, Process, Servers, TestApp};
+use common::{complete_everything, create_body, msg_id, stored_events, Process, Servers, TestApp};
 use orderd::headers;
 use orderd::store::{Snapshot, SnapshotStore, StoreError};
 use orderd::subjects::{self, Verb};
 use orderd::wire::EventMessage;
-use orderd_core::{OrderId, OrderState, TenantId};
-
-/// Every event message of the tenant stored in the events stream, read raw
-/// (no dedupe), grouped by order.
-async fn stored_events(
-    js: &jetstream::Context,
-    tenant: &TenantId,
-) -> BTreeMap<String, Vec<EventMessage>> {
-    let stream = js.get_stream(subjects::STREAM_EVENTS).await.unwrap();
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subjects::events_of_tenant(tenant),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut remaining = consumer.info().await.unwrap().num_pending as usize;
-    let mut out: BTreeMap<String, Vec<EventMessage>> = BTreeMap::new();
-    while remaining > 0 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(remaining.min(500))
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .unwrap();
-        while let Some(Ok(msg)) = batch.next().await {
-            remaining -= 1;
-            let e: EventMessage = serde_json::from_slice(&msg.payload).unwrap();
-            out.entry(e.order_id.clone()).or_default().push(e);
-        }
-    }
-    out
-}
+use orderd_core::{OrderId, OrderState};
 
 /// Each order's stored events are exactly 1..=n, in order, and end in `state`.
 fn assert_contiguous(

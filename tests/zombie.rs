@@ -16,57 +16,20 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
-use futures::StreamExt;
 
-use common::{complete_everything, create_body, Process, Servers, TestApp};
+use common::{complete_everything, create_body, stored_events, Process, Servers, TestApp};
 use orderd::headers;
 use orderd::store::SnapshotStore;
 use orderd::subjects;
-use orderd::wire::EventMessage;
-use orderd_core::{OrderId, TenantId};
+use orderd_core::OrderId;
 
 /// The ack wait both processes run with (`Servers::env`).
 const ACK_WAIT: Duration = Duration::from_secs(2);
-
-async fn stored_events(
-    js: &jetstream::Context,
-    tenant: &TenantId,
-) -> BTreeMap<String, Vec<EventMessage>> {
-    let stream = js
-        .get_stream(subjects::STREAM_EVENTS)
-        .await
-        .expect("stream");
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subjects::events_of_tenant(tenant),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
-    let mut out: BTreeMap<String, Vec<EventMessage>> = BTreeMap::new();
-    while remaining > 0 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(remaining.min(1000))
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        while let Some(Ok(msg)) = batch.next().await {
-            remaining -= 1;
-            let e: EventMessage = serde_json::from_slice(&msg.payload).expect("event");
-            out.entry(e.order_id.clone()).or_default().push(e);
-        }
-    }
-    out
-}
 
 fn count_lines(path: &std::path::Path, needle: &str) -> usize {
     std::fs::read_to_string(path)

@@ -826,3 +826,57 @@ impl Drop for Dispatcher {
         self.task.abort();
     }
 }
+
+/// Every message of `stream` under `filter`, read raw (no dedupe, no ack),
+/// oldest first.
+pub async fn stored_messages(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: String,
+) -> Vec<jetstream::Message> {
+    let stream = js.get_stream(stream).await.expect("the stream exists");
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: filter,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
+    let mut out = Vec::with_capacity(remaining);
+    while remaining > 0 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(remaining.min(1000))
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        while let Some(Ok(msg)) = batch.next().await {
+            remaining -= 1;
+            out.push(msg);
+        }
+    }
+    out
+}
+
+/// Every event message of the tenant stored in the events stream, read raw
+/// (no dedupe), grouped by order.
+pub async fn stored_events(
+    js: &jetstream::Context,
+    tenant: &TenantId,
+) -> BTreeMap<String, Vec<EventMessage>> {
+    let mut out: BTreeMap<String, Vec<EventMessage>> = BTreeMap::new();
+    for msg in stored_messages(
+        js,
+        subjects::STREAM_EVENTS,
+        subjects::events_of_tenant(tenant),
+    )
+    .await
+    {
+        let e: EventMessage = serde_json::from_slice(&msg.payload).expect("an event message");
+        out.entry(e.order_id.clone()).or_default().push(e);
+    }
+    out
+}
