@@ -151,62 +151,16 @@ pub fn plan(
     })
 }
 
-fn bound(x: f64) -> String {
-    if x == f64::MIN {
-        "-inf".to_owned()
-    } else if x == f64::MAX {
-        "+inf".to_owned()
-    } else {
-        x.to_string()
-    }
-}
-
-fn parse_cursor(c: &str) -> Option<(f64, usize)> {
-    let (score, skip) = c.rsplit_once(':')?;
-    let score: f64 = score.parse().ok()?;
-    score.is_finite().then_some(())?;
-    Some((score, skip.parse().ok()?))
-}
-
-/// One page of a plan: keyset pagination, the cursor `<score>:<skip>` being
-/// the last score returned and how many members with it were returned, so
-/// members added or removed elsewhere do not shift the pages.
+/// One page of a plan (see [`RedisStore::page`] for the cursor).
 pub async fn page(
     store: &RedisStore,
     plan: &Plan,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page, StoreError> {
-    let (min, skip) = match cursor {
-        None => (plan.min, 0),
-        Some(c) => parse_cursor(c).ok_or(StoreError::BadCursor)?,
-    };
-    let mut conn = store.connection().clone();
-    let rows: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
-        .arg(&plan.key)
-        .arg(bound(min))
-        .arg(bound(plan.max))
-        .arg("WITHSCORES")
-        .arg("LIMIT")
-        .arg(skip)
-        .arg(limit + 1)
-        .query_async(&mut conn)
-        .await?;
-    let more = rows.len() > limit;
-    let rows = &rows[..rows.len().min(limit)];
-    let ids = rows
-        .iter()
-        .filter_map(|(id, _)| orderd_core::OrderId::parse(id).ok())
-        .collect();
-    let next = match rows.last() {
-        Some((_, last)) if more => {
-            let same = rows.iter().filter(|(_, s)| s == last).count();
-            let skip = if *last == min { skip + same } else { same };
-            Some(format!("{last}:{skip}"))
-        }
-        _ => None,
-    };
-    Ok(Page { ids, next })
+    store
+        .page(&plan.key, plan.min, plan.max, cursor, limit)
+        .await
 }
 
 fn matches(order: &Order, tenant: &TenantId, req: &QueryRequest, from: f64, to: f64) -> bool {
@@ -261,19 +215,4 @@ pub async fn run(
         orders,
         next: page.next,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_other_shapes() {
-        assert_eq!(parse_cursor("12.5:3"), Some((12.5, 3)));
-        assert_eq!(parse_cursor("-5:0"), Some((-5.0, 0)));
-        assert_eq!(parse_cursor("1700000000000:2"), Some((1.7e12, 2)));
-        for bad in ["", "x:1", "1:", "1", "1:-2", "inf:0", "NaN:1"] {
-            assert_eq!(parse_cursor(bad), None, "{bad}");
-        }
-    }
 }

@@ -117,13 +117,14 @@ pub trait SnapshotStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<TenantConfig, StoreError>>;
 
     /// One version of the tenant's configuration, the one an order was
-    /// created under. Stores without versions answer the current one.
+    /// created under (shared: versions never change, so a store may cache
+    /// them). Stores without versions answer the current one.
     fn tenant_config_at<'a>(
         &'a self,
         tenant: &'a TenantId,
         _version: u64,
-    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
-        self.tenant_config(tenant)
+    ) -> BoxFuture<'a, Result<Arc<TenantConfig>, StoreError>> {
+        Box::pin(async move { self.tenant_config(tenant).await.map(Arc::new) })
     }
 }
 
@@ -351,8 +352,14 @@ impl RedisStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.page(&state_index_key(tenant, state), cursor, limit)
-            .await
+        self.page(
+            &state_index_key(tenant, state),
+            f64::MIN,
+            f64::MAX,
+            cursor,
+            limit,
+        )
+        .await
     }
 
     /// A page of a tenant's orders with this client order id, oldest first.
@@ -365,37 +372,37 @@ impl RedisStore {
     ) -> Result<Page, StoreError> {
         self.page(
             &client_order_index_key(tenant, client_order_id),
+            f64::MIN,
+            f64::MAX,
             cursor,
             limit,
         )
         .await
     }
 
-    /// Keyset pagination over a sorted set: the cursor is `<score>:<skip>`,
-    /// the last score returned and how many members with that score were
-    /// already returned, so members added or removed elsewhere in the set do
-    /// not shift the pages.
-    async fn page(
+    /// Keyset pagination over the members of a sorted set scored from `min`
+    /// to `max` (inclusive; `f64::MIN`/`f64::MAX` for no bound). The cursor
+    /// is `<score>:<skip>`: the last score returned and how many members with
+    /// that score were already returned, so members added or removed
+    /// elsewhere in the set do not shift the pages.
+    pub async fn page(
         &self,
         key: &str,
+        min: f64,
+        max: f64,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let (min_score, skip) = match cursor {
-            None => (i64::MIN, 0usize),
+        let (min, skip) = match cursor {
+            None => (min, 0),
             Some(c) => parse_cursor(c).ok_or(StoreError::BadCursor)?,
-        };
-        let min = if min_score == i64::MIN {
-            "-inf".to_owned()
-        } else {
-            min_score.to_string()
         };
         let mut conn = self.conn.clone();
         // One more than asked, to know whether there is a next page.
         let rows: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(key)
-            .arg(&min)
-            .arg("+inf")
+            .arg(score_bound(min))
+            .arg(score_bound(max))
             .arg("WITHSCORES")
             .arg("LIMIT")
             .arg(skip)
@@ -410,12 +417,8 @@ impl RedisStore {
             .collect();
         let next = match rows.last() {
             Some((_, last)) if more => {
-                // Scores are createdAt milliseconds: whole numbers.
-                #[allow(clippy::cast_possible_truncation)]
-                let last = *last as i64;
-                #[allow(clippy::cast_possible_truncation)]
-                let same = rows.iter().filter(|(_, s)| *s as i64 == last).count();
-                let skip = if last == min_score { skip + same } else { same };
+                let same = rows.iter().filter(|(_, s)| s == last).count();
+                let skip = if *last == min { skip + same } else { same };
                 Some(format!("{last}:{skip}"))
             }
             _ => None,
@@ -445,9 +448,21 @@ impl RedisStore {
     }
 }
 
-fn parse_cursor(c: &str) -> Option<(i64, usize)> {
-    let (score, skip) = c.split_once(':')?;
-    Some((score.parse().ok()?, skip.parse().ok()?))
+fn score_bound(x: f64) -> String {
+    if x == f64::MIN {
+        "-inf".to_owned()
+    } else if x == f64::MAX {
+        "+inf".to_owned()
+    } else {
+        x.to_string()
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<(f64, usize)> {
+    let (score, skip) = c.rsplit_once(':')?;
+    let score: f64 = score.parse().ok()?;
+    score.is_finite().then_some(())?;
+    Some((score, skip.parse().ok()?))
 }
 
 fn decode_snapshot(id: &OrderId, bytes: &[u8]) -> Result<Snapshot, StoreError> {
@@ -587,11 +602,8 @@ impl SnapshotStore for RedisStore {
         &'a self,
         tenant: &'a TenantId,
         version: u64,
-    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>> {
-        Box::pin(async move {
-            let config = self.versions.get(&self.conn, tenant, version).await?;
-            Ok((*config).clone())
-        })
+    ) -> BoxFuture<'a, Result<Arc<TenantConfig>, StoreError>> {
+        Box::pin(async move { self.versions.get(&self.conn, tenant, version).await })
     }
 }
 
@@ -601,7 +613,6 @@ impl SnapshotStore for RedisStore {
 pub struct TenantConfigs {
     ttl: std::time::Duration,
     cache: std::sync::Mutex<HashMap<TenantId, (std::time::Instant, Arc<TenantConfig>)>>,
-    versions: std::sync::Mutex<HashMap<(TenantId, u64), Arc<TenantConfig>>>,
 }
 
 impl TenantConfigs {
@@ -610,7 +621,6 @@ impl TenantConfigs {
         Self {
             ttl,
             cache: std::sync::Mutex::new(HashMap::new()),
-            versions: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -634,26 +644,15 @@ impl TenantConfigs {
         Ok(config)
     }
 
-    /// The version an order was created under (versions never change, so
-    /// they are cached without a time to live).
+    /// The version an order was created under. Versions never change; the
+    /// store keeps them (the Redis store in its `ConfigVersions` cache).
     pub async fn at(
         &self,
         store: &dyn SnapshotStore,
         tenant: &TenantId,
         version: u64,
     ) -> Result<Arc<TenantConfig>, StoreError> {
-        let key = (tenant.clone(), version);
-        if let Some(hit) = self.versions.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return Ok(hit);
-        }
-        let config = Arc::new(store.tenant_config_at(tenant, version).await?);
-        if let Ok(mut cache) = self.versions.lock() {
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(key, config.clone());
-        }
-        Ok(config)
+        store.tenant_config_at(tenant, version).await
     }
 
     fn cached(&self, tenant: &TenantId) -> Option<Arc<TenantConfig>> {
@@ -669,12 +668,11 @@ mod tests {
 
     #[test]
     fn cursors_parse_only_in_their_own_shape() {
-        assert_eq!(
-            parse_cursor("1700000000000:3"),
-            Some((1_700_000_000_000, 3))
-        );
-        assert_eq!(parse_cursor("-5:0"), Some((-5, 0)));
-        for bad in ["", "x:1", "1:", "1", "1:-2"] {
+        assert_eq!(parse_cursor("1700000000000:3"), Some((1.7e12, 3)));
+        assert_eq!(parse_cursor("-5:0"), Some((-5.0, 0)));
+        assert_eq!(parse_cursor("12.5:3"), Some((12.5, 3)));
+        assert_eq!(parse_cursor("1700000000000:2"), Some((1.7e12, 2)));
+        for bad in ["", "x:1", "1:", "1", "1:-2", "inf:0", "NaN:1"] {
             assert_eq!(parse_cursor(bad), None, "{bad}");
         }
     }

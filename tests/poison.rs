@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde_json::json;
@@ -59,39 +59,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn dead_letters(js: &jetstream::Context, tenant: &TenantId) -> Vec<(String, HeaderMap)> {
-    let stream = js
-        .get_stream(subjects::STREAM_DEAD_LETTERS)
-        .await
-        .expect("the dead-letter stream exists");
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subjects::dead_letters_of_tenant(tenant),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
-    let mut out = Vec::new();
-    while remaining > 0 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(remaining)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        while let Some(Ok(msg)) = batch.next().await {
-            remaining -= 1;
-            let h = msg.headers.clone().unwrap_or_default();
-            let id = h
-                .get(headers::ORDERD_DLQ_MSG_ID)
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            out.push((id, h));
-        }
-    }
-    out
+    common::stored_messages(
+        js,
+        subjects::STREAM_DEAD_LETTERS,
+        subjects::dead_letters_of_tenant(tenant),
+    )
+    .await
+    .into_iter()
+    .map(|msg| {
+        let h = msg.headers.clone().unwrap_or_default();
+        let id = h
+            .get(headers::ORDERD_DLQ_MSG_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        (id, h)
+    })
+    .collect()
 }
 
 /// Publishes `commands` at `rate` per second for a fresh tenant: one in

@@ -14,9 +14,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
-use futures::StreamExt;
 use serde_json::json;
 
 use common::{complete_everything, Process, Servers, TestApp};
@@ -60,45 +59,26 @@ fn markers_in(bytes: &[u8]) -> Vec<&'static str> {
 }
 
 async fn scan_stream(js: &jetstream::Context, stream: &str) -> (usize, Vec<String>) {
-    let s = js.get_stream(stream).await.expect("stream");
-    let mut consumer: jetstream::consumer::PullConsumer = s
-        .create_consumer(pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
-    let total = remaining;
+    let messages = common::stored_messages(js, stream, String::new()).await;
     let mut hits = Vec::new();
-    while remaining > 0 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(remaining.min(1000))
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        while let Some(Ok(msg)) = batch.next().await {
-            remaining -= 1;
-            let mut all = msg.subject.as_bytes().to_vec();
-            all.extend_from_slice(&msg.payload);
-            if let Some(h) = &msg.headers {
-                for (k, vs) in h.iter() {
-                    all.extend_from_slice(k.to_string().as_bytes());
-                    for v in vs {
-                        let v: &async_nats::HeaderValue = v;
-                        all.extend_from_slice(v.as_str().as_bytes());
-                    }
+    for msg in &messages {
+        let mut all = msg.subject.as_bytes().to_vec();
+        all.extend_from_slice(&msg.payload);
+        if let Some(h) = &msg.headers {
+            for (k, vs) in h.iter() {
+                all.extend_from_slice(k.to_string().as_bytes());
+                for v in vs {
+                    let v: &async_nats::HeaderValue = v;
+                    all.extend_from_slice(v.as_str().as_bytes());
                 }
             }
-            let found = markers_in(&all);
-            if !found.is_empty() {
-                hits.push(format!("{stream} {}: {found:?}", msg.subject));
-            }
+        }
+        let found = markers_in(&all);
+        if !found.is_empty() {
+            hits.push(format!("{stream} {}: {found:?}", msg.subject));
         }
     }
-    (total, hits)
+    (messages.len(), hits)
 }
 
 #[tokio::test]
