@@ -1,16 +1,26 @@
 //! The order actor: one per live order, a thin shell around the pure core.
 //!
-//! Per command, in this order: load (once) → `execute` → store personal data
-//! apart → persist the snapshot with its outbox (compare-and-set) → answer
-//! the intake, which acks → publish the outbox → remember it is published.
+//! Commands are decided in batches (group commit): the commands that queued
+//! up for the order while it was busy are decided one after another on the
+//! in-memory order, then, together, in this order: store their personal
+//! data apart → persist the snapshot with its outbox (one compare-and-set)
+//! → publish the outbox (one round of acks) → answer the intake, which acks
+//! each message. A quiet order's batch is one command; a hot order's is
+//! everything that arrived meanwhile (at most [`MAX_BATCH`]), so a burst at
+//! one order costs one write and one publish per batch, not per command.
 //!
 //! Invariants:
-//! - one command at a time (the mailbox), so an order's commands are
-//!   decided in the order the router delivered them;
+//! - one batch at a time (the mailbox), and within it one command after the
+//!   other, so an order's commands are decided in the order the router
+//!   delivered them;
+//! - a read, a timer, or a stop is handled only after the commands routed
+//!   before it are decided;
 //! - a refused command is a [`Verdict`], never an `Err` from `handle` (that
 //!   would stop the actor), and a reply send is never `?`-ed (the asker may
 //!   have gone);
-//! - the answer for a command is sent only once its change is in Redis;
+//! - the answer for a command is sent only once its change is in Redis; a
+//!   refusal only once the order is known not to have moved (the batch's
+//!   compare-and-set succeeded, or its stored version is unchanged);
 //! - after a passing failure the in-memory order is dropped and reloaded,
 //!   since the failed write may or may not have happened.
 
@@ -30,6 +40,9 @@ use crate::bus::Publisher;
 use crate::outbox;
 use crate::router::RouterMsg;
 use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
+
+/// The most commands decided in one batch (one snapshot write).
+pub const MAX_BATCH: usize = 512;
 
 /// Reads the wall clock; a function so tests can set the time.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -108,6 +121,8 @@ pub enum Routed {
 pub enum OrderMsg {
     /// From the router.
     Routed(Routed),
+    /// Decide the commands queued since the last batch.
+    Flush,
     /// The actor's own timer came due.
     TimerDue,
     /// The actor's own idle check.
@@ -181,6 +196,10 @@ pub struct OrderActorState {
     publish_retry: Option<TimerHandle>,
     /// After a passing failure: the command to wait for, and until when.
     blocked_on: Option<(CommandId, Instant)>,
+    /// Commands received and not yet decided (the next batch).
+    pending: Vec<Execution>,
+    /// A [`OrderMsg::Flush`] is in the mailbox.
+    flush_queued: bool,
 }
 
 impl Actor for OrderActor {
@@ -213,6 +232,8 @@ impl Actor for OrderActor {
             idle_check: Some(idle_check),
             publish_retry: None,
             blocked_on: None,
+            pending: Vec::new(),
+            flush_queued: false,
         })
     }
 
@@ -259,46 +280,45 @@ impl OrderActorState {
                 state.idle_reported = false;
                 match routed {
                     Routed::Execute(exec) => {
-                        let Execution {
-                            envelope,
-                            reply,
-                            span,
-                        } = *exec;
-                        let verdict = tracing::Instrument::instrument(
-                            state.run_command(&myself, envelope),
-                            span.clone(),
-                        )
-                        .await;
-                        // Publish before the message is acked: if orderd dies
-                        // after this, the message was not acked, comes back,
-                        // and its redelivery loads the order and re-publishes
-                        // the outbox. Acking first could strand a persisted
-                        // outbox until the order's next command.
-                        let published =
-                            tracing::Instrument::instrument(state.publish_outbox(&myself), span)
-                                .await;
-                        if let Some(reply) = reply {
-                            // The intake may have given up (shutdown): fine.
-                            let _ = reply.send(verdict.published(published));
+                        state.pending.push(*exec);
+                        if state.pending.len() >= MAX_BATCH {
+                            state.flush(&myself).await;
+                        } else if !state.flush_queued {
+                            // Behind the commands already in the mailbox:
+                            // they join this batch.
+                            state.flush_queued = myself.send_message(OrderMsg::Flush).is_ok();
                         }
                     }
                     Routed::Read(reply) => {
+                        state.flush(&myself).await;
                         let order = match state.ensure_loaded(&myself).await {
                             Ok(snap) if snap.order.exists() => Some(Box::new(snap.order.clone())),
                             _ => None,
                         };
                         let _ = reply.send(order);
                     }
-                    Routed::FireTimers => state.fire_timers(&myself).await,
+                    Routed::FireTimers => {
+                        state.flush(&myself).await;
+                        state.fire_timers(&myself).await;
+                    }
                 }
             }
-            OrderMsg::TimerDue => state.fire_timers(&myself).await,
+            OrderMsg::Flush => {
+                state.flush_queued = false;
+                state.flush(&myself).await;
+            }
+            OrderMsg::TimerDue => {
+                state.flush(&myself).await;
+                state.fire_timers(&myself).await;
+            }
             OrderMsg::RetryPublish => {
                 state.publish_retry = None;
+                state.flush(&myself).await;
                 state.publish_outbox(&myself).await;
             }
             OrderMsg::IdleCheck => {
                 if !state.idle_reported
+                    && state.pending.is_empty()
                     && state.last_activity.elapsed() >= state.deps.passivate_after
                 {
                     state.idle_reported = true;
@@ -310,6 +330,7 @@ impl OrderActorState {
                 }
             }
             OrderMsg::Stop(reply) => {
+                state.flush(&myself).await;
                 state.tidy_up(&myself).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());
@@ -318,6 +339,30 @@ impl OrderActorState {
             }
         }
     }
+
+    /// Decides the queued commands as one batch, persists and publishes
+    /// their changes together, then answers each command.
+    async fn flush(&mut self, myself: &ActorRef<OrderMsg>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let span = tracing::debug_span!("batch", order_id = %self.order_id, size = batch.len());
+        let verdicts =
+            tracing::Instrument::instrument(self.decide_batch(myself, &batch), span.clone()).await;
+        // Publish before the messages are acked: if orderd dies after this,
+        // they were not acked, come back, and their redelivery loads the
+        // order and re-publishes the outbox. Acking first could strand a
+        // persisted outbox until the order's next command.
+        let published = tracing::Instrument::instrument(self.publish_outbox(myself), span).await;
+        for (exec, verdict) in batch.into_iter().zip(verdicts) {
+            if let Some(reply) = exec.reply {
+                // The intake may have given up (shutdown): fine.
+                let _ = reply.send(verdict.published(published));
+            }
+        }
+    }
+
     /// Loads the snapshot once, and re-publishes a leftover outbox.
     async fn ensure_loaded(
         &mut self,
@@ -348,19 +393,58 @@ impl OrderActorState {
         self.snap.as_mut().ok_or(StoreError::NotLoaded)
     }
 
-    /// Decides, persists, and says what to do with the message.
-    async fn run_command(&mut self, myself: &ActorRef<OrderMsg>, envelope: Envelope) -> Verdict {
-        if let Some((blocked, until)) = &self.blocked_on {
-            if *blocked == envelope.command_id || Instant::now() >= *until {
-                self.blocked_on = None;
-            } else {
-                return Verdict::Retry(RetryReason::WaitingForEarlier);
+    /// Decides and persists a batch; one verdict per command, in order.
+    async fn decide_batch(
+        &mut self,
+        myself: &ActorRef<OrderMsg>,
+        batch: &[Execution],
+    ) -> Vec<Verdict> {
+        let mut verdicts = vec![None; batch.len()];
+        let mut open = Vec::with_capacity(batch.len());
+        for (i, exec) in batch.iter().enumerate() {
+            if let Some((blocked, until)) = &self.blocked_on {
+                if *blocked == exec.envelope.command_id || Instant::now() >= *until {
+                    self.blocked_on = None;
+                } else {
+                    verdicts[i] = Some(Verdict::Retry(RetryReason::WaitingForEarlier));
+                    continue;
+                }
+            }
+            open.push(i);
+        }
+        if let Some(&first) = open.first() {
+            let execs: Vec<&Execution> = open.iter().map(|&i| &batch[i]).collect();
+            let decided = self.run_batch(myself, &execs).await;
+            if matches!(decided.first(), Some(Verdict::Retry(_))) {
+                // The write may or may not have happened: reload next time,
+                // and let the first of them come back before the later ones.
+                self.snap = None;
+                self.blocked_on = Some((
+                    batch[first].envelope.command_id.clone(),
+                    Instant::now() + self.deps.hold_back,
+                ));
+            }
+            for (i, v) in open.into_iter().zip(decided) {
+                verdicts[i] = Some(v);
             }
         }
+        verdicts
+            .into_iter()
+            .map(|v| v.unwrap_or(Verdict::Retry(RetryReason::WaitingForEarlier)))
+            .collect()
+    }
+
+    /// Decides `execs` on the latest snapshot, deciding them all again once
+    /// if another instance wrote the order meanwhile.
+    async fn run_batch(
+        &mut self,
+        myself: &ActorRef<OrderMsg>,
+        execs: &[&Execution],
+    ) -> Vec<Verdict> {
         let mut conflicts = 0;
         loop {
-            match self.try_command(myself, &envelope).await {
-                Ok(verdict) => return verdict,
+            match self.try_batch(myself, execs).await {
+                Ok(verdicts) => return verdicts,
                 Err(StoreError::StaleVersion { .. }) if conflicts == 0 => {
                     // Another instance wrote this order: decide again on its
                     // version.
@@ -373,58 +457,80 @@ impl OrderActorState {
                         StoreError::StaleVersion { .. } => RetryReason::Conflict,
                         other => RetryReason::Store(other.to_string()),
                     };
-                    tracing::warn!(reason = ?reason, "command not decided; it will be redelivered");
-                    // The write may or may not have happened: reload next time.
-                    self.snap = None;
-                    self.blocked_on = Some((
-                        envelope.command_id.clone(),
-                        Instant::now() + self.deps.hold_back,
-                    ));
-                    return Verdict::Retry(reason);
+                    tracing::warn!(reason = ?reason, commands = execs.len(), "commands not decided; they will be redelivered");
+                    return vec![Verdict::Retry(reason); execs.len()];
                 }
             }
         }
     }
 
-    async fn try_command(
+    /// Decides each command on the in-memory order, then persists all the
+    /// changes in one compare-and-set.
+    async fn try_batch(
         &mut self,
         myself: &ActorRef<OrderMsg>,
-        envelope: &Envelope,
-    ) -> Result<Verdict, StoreError> {
+        execs: &[&Execution],
+    ) -> Result<Vec<Verdict>, StoreError> {
         let deps = self.deps.clone();
         let outbox_published = self.outbox_published;
-        let loaded = self.ensure_loaded(myself).await?;
-        // An order is decided under the configuration version it was created
-        // under; only a new order takes the current one.
-        let created_under = loaded
-            .order
-            .exists()
-            .then(|| (loaded.order.tenant.clone(), loaded.order.schema_version));
-        let config = match created_under {
-            Some((tenant, version)) => {
+        let snap = self.ensure_loaded(myself).await?;
+        let mut verdicts = Vec::with_capacity(execs.len());
+        let mut personal = Vec::new();
+        // The state Redis holds, for the indexes: before the first change.
+        let previous_state = snap.order.exists().then_some(snap.order.state);
+        let mut applied = 0_usize;
+        let mut refused = false;
+        let mut created = false;
+        for exec in execs {
+            let envelope = &exec.envelope;
+            // An order is decided under the configuration version it was
+            // created under; only a new order takes the current one.
+            let config = if snap.order.exists() {
+                let tenant = &snap.order.tenant;
+                let version = snap.order.schema_version;
                 deps.configs
-                    .at(deps.store.as_ref(), &tenant, version)
+                    .at(deps.store.as_ref(), tenant, version)
                     .await?
-            }
-            None => {
+            } else {
+                // Not created yet: the order belongs to whoever creates it.
+                snap.order = Order::blank(snap.order.id, envelope.tenant.clone());
                 deps.configs
                     .get(deps.store.as_ref(), &envelope.tenant)
                     .await?
+            };
+            let ctx = Ctx {
+                now: (deps.clock)(),
+                config: &config,
+                fresh_ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+            };
+            match execute(&snap.order, envelope, &ctx) {
+                Outcome::Duplicate => verdicts.push(Verdict::Duplicate(summary(&snap.order))),
+                Outcome::Refused(rejection) => {
+                    exec.span
+                        .in_scope(|| tracing::info!(code = rejection.code(), "command refused"));
+                    refused = true;
+                    verdicts.push(Verdict::Refused(rejection));
+                }
+                Outcome::Applied(change) => {
+                    personal.extend(change.personal_data());
+                    if applied == 0 && outbox_published {
+                        // An outbox not yet published rides along with the
+                        // new messages; a published one is dropped.
+                        snap.outbox.clear();
+                    }
+                    // Changed in place, not on a copy: when the write fails
+                    // (an `Err` from here), the in-memory snapshot is dropped
+                    // and the next command reloads it from Redis.
+                    apply_change(&mut snap.order, &change);
+                    snap.outbox.extend(outbox::for_change(&snap.order, &change));
+                    applied += 1;
+                    created |= matches!(envelope.command, Command::Create(_));
+                    verdicts.push(Verdict::Applied(summary(&snap.order)));
+                }
             }
-        };
-        let snap = self.ensure_loaded(myself).await?;
-        if !snap.order.exists() {
-            // Not created yet: the order belongs to whoever creates it.
-            snap.order = Order::blank(snap.order.id, envelope.tenant.clone());
         }
-        let ctx = Ctx {
-            now: (deps.clock)(),
-            config: &config,
-            fresh_ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
-        };
-        let change = match execute(&snap.order, envelope, &ctx) {
-            Outcome::Duplicate => return Ok(Verdict::Duplicate(summary(&snap.order))),
-            Outcome::Refused(rejection) => {
+        if applied == 0 {
+            if refused {
                 // A refusal is final (the message is terminated), and unlike
                 // a change it is not fenced by the compare-and-set: make sure
                 // it was decided on the latest state, in case another
@@ -437,39 +543,30 @@ impl OrderActorState {
                         found: stored,
                     });
                 }
-                tracing::info!(code = rejection.code(), "command refused");
-                return Ok(Verdict::Refused(rejection));
             }
-            Outcome::Applied(change) => change,
-        };
-        // Personal data first: the snapshot only ever refers to stored data.
-        deps.store.put_personal(&change.personal_data()).await?;
-        let previous_state = snap.order.exists().then_some(snap.order.state);
-        // Changed in place, not on a copy: when the write fails (an `Err`
-        // from here), `run_command` drops the in-memory snapshot and the
-        // next command reloads it from Redis.
-        apply_change(&mut snap.order, &change);
-        // An outbox not yet published rides along with the new messages.
-        if outbox_published {
-            snap.outbox.clear();
+            return Ok(verdicts);
         }
-        snap.outbox.extend(outbox::for_change(&snap.order, &change));
+        // Personal data first: the snapshot only ever refers to stored data.
+        if !personal.is_empty() {
+            deps.store.put_personal(&personal).await?;
+        }
         snap.version += 1;
+        // The compare-and-set also fences the batch's refusals: nobody wrote
+        // the order between the load they were decided on and this write.
         deps.store.save(snap, previous_state).await?;
         tracing::debug!(
-            seq = change.seq,
+            seq = snap.order.seq,
             state = snap.order.state.as_str(),
-            events = change.events.len(),
-            "change persisted"
+            applied,
+            "changes persisted"
         );
-        let verdict = Verdict::Applied(summary(&snap.order));
         self.outbox_published = false;
         self.outbox_in_redis = true;
         self.schedule_timer(myself);
-        if matches!(envelope.command, Command::Create(_)) {
+        if created {
             self.ask_plugins();
         }
-        Ok(verdict)
+        Ok(verdicts)
     }
 
     /// An INITIATED order asks the plugins it waits for (from another task:
@@ -549,9 +646,17 @@ impl OrderActorState {
             tenant = %envelope.tenant,
             command = "fire_timers"
         );
-        let verdict =
-            tracing::Instrument::instrument(self.run_command(myself, envelope), span.clone()).await;
-        if let Verdict::Retry(_) = verdict {
+        let exec = Execution {
+            envelope,
+            reply: None,
+            span: span.clone(),
+        };
+        let verdicts = tracing::Instrument::instrument(
+            self.decide_batch(myself, std::slice::from_ref(&exec)),
+            span.clone(),
+        )
+        .await;
+        if let Some(Verdict::Retry(_)) = verdicts.first() {
             // Try again later (the sweeper would, too).
             self.timer = Some(myself.send_after(Duration::from_secs(1), || OrderMsg::TimerDue));
         }
@@ -907,6 +1012,78 @@ mod tests {
         let snap = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();
         assert_eq!(snap.version, 3);
         assert_eq!(snap.order.state, OrderState::OnHold);
+    }
+
+    #[tokio::test]
+    async fn a_burst_at_one_order_is_decided_in_order_with_fewer_writes() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        assert!(matches!(
+            run(&w, id, "k-0", create()).await,
+            Verdict::Applied(_)
+        ));
+        let saves_before = w.store.saves.load(Ordering::SeqCst);
+        // Routed all at once, as the intake does under a burst: hold, resume,
+        // hold, …, with one refusal (a second hold) in the middle.
+        let mut answers = Vec::new();
+        for i in 1..=200_u32 {
+            let command = if i == 100 || i % 2 == 1 {
+                Command::Hold { reason: None }
+            } else {
+                Command::Resume
+            };
+            let (tx, rx) = ractor::concurrency::oneshot();
+            let exec = Execution {
+                envelope: Envelope {
+                    tenant: w.tenant.clone(),
+                    order_id: id,
+                    command_id: CommandId::parse(&format!("k-{i}")).unwrap(),
+                    by: "test".into(),
+                    command,
+                },
+                reply: Some(tx.into()),
+                span: tracing::Span::none(),
+            };
+            w.router
+                .cast(RouterMsg::Route {
+                    order_id: id,
+                    msg: Routed::Execute(Box::new(exec)),
+                })
+                .unwrap();
+            answers.push(rx);
+        }
+        let mut seqs = Vec::new();
+        let mut refused = Vec::new();
+        for (i, rx) in answers.into_iter().enumerate() {
+            match rx.await.unwrap() {
+                Verdict::Applied(s) => {
+                    assert!(s.published, "answered after the publish");
+                    seqs.push(s.seq);
+                }
+                Verdict::Refused(r) => refused.push((i + 1, r)),
+                other => panic!("{other:?}"),
+            }
+        }
+        // 100 and 101 are holds of an order held by 99: refused, in the
+        // middle of a batch, and the rest carries on from 102's resume.
+        let expected: Vec<u64> = (2..2 + seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "applied in routing order, no gaps");
+        assert_eq!(seqs.len(), 198);
+        let refused_at: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused_at, vec![100, 101], "{refused:?}");
+        let saves = w.store.saves.load(Ordering::SeqCst) - saves_before;
+        assert!(saves < 50, "batched: {saves} writes for 200 commands");
+        let order = settle(&w, id).await.unwrap();
+        assert_eq!(order.seq, 1 + seqs.len() as u64);
+        let events = w
+            .publisher
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.kind == crate::outbox::OutboxKind::Event)
+            .count();
+        assert_eq!(events, 1 + seqs.len(), "one event message per change");
     }
 
     #[tokio::test]

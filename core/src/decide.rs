@@ -86,7 +86,7 @@ struct Decision<'a> {
 impl<'a> Decision<'a> {
     fn new(order: &Order, envelope: &'a Envelope, ctx: &'a Ctx<'a>) -> Self {
         Self {
-            order: order.clone(),
+            order: order.clone_for_decision(),
             events: Vec::new(),
             envelope,
             ctx,

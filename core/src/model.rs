@@ -539,6 +539,39 @@ impl Order {
         }
     }
 
+    /// A copy of the order without its record of applied command ids: what
+    /// a decision works on (it never reads them, and for a busy order they
+    /// are most of its size).
+    pub fn clone_for_decision(&self) -> Self {
+        Self {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            seq: self.seq,
+            client: self.client.clone(),
+            client_order_id: self.client_order_id.clone(),
+            ready_to_process: self.ready_to_process,
+            drop: self.drop.clone(),
+            execution_flow: self.execution_flow,
+            summary: self.summary.clone(),
+            custom: self.custom.clone(),
+            state: self.state,
+            sub_state: self.sub_state.clone(),
+            close_reason: self.close_reason,
+            held_from: self.held_from,
+            cancellation: self.cancellation.clone(),
+            schema_version: self.schema_version,
+            created_at: self.created_at,
+            created_by: self.created_by.clone(),
+            updated_at: self.updated_at,
+            updated_by: self.updated_by.clone(),
+            work_orders: self.work_orders.clone(),
+            validation: self.validation.clone(),
+            timers: self.timers.clone(),
+            milestones: self.milestones.clone(),
+            applied_commands: BTreeSet::new(),
+        }
+    }
+
     /// Whether a create has been applied.
     pub fn exists(&self) -> bool {
         self.seq > 0
