@@ -21,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::actor::{system_clock, Clock, Deps};
 use crate::bus::{self, BusError, JetStreamPublisher};
 use crate::intake::Intake;
+use crate::lanes::Lanes;
 use crate::router::{Router, RouterMsg};
 use crate::service::{self, Reader, ServiceError};
 use crate::settings::Settings;
@@ -84,19 +85,17 @@ pub async fn run_with_clock(
         .map_err(|e| AppError::Router(e.to_string()))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(settings.runtime.max_in_flight));
     let intake = Intake {
         client: client.clone(),
         js: js.clone(),
         router: router.clone(),
         settings: settings.clone(),
-        permits: permits.clone(),
+        permits: Arc::new(Semaphore::new(settings.runtime.max_in_flight)),
     };
-    let mut pullers = Vec::new();
-    for spec in bus::intake_streams() {
-        let consumer = bus::intake_consumer(&js, spec, &settings).await?;
-        pullers.push(tokio::spawn(intake.clone().run(consumer, stop_rx.clone())));
-    }
+    let lanes = Lanes::new(js.clone(), settings.clone(), intake, stop_rx.clone());
+    // The lanes that exist already, before anything else is read.
+    lanes.sync().await?;
+    let lane_keeper = tokio::spawn(lanes.clone().run());
     let sweeper = tokio::spawn(crate::timers::sweep(
         store.clone(),
         router.clone(),
@@ -131,17 +130,16 @@ pub async fn run_with_clock(
     shutdown.await;
     tracing::info!("orderd stopping: no more pulls");
     let _ = stop_tx.send(true);
-    for p in pullers {
-        let _ = p.await;
-    }
+    let _ = lane_keeper.await;
+    lanes.join().await;
     let _ = sweeper.await;
     resume.abort();
 
     let grace = Duration::from_millis(settings.runtime.shutdown_grace_ms);
-    let all = u32::try_from(settings.runtime.max_in_flight).unwrap_or(u32::MAX);
-    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
-        Ok(_) => tracing::info!("in-flight commands finished"),
-        Err(_) => tracing::warn!("shutdown grace elapsed; unfinished commands will be redelivered"),
+    if lanes.drain(grace).await {
+        tracing::info!("in-flight commands finished");
+    } else {
+        tracing::warn!("shutdown grace elapsed; unfinished commands will be redelivered");
     }
 
     match router.call(RouterMsg::StopAll, Some(grace)).await {

@@ -14,6 +14,8 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 use async_nats::HeaderMap;
 use futures::future::BoxFuture;
 
+use orderd_core::TenantId;
+
 use crate::outbox::OutboxMsg;
 use crate::settings::Settings;
 use crate::{headers, subjects};
@@ -87,8 +89,8 @@ pub fn stream_specs() -> [StreamSpec; 5] {
     ]
 }
 
-/// The streams that feed orderd (commands, job updates), each read by one
-/// durable consumer.
+/// The streams that feed orderd (commands, job updates), each read through
+/// one lane per tenant ([`lane_config`]).
 pub fn intake_streams() -> [StreamSpec; 2] {
     let [cmd, job, ..] = stream_specs();
     [cmd, job]
@@ -150,24 +152,77 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &Settings) -> Res
     Ok(())
 }
 
-/// The durable name of the consumer on `stream`.
-pub fn durable_name(spec: StreamSpec, settings: &Settings) -> String {
-    let suffix = if spec.name == subjects::STREAM_COMMANDS {
+/// The token that names a stream's consumers: `cmd` or `job`.
+fn stream_token(spec: StreamSpec) -> &'static str {
+    if spec.name == subjects::STREAM_COMMANDS {
         "cmd"
     } else {
         "job"
-    };
-    format!("{}-{suffix}", settings.nats.consumer_prefix)
+    }
 }
 
-/// The durable pull consumer orderd reads `spec` through: explicit acks, a
-/// bounded number out at once, redelivery after the ack wait.
-pub fn consumer_config(spec: StreamSpec, settings: &Settings) -> pull::Config {
+/// The durable name of one tenant's lane on `spec`:
+/// `<prefix>-cmd_<tenant>` or `<prefix>-job_<tenant>`.
+pub fn lane_name(spec: StreamSpec, tenant: &TenantId, settings: &Settings) -> String {
+    format!(
+        "{}-{}_{tenant}",
+        settings.nats.consumer_prefix,
+        stream_token(spec)
+    )
+}
+
+/// The tenant whose lane `name` is, if it is one of orderd's lanes on `spec`.
+pub fn lane_tenant(spec: StreamSpec, name: &str, settings: &Settings) -> Option<TenantId> {
+    let prefix = format!("{}-{}_", settings.nats.consumer_prefix, stream_token(spec));
+    TenantId::parse(name.strip_prefix(&prefix)?).ok()
+}
+
+/// The durable name of the consumer that finds new tenants on `spec`:
+/// `<prefix>-cmd-discovery` or `<prefix>-job-discovery`.
+pub fn discovery_name(spec: StreamSpec, settings: &Settings) -> String {
+    format!(
+        "{}-{}-discovery",
+        settings.nats.consumer_prefix,
+        stream_token(spec)
+    )
+}
+
+/// Where a new lane starts: at the first message the discovery saw for its
+/// tenant, or at the stream's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneStart {
+    /// Every message the stream holds for the tenant.
+    All,
+    /// From this stream sequence on.
+    At(u64),
+}
+
+/// One tenant's lane on `spec`: a durable pull consumer of the tenant's
+/// subjects only, with explicit acks, a bounded number out at once, and
+/// redelivery after the ack wait.
+pub fn lane_config(
+    spec: StreamSpec,
+    tenant: &TenantId,
+    start: LaneStart,
+    settings: &Settings,
+) -> pull::Config {
+    let filter = if spec.name == subjects::STREAM_COMMANDS {
+        subjects::commands_of_tenant(tenant)
+    } else {
+        subjects::job_updates_of_tenant(tenant)
+    };
+    let deliver_policy = match start {
+        LaneStart::All => jetstream::consumer::DeliverPolicy::All,
+        LaneStart::At(start_sequence) => {
+            jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence }
+        }
+    };
     pull::Config {
-        durable_name: Some(durable_name(spec, settings)),
-        description: Some(format!("orderd intake of {}", spec.name)),
+        durable_name: Some(lane_name(spec, tenant, settings)),
+        description: Some(format!("orderd intake of {} for {tenant}", spec.name)),
+        filter_subject: filter,
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        deliver_policy,
         ack_wait: settings.ack_wait(),
         max_deliver: settings.consumers.max_deliver,
         max_ack_pending: settings.consumers.max_ack_pending,
@@ -175,14 +230,30 @@ pub fn consumer_config(spec: StreamSpec, settings: &Settings) -> pull::Config {
     }
 }
 
-/// Opens (creating when needed) the durable consumer of `spec`, and brings
-/// its limits up to date.
-pub async fn intake_consumer(
+/// The discovery consumer of `spec`: reads only the headers of every
+/// message, to learn which tenants have a lane to open; acknowledged
+/// cumulatively, so after a restart it goes on where it was.
+pub fn discovery_config(spec: StreamSpec, settings: &Settings) -> pull::Config {
+    pull::Config {
+        durable_name: Some(discovery_name(spec, settings)),
+        description: Some(format!("orderd tenant discovery on {}", spec.name)),
+        ack_policy: jetstream::consumer::AckPolicy::All,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        headers_only: true,
+        ack_wait: settings.ack_wait(),
+        max_ack_pending: 100_000,
+        ..Default::default()
+    }
+}
+
+/// Opens (creating when needed) the durable consumer `wanted` on `spec`'s
+/// stream, and brings its limits up to date.
+pub async fn open_consumer(
     js: &jetstream::Context,
     spec: StreamSpec,
-    settings: &Settings,
+    wanted: pull::Config,
 ) -> Result<jetstream::consumer::PullConsumer, BusError> {
-    let name = durable_name(spec, settings);
+    let name = wanted.durable_name.clone().unwrap_or_default();
     let err = |why: String| BusError::Consumer {
         consumer: name.clone(),
         why,
@@ -191,7 +262,6 @@ pub async fn intake_consumer(
         .get_stream(spec.name)
         .await
         .map_err(|e| err(format!("stream {}: {e}", spec.name)))?;
-    let wanted = consumer_config(spec, settings);
     let mut consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(&name, wanted.clone())
         .await
@@ -202,12 +272,43 @@ pub async fn intake_consumer(
         || current.max_deliver != wanted.max_deliver
         || current.max_ack_pending != wanted.max_ack_pending
     {
-        match stream.create_consumer(wanted).await {
+        // The start position cannot change: keep the one it has.
+        let update = pull::Config {
+            deliver_policy: current.deliver_policy,
+            ..wanted
+        };
+        match stream.create_consumer(update).await {
             Ok(updated) => consumer = updated,
             Err(e) => tracing::warn!(consumer = %name, error = %e, "cannot update consumer limits"),
         }
     }
     Ok(consumer)
+}
+
+/// The tenants that have a lane on `spec` (whoever opened it).
+pub async fn lanes(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    settings: &Settings,
+) -> Result<Vec<TenantId>, BusError> {
+    use futures::TryStreamExt;
+    let err = |why: String| BusError::Stream {
+        stream: spec.name,
+        why,
+    };
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let names: Vec<String> = stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| lane_tenant(spec, n, settings))
+        .collect())
 }
 
 /// Publishes outbox messages. A trait so the order actor can be tested

@@ -188,27 +188,9 @@ impl Intake {
                 return;
             }
         };
-        let header = |name: &str| {
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        };
-        let msg_id = header(headers::NATS_MSG_ID);
-        let content_type = header(headers::CONTENT_TYPE);
-        let reply_to = header(headers::ORDERD_REPLY_TO).filter(|r| {
-            let ok = subjects::check_reply_subject(r).is_ok();
-            if !ok {
-                tracing::warn!("ignoring an invalid reply subject");
-            }
-            ok
-        });
-        let format = Format::from_content_type(content_type.as_deref()).unwrap_or_default();
-        let reply = Reply {
-            client: self.client.clone(),
-            to: reply_to,
-            format,
-        };
+        let msg_id = header(&msg, headers::NATS_MSG_ID);
+        let content_type = header(&msg, headers::CONTENT_TYPE);
+        let reply = Reply::to_sender_of(&self.client, &msg);
         let last_delivery = self.settings.consumers.max_deliver > 0
             && delivered >= self.settings.consumers.max_deliver;
 
@@ -429,6 +411,31 @@ impl Intake {
     }
 }
 
+/// Answers a message that no tenant's lane reads, because its subject's
+/// tenant token is not a tenant: refused with the subject's error. Nothing
+/// else happens to it (it stays in the stream until its age runs out).
+pub async fn refuse_unroutable(client: &async_nats::Client, msg: &jetstream::Message) {
+    let Err(e) = subjects::parse_inbound(&msg.subject) else {
+        return;
+    };
+    let e = WireError::from(e);
+    tracing::info!(
+        code = e.code(),
+        "message refused before reaching an order: not a tenant's subject"
+    );
+    let fate = Fate::Malformed(e);
+    Reply::to_sender_of(client, msg)
+        .send(outcome_for(&fate, None, false))
+        .await;
+}
+
+fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
 /// Where and how the client's outcome goes.
 struct Reply {
     client: async_nats::Client,
@@ -437,6 +444,23 @@ struct Reply {
 }
 
 impl Reply {
+    /// The reply subject and format the message's headers name.
+    fn to_sender_of(client: &async_nats::Client, msg: &jetstream::Message) -> Reply {
+        let content_type = header(msg, headers::CONTENT_TYPE);
+        let to = header(msg, headers::ORDERD_REPLY_TO).filter(|r| {
+            let ok = subjects::check_reply_subject(r).is_ok();
+            if !ok {
+                tracing::warn!("ignoring an invalid reply subject");
+            }
+            ok
+        });
+        Reply {
+            client: client.clone(),
+            to,
+            format: Format::from_content_type(content_type.as_deref()).unwrap_or_default(),
+        }
+    }
+
     async fn send(&self, outcome: Option<wire::Outcome>) {
         let (Some(to), Some(outcome)) = (&self.to, outcome) else {
             return;

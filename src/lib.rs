@@ -48,6 +48,7 @@ pub mod config_store;
 pub mod headers;
 pub mod indexes;
 pub mod intake;
+pub mod lanes;
 pub mod outbox;
 pub mod plugins;
 pub mod query;

@@ -33,31 +33,62 @@ fn code(o: &orderd::wire::Outcome) -> String {
     o.error.as_ref().expect("an error body").code.clone()
 }
 
-/// Every message the intake consumers got was settled: nothing waits for an
-/// ack, nothing is being redelivered.
+/// Every message the intake got was settled: the tenant discovery has seen
+/// every message, and on every tenant's lane nothing waits for an ack and
+/// nothing is being redelivered.
 async fn all_settled(t: &TestApp) {
     let deadline = tokio::time::Instant::now() + common::WAIT;
-    for (stream, durable) in [("ORDERD_CMD", "orderd-cmd"), ("ORDERD_JOB", "orderd-job")] {
+    let settings = orderd::settings::Settings::default();
+    for spec in orderd::bus::intake_streams() {
+        let mut durables = vec![orderd::bus::discovery_name(spec, &settings)];
         loop {
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-                t.js.get_stream(stream)
-                    .await
-                    .unwrap()
-                    .get_consumer(durable)
-                    .await
-                    .unwrap();
-            let info = consumer.info().await.unwrap();
-            if info.num_ack_pending == 0 && info.num_pending == 0 {
-                assert_eq!(
-                    info.num_redelivered, 0,
-                    "{stream}: a refusal was redelivered"
-                );
+            let info = consumer_info(t, spec.name, &durables[0]).await;
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{stream}: {info:?}");
+            assert!(tokio::time::Instant::now() < deadline, "{info:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let lanes = orderd::bus::lanes(&t.js, spec, &settings).await.unwrap();
+        assert!(!lanes.is_empty(), "{}: no lane", spec.name);
+        durables.extend(
+            lanes
+                .iter()
+                .map(|tenant| orderd::bus::lane_name(spec, tenant, &settings)),
+        );
+        for durable in &durables[1..] {
+            loop {
+                let info = consumer_info(t, spec.name, durable).await;
+                if info.num_ack_pending == 0 && info.num_pending == 0 {
+                    assert_eq!(
+                        info.num_redelivered, 0,
+                        "{durable}: a refusal was redelivered"
+                    );
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{durable}: {info:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
+}
+
+async fn consumer_info(
+    t: &TestApp,
+    stream: &str,
+    durable: &str,
+) -> async_nats::jetstream::consumer::Info {
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        t.js.get_stream(stream)
+            .await
+            .unwrap()
+            .get_consumer(durable)
+            .await
+            .unwrap();
+    consumer.info().await.unwrap().clone()
 }
 
 #[tokio::test]

@@ -150,7 +150,11 @@ async fn a_million_orders_fit() {
         .get_stream(subjects::STREAM_COMMANDS)
         .await
         .expect("stream")
-        .get_consumer("orderd-cmd")
+        .get_consumer(&orderd::bus::lane_name(
+            orderd::bus::intake_streams()[0],
+            &tenant,
+            &orderd::settings::Settings::default(),
+        ))
         .await
         .expect("consumer");
     loop {

@@ -1,8 +1,8 @@
 //! Overload stays bounded: a burst of commands at one tenant and one hot
 //! order (hold, resume, hold, … published as fast as JetStream takes them)
 //! while another tenant creates orders at a steady 100 per second. Sampled
-//! every 100 ms: orderd's resident memory, and the commands consumer's
-//! unacknowledged messages (never above `consumers.max_ack_pending`). The
+//! every 100 ms: orderd's resident memory, and the unacknowledged messages
+//! of each tenant's commands lane (never above `consumers.max_ack_pending`). The
 //! quiet tenant's p99 (publish → state event) is compared with its baseline
 //! before the burst, and orderd's log is searched for slow-consumer
 //! warnings. The memory samples are written as an SVG plot.
@@ -59,10 +59,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn quiet_tenant(
     js: jetstream::Context,
     nats: async_nats::Client,
+    tenant: TenantId,
     rate: f64,
     secs: f64,
 ) -> Vec<f64> {
-    let tenant = common::random_tenant();
     let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut sub = nats
         .subscribe(subjects::events_of_tenant(&tenant))
@@ -193,31 +193,34 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
     common::wait_healthy(&nats).await;
     let js = jetstream::new(nats.clone());
 
-    // Samples: memory and the commands consumer's ack-pending.
+    // Samples: memory, and the most unacknowledged messages on a lane.
     let started = Instant::now();
     let samples: Arc<Mutex<Vec<(f64, f64, u64)>>> = Arc::default();
     let sampler = {
         let samples = samples.clone();
         let js = js.clone();
         tokio::spawn(async move {
-            let mut consumer = None;
+            let settings = orderd::settings::Settings::default();
+            let spec = orderd::bus::intake_streams()[0];
             loop {
-                if consumer.is_none() {
-                    if let Ok(s) = js.get_stream(subjects::STREAM_COMMANDS).await {
-                        consumer = s
-                            .get_consumer::<jetstream::consumer::pull::Config>("orderd-cmd")
+                // The most unacknowledged messages on any tenant's lane.
+                let mut pending = 0_u64;
+                let lanes = orderd::bus::lanes(&js, spec, &settings)
+                    .await
+                    .unwrap_or_default();
+                if let Ok(stream) = js.get_stream(spec.name).await {
+                    for tenant in lanes {
+                        let name = orderd::bus::lane_name(spec, &tenant, &settings);
+                        if let Ok(mut c) = stream
+                            .get_consumer::<jetstream::consumer::pull::Config>(&name)
                             .await
-                            .ok();
+                        {
+                            if let Ok(i) = c.info().await {
+                                pending = pending.max(i.num_ack_pending as u64);
+                            }
+                        }
                     }
                 }
-                let pending = match consumer.as_mut() {
-                    Some(c) => c
-                        .info()
-                        .await
-                        .map(|i| i.num_ack_pending as u64)
-                        .unwrap_or(0),
-                    None => 0,
-                };
                 samples.lock().expect("samples").push((
                     started.elapsed().as_secs_f64(),
                     rss_kib(pid) as f64 / 1024.0,
@@ -229,7 +232,8 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
     };
 
     // Baseline of the quiet tenant, alone.
-    let baseline = quiet_tenant(js.clone(), nats.clone(), quiet_rate, 10.0).await;
+    let calm = common::random_tenant();
+    let baseline = quiet_tenant(js.clone(), nats.clone(), calm.clone(), quiet_rate, 10.0).await;
 
     // The hot order.
     let hot = common::random_tenant();
@@ -251,7 +255,13 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
 
     // The burst, and the quiet tenant meanwhile.
     let burst_start = started.elapsed().as_secs_f64();
-    let quiet = tokio::spawn(quiet_tenant(js.clone(), nats.clone(), quiet_rate, 20.0));
+    let quiet = tokio::spawn(quiet_tenant(
+        js.clone(),
+        nats.clone(),
+        calm.clone(),
+        quiet_rate,
+        20.0,
+    ));
     let publisher = {
         let js = js.clone();
         let hot: TenantId = hot.clone();
@@ -279,7 +289,6 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
     };
     publisher.await.expect("burst published");
     let published_at = started.elapsed().as_secs_f64();
-    let during = quiet.await.expect("quiet tenant");
 
     // Wait for the hot order to drain (its last command decided).
     let store = servers.store().await;
@@ -288,7 +297,11 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
         .get_stream(subjects::STREAM_COMMANDS)
         .await
         .expect("stream")
-        .get_consumer("orderd-cmd")
+        .get_consumer(&orderd::bus::lane_name(
+            orderd::bus::intake_streams()[0],
+            &hot,
+            &orderd::settings::Settings::default(),
+        ))
         .await
         .expect("consumer");
     loop {
@@ -307,6 +320,8 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
             .map_or(0, |s| s.order.seq)
     };
     let drained_at = started.elapsed().as_secs_f64();
+    // The quiet tenant's 20 s may outlast the drain.
+    let during = quiet.await.expect("quiet tenant");
     tokio::time::sleep(Duration::from_secs(2)).await;
     sampler.abort();
     let snap_bytes: usize = {
@@ -333,12 +348,12 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
         .count();
     let (b99, d99) = (percentile(&baseline, 99.0), percentile(&during, 99.0));
     eprintln!(
-        "overload: burst of {burst} hold/resume at one order (published in {:.1}s, applied through seq {last_seq} by {:.1}s, \
+        "overload: burst of {burst} hold/resume at one order (published in {:.1}s, applied through seq {last_seq} {:.1}s after it began, \
          snapshot {snap_bytes} bytes); quiet tenant {quiet_rate}/s p99 {b99:.1} ms alone, {d99:.1} ms during the burst \
          ({:.2}x); max RSS {max_rss:.1} MiB (bound {rss_bound_mib} MiB); max ack pending {max_pending} (limit {MAX_ACK_PENDING}); \
          slow-consumer lines {slow}",
         published_at - burst_start,
-        drained_at,
+        drained_at - burst_start,
         d99 / b99
     );
     if let Ok(path) = std::env::var("OVERLOAD_SVG") {
