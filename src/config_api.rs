@@ -14,6 +14,12 @@
 //! change is in Redis (a new version and the pointer, one atomic step) before
 //! the reply; existing orders keep the version they were created under.
 //!
+//! A version that makes an attribute indexed answers at once; the index
+//! entries of the tenant's older orders are written after the reply by
+//! [`crate::backfill`], and the replies of publish, attributes and get list
+//! the attributes still being built in `indexing` (a query on one of them
+//! is refused with `ORD-503-INDEX_BUILDING` until it is done).
+//!
 //! # The dry run, and what it does not do
 //! orderd does not keep command bodies, so it cannot re-run an order's whole
 //! history under a draft. The dry run replays what the snapshot still holds:
@@ -139,6 +145,7 @@ pub async fn get(store: &RedisStore, req: ConfigRequest) -> Result<ConfigReply, 
         version,
         current_version,
         config,
+        indexing: crate::backfill::pending(conn, &tenant).await?,
     })
 }
 
@@ -161,8 +168,14 @@ async fn publish_checked(
     expected: Option<u64>,
 ) -> Result<ConfigReply, ConfigError> {
     check(config)?;
-    let version = config_store::publish(store.connection(), tenant, config, expected).await?;
-    tracing::info!(%tenant, version, "tenant configuration published");
+    let published = config_store::publish(store.connection(), tenant, config, expected).await?;
+    let version = published.version;
+    tracing::info!(
+        %tenant,
+        version,
+        newly_indexed = ?published.newly_indexed,
+        "tenant configuration published"
+    );
     let mut config = config.clone();
     config.version = version;
     Ok(ConfigReply {
@@ -170,6 +183,7 @@ async fn publish_checked(
         version,
         current_version: version,
         config,
+        indexing: crate::backfill::pending(store.connection(), tenant).await?,
     })
 }
 

@@ -31,6 +31,8 @@
 //!   sub-state, indexed custom attributes), written with it atomically.
 //! - [`config_store`]: tenant configurations, one immutable version per
 //!   change, and the current pointer.
+//! - [`backfill`]: after a version makes an attribute indexed, writes its
+//!   index entries for the tenant's older orders, in the background.
 //! - [`plugins`]: asks an INITIATED order's validation plugins from its own
 //!   tasks and feeds the verdicts back as commands.
 //! - [`timers`]: wakes orders whose timers are due, at a bounded rate.
@@ -42,6 +44,7 @@
 
 pub mod actor;
 pub mod app;
+pub mod backfill;
 pub mod bus;
 pub mod config_api;
 pub mod config_store;

@@ -9,10 +9,13 @@
 //! bounds the scores of an index scored by createdAt, and filters otherwise.
 //!
 //! Invariants: only attributes the tenant's current configuration marks as
-//! indexed can be filtered on (`ORD-400-ATTRIBUTE_NOT_INDEXED`); the indexes
-//! are written with the snapshots in one atomic step, and every filter is
-//! checked again on the snapshot, so a page never shows an order that does
-//! not match. A page may hold fewer orders than asked (follow `next`).
+//! indexed can be filtered on (`ORD-400-ATTRIBUTE_NOT_INDEXED`), and not
+//! while their index is still being built for older orders
+//! (`ORD-503-INDEX_BUILDING`, see [`crate::backfill`]), so a query never
+//! misses an order for want of its index entry; the indexes are written
+//! with the snapshots in one atomic step, and every filter is checked again
+//! on the snapshot, so a page never shows an order that does not match. A
+//! page may hold fewer orders than asked (follow `next`).
 
 use orderd_core::{Order, TenantConfig, TenantId};
 
@@ -39,6 +42,9 @@ pub enum QueryError {
     /// A time that is not RFC 3339.
     #[error("{0} must be an RFC 3339 time")]
     BadTime(&'static str),
+    /// The attribute's index is still being built for older orders.
+    #[error("attribute {0} was indexed recently and its index is still being built for older orders; try again shortly")]
+    IndexBuilding(String),
 }
 
 impl QueryError {
@@ -59,6 +65,9 @@ impl QueryError {
             }
             QueryError::BadFilter(..) => ErrorBody::error("ORD-400-BAD_FILTER", self.to_string()),
             QueryError::BadTime(_) => ErrorBody::error("ORD-400-BAD_FILTER", self.to_string()),
+            QueryError::IndexBuilding(_) => {
+                ErrorBody::error("ORD-503-INDEX_BUILDING", self.to_string())
+            }
         }
     }
 }
@@ -201,6 +210,17 @@ pub async fn run(
     let tenant = req.tenant()?;
     let config = store.tenant_config(&tenant).await?;
     let plan = plan(&tenant, req, &config)?;
+    let filtered: Vec<&String> = req
+        .custom_attributes
+        .keys()
+        .chain(req.custom_attribute_ranges.keys())
+        .collect();
+    if !filtered.is_empty() {
+        let building = crate::backfill::pending(store.connection(), &tenant).await?;
+        if let Some(name) = filtered.into_iter().find(|n| building.contains(n)) {
+            return Err(QueryError::IndexBuilding(name.clone()));
+        }
+    }
     let page = page(store, &plan, req.after.as_deref(), limit).await?;
     let from = parse_time("createdFrom", req.created_from.as_deref())?.unwrap_or(f64::MIN);
     let to = parse_time("createdTo", req.created_to.as_deref())?.unwrap_or(f64::MAX);

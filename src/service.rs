@@ -55,6 +55,8 @@ pub struct Reader {
     pub client: async_nats::Client,
     /// Limits.
     pub settings: Arc<Settings>,
+    /// Wakes the index backfill after a publish.
+    pub backfill: crate::backfill::Wake,
 }
 
 /// A request that failed, as the client sees it.
@@ -241,9 +243,15 @@ impl Reader {
                 Endpoint::ConfigValidate => {
                     self.config(ct, body, config_api::validate, format).await
                 }
-                Endpoint::ConfigPublish => self.config(ct, body, config_api::publish, format).await,
+                Endpoint::ConfigPublish => {
+                    let published = self.config(ct, body, config_api::publish, format).await;
+                    self.backfill.wake();
+                    published
+                }
                 Endpoint::ConfigAttributes => {
-                    self.config(ct, body, config_api::attributes, format).await
+                    let published = self.config(ct, body, config_api::attributes, format).await;
+                    self.backfill.wake();
+                    published
                 }
                 Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
                 Endpoint::Outcome => self

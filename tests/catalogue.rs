@@ -414,6 +414,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 version: 2,
                 current_version: 2,
                 config: config.clone(),
+                indexing: vec![],
             }),
         ),
         (

@@ -5,11 +5,14 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{create_body, spawn_app, TestApp};
+use futures::StreamExt;
 use orderd::headers;
 use orderd::subjects::{self, Verb};
+use orderd_core::OrderId;
 use serde_json::{json, Value};
 
 /// seed 002's `POST /config/attributes` sample, as published.
@@ -270,7 +273,6 @@ async fn a_dry_run_lists_the_recent_orders_a_draft_would_decide_differently() {
 
 #[tokio::test]
 async fn a_tenant_changes_only_its_own_configuration() {
-    use futures::StreamExt;
     let t = spawn_app().await;
     let intruder = common::random_tenant();
     let ask = |reply: String| {
@@ -300,4 +302,307 @@ async fn a_tenant_changes_only_its_own_configuration() {
     assert_eq!(got["version"], 1, "nothing changed");
     let own = ask(format!("_INBOX_{}.c2", t.tenant)).await;
     assert_eq!(own["version"], 2, "{own}");
+}
+
+// ---- indexing an attribute later --------------------------------------------
+
+/// A query over NATS: `Ok(reply)` or `Err(error body)`.
+async fn query(t: &TestApp, mut filter: Value) -> Result<Value, Value> {
+    filter["tenant"] = json!(tenant(t));
+    call(t, subjects::API_QUERY, filter).await
+}
+
+/// Every order id a query finds, page after page.
+async fn found(t: &TestApp, filter: Value) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut f = filter.clone();
+        f["limit"] = json!(100);
+        if let Some(a) = &after {
+            f["after"] = json!(a);
+        }
+        let page = query(t, f).await.expect("the query answers");
+        for o in page["orders"].as_array().unwrap() {
+            ids.insert(o["orderId"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// Creates `n` orders at once; order `i` has region north (even) or south
+/// (odd) and weightKg `i * 10`.
+async fn create_weighed(t: &TestApp, n: usize) -> Vec<(OrderId, &'static str, f64)> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let region = if i % 2 == 0 { "north" } else { "south" };
+            let weight = (i * 10) as f64;
+            let mut body = create_body("SEQUENTIAL", &["PICKUP"]);
+            body["customAttributes"] = json!({"region": region, "weightKg": weight});
+            (t.create(&body).await, region, weight)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+fn weighed_attributes(indexed: bool) -> Value {
+    json!([
+        {"name": "region", "dataType": "string", "indexed": indexed},
+        {"name": "weightKg", "dataType": "number", "indexed": indexed}
+    ])
+}
+
+#[tokio::test]
+async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
+    let t = spawn_app().await;
+    let tn = tenant(&t);
+    let v2 = call(
+        &t,
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tn, "config": {"attributes": weighed_attributes(false)}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v2["indexing"], json!([]), "no orders yet: nothing to build");
+    let_it_take_effect().await;
+    // More than one page of the backfill's walk.
+    let orders = create_weighed(&t, orderd::backfill::PAGE + 50).await;
+    let refused = query(&t, json!({"customAttributes": {"region": "north"}}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused["code"], "ORD-400-ATTRIBUTE_NOT_INDEXED");
+
+    let v3 = call(
+        &t,
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tn, "config": {"attributes": weighed_attributes(true)}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v3["indexing"], json!(["region", "weightKg"]), "{v3}");
+
+    // Until the backfill is done, a query on them says so; then it answers.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        match query(&t, json!({"customAttributes": {"region": "north"}})).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e["code"], "ORD-503-INDEX_BUILDING", "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "backfill too slow");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let got = call(&t, subjects::API_CONFIG_GET, json!({"tenant": tn}))
+        .await
+        .unwrap();
+    assert_eq!(got["indexing"], json!([]));
+
+    let ids = |keep: &dyn Fn(&str, f64) -> bool| -> BTreeSet<String> {
+        orders
+            .iter()
+            .filter(|(_, r, w)| keep(r, *w))
+            .map(|(id, _, _)| id.to_string())
+            .collect()
+    };
+    let north = ids(&|r, _| r == "north");
+    assert_eq!(north.len(), (orderd::backfill::PAGE + 50) / 2);
+    assert_eq!(
+        found(&t, json!({"customAttributes": {"region": "north"}})).await,
+        north
+    );
+    assert_eq!(
+        found(&t, json!({"customAttributes": {"region": "south"}})).await,
+        ids(&|r, _| r == "south")
+    );
+    assert_eq!(
+        found(
+            &t,
+            json!({"customAttributeRanges": {"weightKg": {"min": 100, "max": 1500}}})
+        )
+        .await,
+        ids(&|_, w| (100.0..=1500.0).contains(&w))
+    );
+    assert_eq!(
+        found(&t, json!({"customAttributes": {"weightKg": 420}})).await,
+        ids(&|_, w| w == 420.0)
+    );
+    assert_eq!(
+        found(
+            &t,
+            json!({"customAttributes": {"region": "south"},
+                   "customAttributeRanges": {"weightKg": {"max": 990}}})
+        )
+        .await,
+        ids(&|r, w| r == "south" && w <= 990.0)
+    );
+}
+
+/// The members of one sorted set.
+async fn members(conn: &mut redis::aio::ConnectionManager, key: &str) -> BTreeSet<String> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_writes() {
+    let mut t = spawn_app().await;
+    let tn = tenant(&t);
+    call(
+        &t,
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tn, "config": {"attributes": weighed_attributes(false)}}),
+    )
+    .await
+    .unwrap();
+    let_it_take_effect().await;
+    let n = 2 * orderd::backfill::PAGE + 10;
+    let orders = create_weighed(&t, n).await;
+    // No orderd from here on: the backfill runs only when this test says.
+    t.stop_app().await;
+    let store = t.servers.store().await;
+    let conn = store.connection().clone();
+
+    let indexed: orderd_core::TenantConfig =
+        serde_json::from_value(json!({"attributes": weighed_attributes(true)})).unwrap();
+    let published = orderd::config_store::publish(&conn, &t.tenant, &indexed, None)
+        .await
+        .unwrap();
+    assert_eq!(published.newly_indexed, ["region", "weightKg"]);
+    assert_eq!(
+        orderd::backfill::pending(&conn, &t.tenant).await.unwrap(),
+        ["region", "weightKg"]
+    );
+    let north: orderd::wire::QueryRequest = serde_json::from_value(
+        json!({"tenant": tn, "customAttributes": {"region": "north"}, "limit": 500}),
+    )
+    .unwrap();
+    let refused = orderd::query::run(&store, &north, 500).await.unwrap_err();
+    assert_eq!(refused.body().code, "ORD-503-INDEX_BUILDING");
+    // A filter on something else is not held up.
+    let by_state: orderd::wire::QueryRequest =
+        serde_json::from_value(json!({"tenant": tn, "state": "IN_PROGRESS", "limit": 500}))
+            .unwrap();
+    assert_eq!(
+        orderd::query::run(&store, &by_state, 500)
+            .await
+            .unwrap()
+            .orders
+            .len(),
+        n
+    );
+
+    // A first walk stopped after its first page keeps its cursor ...
+    // (A page takes far longer than the millisecond before the stop.)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let _ = stop_tx.send(true);
+        stop_tx
+    });
+    let stopped = orderd::backfill::backfill_tenant(&store, &t.tenant, Some(&stop_rx))
+        .await
+        .unwrap();
+    assert_eq!(stopped, None, "stopped before the end");
+    drop(stopper.await);
+    let cursor: Option<String> = redis::cmd("HGET")
+        .arg(orderd::indexes::backfill_key(&t.tenant))
+        .arg("cursor")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert!(cursor.is_some_and(|c| !c.is_empty()), "the cursor is kept");
+
+    // ... and the walk that finishes runs while an "actor" moves half the
+    // orders to the other region and weight, one write after another.
+    let writer = {
+        let store = t.servers.store().await;
+        let moved: Vec<OrderId> = orders.iter().step_by(2).map(|(id, _, _)| *id).collect();
+        tokio::spawn(async move {
+            use orderd::store::SnapshotStore;
+            for id in moved {
+                let mut snap = store.load(id).await.unwrap().expect("stored");
+                snap.order.custom.insert("region".into(), json!("west"));
+                snap.order.custom.insert("weightKg".into(), json!(-1.0));
+                snap.version += 1;
+                let state = snap.order.state;
+                store.save(&snap, Some(state)).await.unwrap();
+            }
+        })
+    };
+    let finished = orderd::backfill::backfill_tenant(&store, &t.tenant, None)
+        .await
+        .unwrap()
+        .expect("the backfill finishes");
+    writer.await.unwrap();
+    assert_eq!(finished.attributes, ["region", "weightKg"]);
+    assert!(finished.orders < n, "resumed at the cursor: {finished:?}");
+    assert!(orderd::backfill::pending(&conn, &t.tenant)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Every order is in exactly the entries its snapshot says.
+    let mut c = conn.clone();
+    let key = |region: &str| orderd::indexes::attribute_key(&t.tenant, "region", &json!(region));
+    let (north_ids, south_ids, west_ids) = (
+        members(&mut c, &key("north")).await,
+        members(&mut c, &key("south")).await,
+        members(&mut c, &key("west")).await,
+    );
+    let weights: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(orderd::indexes::number_key(&t.tenant, "weightKg"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let weights: std::collections::BTreeMap<String, f64> = weights.into_iter().collect();
+    assert_eq!(weights.len(), n);
+    for (i, (id, region, weight)) in orders.iter().enumerate() {
+        let id = id.to_string();
+        let (region, weight) = if i % 2 == 0 {
+            ("west", -1.0)
+        } else {
+            (*region, *weight)
+        };
+        assert_eq!(north_ids.contains(&id), region == "north", "{id}");
+        assert_eq!(south_ids.contains(&id), region == "south", "{id}");
+        assert_eq!(west_ids.contains(&id), region == "west", "{id}");
+        assert_eq!(weights.get(&id), Some(&weight), "{id}");
+    }
+    // And the queries agree.
+    let expect = |want: &str| -> BTreeSet<String> {
+        orders
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, region, _))| (if i % 2 == 0 { "west" } else { *region }) == want)
+            .map(|(_, (id, _, _))| id.to_string())
+            .collect()
+    };
+    for region in ["north", "south", "west"] {
+        let req: orderd::wire::QueryRequest = serde_json::from_value(
+            json!({"tenant": tn, "customAttributes": {"region": region}, "limit": 500}),
+        )
+        .unwrap();
+        let answered: BTreeSet<String> = orderd::query::run(&store, &req, 500)
+            .await
+            .unwrap()
+            .orders
+            .iter()
+            .map(|o| o.order_id.clone())
+            .collect();
+        assert_eq!(answered, expect(region), "{region}");
+    }
+    assert_eq!(expect("west").len(), n.div_ceil(2));
 }

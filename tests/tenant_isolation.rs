@@ -89,7 +89,10 @@ impl NatsServer {
             .env("ACME_NATS_PASSWORD", password("acme"))
             .env("GLOBEX_NATS_PASSWORD", password("globex"))
             .env("ACME_PLUGINS_NATS_PASSWORD", password(&plugin_user("acme")))
-            .env("GLOBEX_PLUGINS_NATS_PASSWORD", password(&plugin_user("globex")))
+            .env(
+                "GLOBEX_PLUGINS_NATS_PASSWORD",
+                password(&plugin_user("globex")),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -725,10 +728,18 @@ async fn a_tenants_plugin_answers_validate_requests_and_does_nothing_else() {
         ops.round_trip().await;
         for mut sub in refused {
             let got = drain(&mut sub, Duration::from_millis(50)).await;
-            assert!(got.is_empty(), "{own}'s plugin received {:?}", got[0].subject);
+            assert!(
+                got.is_empty(),
+                "{own}'s plugin received {:?}",
+                got[0].subject
+            );
         }
         let got = drain(&mut requests, Duration::from_millis(50)).await;
-        assert!(got.is_empty(), "{own}'s plugin received {:?}", got[0].subject);
+        assert!(
+            got.is_empty(),
+            "{own}'s plugin received {:?}",
+            got[0].subject
+        );
         plugin.no_errors(&plugin_user(own)).await;
     }
     ops.round_trip().await;

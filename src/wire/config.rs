@@ -84,6 +84,10 @@ pub struct ConfigReply {
     pub current_version: u64,
     /// The configuration.
     pub config: TenantConfig,
+    /// Attributes whose index is still being built for the tenant's older
+    /// orders (after a version made them indexed); queries on them are
+    /// refused with `ORD-503-INDEX_BUILDING` until this is empty.
+    pub indexing: Vec<String>,
 }
 
 /// The reply of `config.validate` for a valid draft (an invalid one is
