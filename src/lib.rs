@@ -38,7 +38,8 @@
 //! - [`timers`]: wakes orders whose timers are due, at a bounded rate.
 //! - [`service`]: the read endpoints (NATS Services API), with
 //!   [`query`] (the query planner) and [`config_api`] (the `config.*`
-//!   endpoints, dry run included).
+//!   endpoints, dry run included, which replays recorded histories with
+//!   [`replay`], pure).
 //! - [`app`]: `run(settings, shutdown)`, the single entry point, and the
 //!   shutdown order.
 
@@ -54,6 +55,7 @@ pub mod intake;
 pub mod outbox;
 pub mod plugins;
 pub mod query;
+pub mod replay;
 pub mod router;
 pub mod service;
 pub mod settings;

@@ -85,10 +85,9 @@ pub struct Plan {
 
 fn parse_time(field: &'static str, s: Option<&str>) -> Result<Option<f64>, QueryError> {
     let Some(s) = s else { return Ok(None) };
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| QueryError::BadTime(field))?;
-    #[allow(clippy::cast_precision_loss)]
-    Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as f64))
+    let t = crate::wire::parse_rfc3339(s).ok_or(QueryError::BadTime(field))?;
+    #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly
+    Ok(Some(t.0 as f64))
 }
 
 /// Chooses the driving index; refuses filters on attributes that are not

@@ -49,7 +49,7 @@ pub struct Reader {
     pub store: RedisStore,
     /// Live actors.
     pub router: ActorRef<RouterMsg>,
-    /// The events stream, for history.
+    /// The events stream, for history and the dry run.
     pub js: jetstream::Context,
     /// NATS, for health.
     pub client: async_nats::Client,
@@ -253,7 +253,11 @@ impl Reader {
                     self.backfill.wake();
                     published
                 }
-                Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
+                Endpoint::ConfigDryRun => {
+                    let js = &self.js;
+                    let dry_run = |store, req| config_api::dry_run(store, js, req);
+                    self.config(ct, body, dry_run, format).await
+                }
                 Endpoint::Outcome => self
                     .outcome(ct, body)
                     .await

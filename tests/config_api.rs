@@ -208,67 +208,234 @@ async fn versions_attributes_invalid_drafts_and_orders_keep_their_version() {
     );
 }
 
+/// The configuration the dry-run test's orders are created under, and its
+/// variations.
+fn dry_run_config(pickup_attempts: u32, delivery_returns: bool, transitions: Value) -> Value {
+    json!({
+        "workOrderTypes": {
+            "PICKUP": {"jobType": "pickup", "maxAttempts": pickup_attempts},
+            "DELIVERY": {"jobType": "delivery", "maxAttempts": 2,
+                         "returnOnFailure": delivery_returns},
+            "RETURN": {"jobType": "return", "maxAttempts": 1}
+        },
+        "subStates": {"IN_PROGRESS": {"subStates": ["PACKING", "LOADED"],
+                                       "transitions": transitions}}
+    })
+}
+
+/// A dry run of `draft`; waits while an order's latest events are still on
+/// their way to the stream.
+async fn dry_run(t: &TestApp, draft: &Value) -> Value {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let run = call(
+            t,
+            subjects::API_CONFIG_DRYRUN,
+            json!({"tenant": tenant(t), "config": draft, "limit": 50}),
+        )
+        .await
+        .unwrap();
+        let behind = run["unreplayable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["code"] == "EVENTS_BEHIND");
+        if !behind || tokio::time::Instant::now() > deadline {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The orders a dry run lists as different, by id.
+fn differing(run: &Value) -> std::collections::BTreeMap<String, Value> {
+    run["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["orderId"].as_str().unwrap().to_owned(), d.clone()))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_dry_run_lists_the_recent_orders_a_draft_would_decide_differently() {
+async fn a_dry_run_replays_recent_histories_from_the_event_stream_under_a_draft() {
+    use orderd_core::model::JobStatus::{Cancelled, Completed, Failed, Started};
     let t = spawn_app().await;
     let tn = tenant(&t);
-    let kyc = t.create(&create_body("SEQUENTIAL", &["KYC"])).await;
-    let pickup = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
-
-    // The same configuration as now: nothing differs.
-    let same = call(
+    let active = dry_run_config(1, false, json!([["PACKING", "LOADED"]]));
+    call(
         &t,
-        subjects::API_CONFIG_DRYRUN,
-        json!({"tenant": tn, "config": {}}),
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tn, "config": active}),
     )
     .await
     .unwrap();
-    assert_eq!(same["checked"], 2, "{same}");
-    assert_eq!(same["differences"], json!([]), "{same}");
+    let_it_take_effect().await;
+    let ok = |o: orderd::wire::Outcome| assert!(o.ok, "{o:?}");
 
-    // A draft that adds a plugin and knows only PICKUP work orders.
-    let draft = json!({
-        "plugins": ["fraud"],
-        "workOrderTypes": {"PICKUP": {"jobType": "pickup", "maxAttempts": 5}},
-        "milestones": [{"name": "done", "reach": "EXECUTED", "withinMs": 3600000}]
-    });
-    let run = call(
-        &t,
-        subjects::API_CONFIG_DRYRUN,
-        json!({"tenant": tn, "config": draft, "limit": 10}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(run["checked"], 2);
-    assert_eq!(run["problems"], json!([]));
-    let diffs = run["differences"].as_array().unwrap();
-    let of = |id: String| -> Vec<Value> {
-        diffs
-            .iter()
-            .find(|d| d["orderId"] == json!(id))
-            .map(|d| d["changes"].as_array().unwrap().clone())
-            .unwrap_or_default()
-    };
-    let kyc_changes = of(kyc.to_string());
-    assert!(
-        kyc_changes
-            .iter()
-            .any(|c| c["aspect"] == "create" && c["draft"].as_str().unwrap().contains("refused")),
-        "{kyc_changes:#?}"
+    // Held and resumed, then delivered.
+    let held = t.create(&create_body("SEQUENTIAL", &["DELIVERY"])).await;
+    ok(
+        t.command(held, Verb::Hold, &json!({"reason": "customer away"}))
+            .await,
     );
-    let pickup_changes = of(pickup.to_string());
-    let aspects: Vec<&str> = pickup_changes
-        .iter()
-        .map(|c| c["aspect"].as_str().unwrap())
-        .collect();
-    for want in ["create", "plugins", "workOrder.1", "milestones"] {
-        assert!(aspects.contains(&want), "{want} in {pickup_changes:#?}");
+    ok(t.command(held, Verb::Resume, &json!({})).await);
+    ok(t.job(held, 1, 1, Started, None).await);
+    ok(t.job(held, 1, 1, Completed, None).await);
+    // Cancelled while its first job ran.
+    let cancelled = t
+        .create(&create_body("SEQUENTIAL", &["PICKUP", "DELIVERY"]))
+        .await;
+    ok(t.job(cancelled, 1, 1, Started, None).await);
+    ok(
+        t.command(cancelled, Verb::Cancel, &json!({"reason": "changed mind"}))
+            .await,
+    );
+    ok(t.job(cancelled, 1, 1, Cancelled, None).await);
+    // A pickup whose only attempt failed: it cannot execute.
+    let pickup_failed = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    ok(t.job(pickup_failed, 1, 1, Started, None).await);
+    ok(t.job(pickup_failed, 1, 1, Failed, Some("NO_ACCESS")).await);
+    // A delivery that failed both attempts: no return under the active config.
+    let delivery_failed = t.create(&create_body("SEQUENTIAL", &["DELIVERY"])).await;
+    ok(t.job(delivery_failed, 1, 1, Failed, Some("NO_ACCESS"))
+        .await);
+    ok(t.job(delivery_failed, 1, 2, Failed, Some("NO_ACCESS"))
+        .await);
+    // Moved through two sub-states.
+    let packed = t.create(&create_body("SEQUENTIAL", &["DELIVERY"])).await;
+    ok(
+        t.command(packed, Verb::SubState, &json!({"subState": "PACKING"}))
+            .await,
+    );
+    ok(
+        t.command(packed, Verb::SubState, &json!({"subState": "LOADED"}))
+            .await,
+    );
+    // One whose first events are gone from the stream.
+    let expired = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    ok(t.job(expired, 1, 1, Started, None).await);
+    let states = [
+        (held, "EXECUTED"),
+        (cancelled, "CLOSED"),
+        (pickup_failed, "CLOSED"),
+        (delivery_failed, "CLOSED"),
+        (packed, "IN_PROGRESS"),
+        (expired, "IN_PROGRESS"),
+    ];
+    for (order, state) in states {
+        assert_eq!(t.get(order).await["state"], state, "{order}");
     }
+    // Its two event messages are in the stream; then the first goes.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while t.history(expired).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "events too slow");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.js.get_stream(subjects::STREAM_EVENTS)
+        .await
+        .unwrap()
+        .purge()
+        .filter(subjects::events_of_order(&t.tenant, expired))
+        .keep(1)
+        .await
+        .unwrap();
+
+    // The active configuration itself: every history reproduces, nothing differs.
+    let same = dry_run(&t, &active).await;
+    assert_eq!(same["checked"], 6, "{same:#}");
+    assert_eq!(same["replayed"], 5, "{same:#}");
+    assert_eq!(same["differences"], json!([]), "{same:#}");
+    let unreplayable = same["unreplayable"].as_array().unwrap();
+    assert_eq!(unreplayable.len(), 1, "{same:#}");
+    assert_eq!(unreplayable[0]["orderId"], expired.to_string());
+    assert_eq!(unreplayable[0]["code"], "EVENTS_EXPIRED");
+    assert!(
+        unreplayable[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("its oldest is seq 2"),
+        "{same:#}"
+    );
+
+    // Two pickup attempts: only the failed pickup ends differently.
+    let run = dry_run(
+        &t,
+        &dry_run_config(2, false, json!([["PACKING", "LOADED"]])),
+    )
+    .await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 1, "{run:#}");
+    let d = &diffs[&pickup_failed.to_string()];
+    assert_eq!(d["endsDifferently"], true);
+    assert_eq!(d["schemaVersion"], 2);
+    assert_eq!(
+        d["now"],
+        json!({"state": "CLOSED", "subState": null, "closeReason": "CANCELLED", "milestonesMissed": []})
+    );
+    assert_eq!(d["draft"]["state"], "IN_PROGRESS");
+    let first = &d["firstDifference"];
+    assert_eq!(first["seq"], 3, "{d:#}");
+    assert_eq!(first["command"], "job");
+    assert_eq!(first["now"], "applied → CLOSED (CANCELLED)");
+    assert_eq!(first["draft"], "applied → IN_PROGRESS");
+    assert!(first["at"].as_str().unwrap().ends_with('Z'));
+
+    // Deliveries that return on failure: only the failed delivery differs.
+    let run = dry_run(&t, &dry_run_config(1, true, json!([["PACKING", "LOADED"]]))).await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 1, "{run:#}");
+    let d = &diffs[&delivery_failed.to_string()];
+    assert_eq!(d["now"]["closeReason"], "CANCELLED");
+    assert_eq!(d["draft"]["state"], "IN_PROGRESS", "waits for its return");
+    assert_eq!(d["firstDifference"]["seq"], 3, "{d:#}");
+
+    // No move from PACKING to LOADED: the sub-state order stays PACKING.
+    let run = dry_run(&t, &dry_run_config(1, false, json!([]))).await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 1, "{run:#}");
+    let d = &diffs[&packed.to_string()];
+    assert_eq!(d["now"]["subState"], "LOADED");
+    assert_eq!(d["draft"]["subState"], "PACKING");
+    assert_eq!(d["firstDifference"]["command"], "substate");
+    assert_eq!(
+        d["firstDifference"]["draft"],
+        "refused ORD-409-SUB_STATE_TRANSITION"
+    );
+
+    // A validation plugin (with no recorded verdict): every replayed order
+    // waits for it from its creation on, its job updates are refused, and
+    // the cancelled one is cancelled before it ever started.
+    let mut with_plugin = active.clone();
+    with_plugin["plugins"] = json!(["fraud"]);
+    let run = dry_run(&t, &with_plugin).await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 5, "{run:#}");
+    for (order, d) in &diffs {
+        let end = if *order == cancelled.to_string() {
+            "CLOSED"
+        } else {
+            "INITIATED"
+        };
+        assert_eq!(d["draft"]["state"], end, "{order}");
+        assert_eq!(d["firstDifference"]["seq"], 1, "{order}");
+        assert_eq!(d["firstDifference"]["draft"], "applied → INITIATED");
+    }
+    let d = &diffs[&held.to_string()];
+    assert_eq!(d["now"]["state"], "EXECUTED");
+    assert_eq!(run["problems"], json!([]));
+
+    // A draft with problems is still replayed; they are reported.
+    let mut invalid = active.clone();
+    invalid["plugins"] = json!(["not ok"]);
+    let run = dry_run(&t, &invalid).await;
+    assert_eq!(run["problems"][0]["field"], "plugins[0]", "{run:#}");
+
     // Nothing was stored.
     let got = call(&t, subjects::API_CONFIG_GET, json!({"tenant": tn}))
         .await
         .unwrap();
-    assert_eq!(got["version"], 1);
+    assert_eq!(got["version"], 2);
 }
 
 #[tokio::test]
