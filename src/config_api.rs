@@ -45,8 +45,7 @@ use crate::replay::{self, Unreplayable};
 use crate::store::{RedisStore, SnapshotStore, StoreError};
 use crate::wire::{
     AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
-    ErrorBody, FieldProblemBody, OrderDifference, OrderEnd, StepDifference, UnreplayableOrder,
-    ValidateReply, WireError,
+    ErrorBody, FieldProblemBody, OrderDifference, UnreplayableOrder, ValidateReply, WireError,
 };
 
 /// The most orders one dry run replays.
@@ -286,16 +285,9 @@ pub async fn dry_run(
                         order_id: id.to_string(),
                         schema_version: version,
                         ends_differently: d.ends_differently,
-                        now: order_end(d.now),
-                        draft: order_end(d.draft),
-                        first_difference: d.first.map(|f| StepDifference {
-                            seq: f.seq,
-                            command: f.command,
-                            command_id: f.command_id,
-                            at: crate::wire::rfc3339(f.at),
-                            now: f.now,
-                            draft: f.draft,
-                        }),
+                        now: d.now,
+                        draft: d.draft,
+                        first_difference: d.first,
                     }));
             }
             Err(why) => {
@@ -327,15 +319,6 @@ fn replay_both(
     replay::reproduces(&recorded, &now)?;
     let under_draft = replay::replay(id, tenant, &recorded, draft, horizon);
     Ok(replay::compare(&now, &under_draft))
-}
-
-fn order_end(end: replay::End) -> OrderEnd {
-    OrderEnd {
-        state: end.situation.state,
-        sub_state: end.situation.sub_state,
-        close_reason: end.situation.close_reason,
-        milestones_missed: end.milestones_missed,
-    }
 }
 
 /// The tenant's most recently created orders, newest first.

@@ -68,7 +68,7 @@ use orderd_core::{
     Rejection, TenantConfig, TenantId, Timestamp,
 };
 
-use crate::wire::{close_reason, parse_rfc3339, EventMessage};
+use crate::wire::{close_reason, parse_rfc3339, rfc3339, EventMessage, OrderEnd, StepDifference};
 
 /// Rounds of firing timers at one instant: firing can start milestones whose
 /// timers are due at once too; the milestones of a version bound it.
@@ -245,59 +245,53 @@ pub fn recorded_commands(
 /// The command one message records.
 fn command_of(m: &EventMessage) -> Result<Command, String> {
     let events = &m.events;
-    let missing = |what: &str| format!("a {} message without its {what} event", m.command);
+    // The command from the first event `pick` recognises.
+    let from = |what: &str, pick: &dyn Fn(&Event) -> Option<Command>| {
+        events
+            .iter()
+            .find_map(pick)
+            .ok_or_else(|| format!("a {} message without its {what} event", m.command))
+    };
     let command = match m.command.as_str() {
-        "create" => events
-            .iter()
-            .find_map(|e| match e {
-                Event::Registered(r) => Some(Command::Create(Box::new(create_of(r)))),
-                _ => None,
-            })
-            .ok_or_else(|| missing("registered"))?,
-        "update" => update_of(events).ok_or_else(|| missing("updated"))?,
+        "create" => from("registered", &|e| match e {
+            Event::Registered(r) => Some(Command::Create(Box::new(create_of(r)))),
+            _ => None,
+        })?,
+        "update" => update_of(events)
+            .ok_or_else(|| "an update message without its updated event".to_owned())?,
         "ready" => Command::MarkReady,
-        "hold" => events
-            .iter()
-            .find_map(|e| match e {
-                Event::Held { reason, .. } => Some(Command::Hold {
-                    reason: reason.clone(),
-                }),
-                _ => None,
-            })
-            .ok_or_else(|| missing("held"))?,
+        "hold" => from("held", &|e| match e {
+            Event::Held { reason, .. } => Some(Command::Hold {
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })?,
         "resume" => Command::Resume,
-        "cancel" => events
-            .iter()
-            .find_map(|e| match e {
-                Event::CancellationRequested { reason, .. } => Some(Command::Cancel {
-                    reason: reason.clone(),
-                }),
-                _ => None,
-            })
-            .ok_or_else(|| missing("cancellation_requested"))?,
+        "cancel" => from("cancellation_requested", &|e| match e {
+            Event::CancellationRequested { reason, .. } => Some(Command::Cancel {
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })?,
         "close" => Command::Close,
-        "substate" => events
-            .iter()
-            .find_map(|e| match e {
-                Event::SubStateChanged { to, .. } => Some(Command::SetSubState { to: to.clone() }),
-                _ => None,
+        "substate" => from("sub_state_changed", &|e| match e {
+            Event::SubStateChanged { to, .. } => Some(Command::SetSubState { to: to.clone() }),
+            _ => None,
+        })?,
+        "job" => from("job", &|_| job_update_of(events).map(Command::Job))?,
+        "plugin_verdict" => from("plugin verdict", &|e| {
+            let (plugin, verdict) = match e {
+                Event::PluginAccepted { plugin } => (plugin, PluginVerdict::Accepted),
+                Event::ValidationFailed { plugin, reasons } => {
+                    (plugin, PluginVerdict::Rejected(reasons.clone()))
+                }
+                _ => return None,
+            };
+            Some(Command::RecordPluginVerdict {
+                plugin: plugin.clone(),
+                verdict,
             })
-            .ok_or_else(|| missing("sub_state_changed"))?,
-        "job" => Command::Job(job_update_of(events).ok_or_else(|| missing("job"))?),
-        "plugin_verdict" => events
-            .iter()
-            .find_map(|e| match e {
-                Event::PluginAccepted { plugin } => Some(Command::RecordPluginVerdict {
-                    plugin: plugin.clone(),
-                    verdict: PluginVerdict::Accepted,
-                }),
-                Event::ValidationFailed { plugin, reasons } => Some(Command::RecordPluginVerdict {
-                    plugin: plugin.clone(),
-                    verdict: PluginVerdict::Rejected(reasons.clone()),
-                }),
-                _ => None,
-            })
-            .ok_or_else(|| missing("plugin verdict"))?,
+        })?,
         "fire_timers" => Command::FireTimers,
         other => return Err(format!("unknown command {other:?}")),
     };
@@ -473,26 +467,20 @@ pub struct Step {
     pub after: Situation,
 }
 
-/// How a replay ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct End {
-    /// State, sub-state, close reason.
-    pub situation: Situation,
-    /// The milestones missed, by name.
-    pub milestones_missed: Vec<String>,
-}
-
-impl End {
-    fn of(order: &Order) -> Self {
-        Self {
-            situation: Situation::of(order),
-            milestones_missed: order
-                .milestones
-                .iter()
-                .filter(|(_, m)| m.missed)
-                .map(|(name, _)| name.clone())
-                .collect(),
-        }
+/// How a replayed history leaves the order: state, sub-state, close
+/// reason and the milestones missed.
+fn end_of(order: &Order) -> OrderEnd {
+    let situation = Situation::of(order);
+    OrderEnd {
+        state: situation.state,
+        sub_state: situation.sub_state,
+        close_reason: situation.close_reason,
+        milestones_missed: order
+            .milestones
+            .iter()
+            .filter(|(_, m)| m.missed)
+            .map(|(name, _)| name.clone())
+            .collect(),
     }
 }
 
@@ -507,8 +495,8 @@ pub struct Replay {
 
 impl Replay {
     /// How it ends.
-    pub fn end(&self) -> End {
-        End::of(&self.order)
+    pub fn end(&self) -> OrderEnd {
+        end_of(&self.order)
     }
 }
 
@@ -701,28 +689,11 @@ pub struct Difference {
     /// The ends differ (not only a step along the way).
     pub ends_differently: bool,
     /// The end under the first configuration (the order's own).
-    pub now: End,
+    pub now: OrderEnd,
     /// The end under the second (the draft).
-    pub draft: End,
+    pub draft: OrderEnd,
     /// The first step whose outcome differs.
     pub first: Option<StepDifference>,
-}
-
-/// The first step whose outcome differs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepDifference {
-    /// The recorded seq; `None` for the timers due by the horizon.
-    pub seq: Option<u64>,
-    /// The command's verb.
-    pub command: String,
-    /// The recorded command id.
-    pub command_id: Option<String>,
-    /// When.
-    pub at: Timestamp,
-    /// Its outcome under the order's own version.
-    pub now: String,
-    /// Its outcome under the draft.
-    pub draft: String,
 }
 
 /// Compares two replays of one history; `None` when every step and the end
@@ -737,7 +708,7 @@ pub fn compare(now: &Replay, draft: &Replay) -> Option<Difference> {
             seq: a.seq,
             command: a.command.clone(),
             command_id: a.command_id.clone(),
-            at: a.at,
+            at: rfc3339(a.at),
             now: a.outcome.clone(),
             draft: b.outcome.clone(),
         });
@@ -756,8 +727,6 @@ pub fn compare(now: &Replay, draft: &Replay) -> Option<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderd_core::command::Contact;
-    use orderd_core::model::{Client, ExecutionFlow, OrderSummary};
     use orderd_core::WorkOrderId;
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -861,31 +830,19 @@ mod tests {
         }
     }
 
+    /// A create as a client sends it (contact in full: personal data).
     fn create(kinds: &[&str], custom: serde_json::Value) -> Command {
-        Command::Create(Box::new(CreateOrder {
-            client: Client {
-                id: "client-1".into(),
-                name: "Acme Retail".into(),
-            },
-            client_order_id: "PO-1".into(),
-            ready_to_process: true,
-            contact: Some(ContactInput::Details(Contact {
-                name: "Ada Marker".into(),
-                phone: "+44 20 7946 0000".into(),
-            })),
-            location: None,
-            return_location: None,
-            execution_flow: ExecutionFlow::Sequential,
-            summary: OrderSummary {
-                invoice_number: Some("INV-001".into()),
-                ..OrderSummary::default()
-            },
-            work_orders: kinds
-                .iter()
-                .map(|k| WorkOrderSpec { kind: (*k).into() })
-                .collect(),
-            custom: serde_json::from_value(custom).unwrap(),
-        }))
+        let body = json!({
+            "clientId": "client-1", "clientName": "Acme Retail", "clientOrderId": "PO-1",
+            "dropDetails": {"contact": {"name": "Ada Marker", "phone": "+44 20 7946 0000"}},
+            "orderSummary": {"invoiceNumber": "INV-001"},
+            "workOrders": kinds.iter().map(|k| json!({"type": k})).collect::<Vec<_>>(),
+            "customAttributes": custom,
+        });
+        let tenant = TenantId::parse("acme").unwrap();
+        let inbound = crate::subjects::parse_inbound(&crate::subjects::create(&tenant)).unwrap();
+        let body = serde_json::to_vec(&body).unwrap();
+        crate::wire::decode_command(&inbound, None, &body, crate::wire::DEFAULT_MAX_BODY).unwrap()
     }
 
     fn pickup(max_attempts: u32, return_on_failure: bool) -> serde_json::Value {
@@ -985,7 +942,7 @@ mod tests {
 
         let now = s.replay(&own, 60_000);
         reproduces(&recorded, &now).expect("reproduces the record");
-        assert_eq!(now.end(), End::of(&s.order));
+        assert_eq!(now.end(), end_of(&s.order));
         assert_eq!(now.end().milestones_missed, ["dispatched"]);
         assert_eq!(compare(&now, &s.replay(&own, 60_000)), None);
     }
@@ -1059,8 +1016,11 @@ mod tests {
         let more = s.replay(&config(json!({"workOrderTypes": pickup(2, false)})), 10_000);
         let d = compare(&now, &more).expect("a difference");
         assert!(d.ends_differently);
-        assert_eq!(d.now.situation.to_string(), "CLOSED (CANCELLED)");
-        assert_eq!(d.draft.situation.to_string(), "IN_PROGRESS");
+        assert_eq!(
+            (d.now.state.as_str(), d.now.close_reason.as_deref()),
+            ("CLOSED", Some("CANCELLED"))
+        );
+        assert_eq!(d.draft.state, "IN_PROGRESS");
         let first = d.first.expect("a first difference");
         assert_eq!((first.seq, first.command.as_str()), (Some(3), "job"));
         assert_eq!(first.now, "applied → CLOSED (CANCELLED)");
@@ -1069,7 +1029,7 @@ mod tests {
         // A return after the failure: the order waits for it instead.
         let returned = s.replay(&config(json!({"workOrderTypes": pickup(1, true)})), 10_000);
         let d = compare(&now, &returned).expect("a difference");
-        assert_eq!(d.draft.situation.to_string(), "IN_PROGRESS");
+        assert_eq!(d.draft.state, "IN_PROGRESS");
         assert_eq!(d.first.unwrap().seq, Some(3));
     }
 
@@ -1096,7 +1056,7 @@ mod tests {
         let draft = s.replay(&sub_states(json!([])), 0);
         let d = compare(&now, &draft).expect("a difference");
         assert!(!d.ends_differently, "both EXECUTED: {d:?}");
-        assert_eq!(d.now.situation.to_string(), "EXECUTED");
+        assert_eq!(d.now.state, "EXECUTED");
         let first = d.first.unwrap();
         assert_eq!((first.seq, first.command.as_str()), (Some(3), "substate"));
         assert_eq!(first.now, "applied → IN_PROGRESS/LOADED");
@@ -1116,7 +1076,10 @@ mod tests {
         let d =
             compare(&s.replay(&own, 60_000), &s.replay(&auto_close, 60_000)).expect("a difference");
         assert!(d.ends_differently);
-        assert_eq!(d.draft.situation.to_string(), "CLOSED (COMPLETED)");
+        assert_eq!(
+            (d.draft.state.as_str(), d.draft.close_reason.as_deref()),
+            ("CLOSED", Some("COMPLETED"))
+        );
         let first = d.first.unwrap();
         assert_eq!(first.seq, None);
         assert_eq!(first.now, "nothing due → EXECUTED");
@@ -1136,7 +1099,7 @@ mod tests {
         assert!(d.ends_differently, "a milestone missed");
         assert!(d.now.milestones_missed.is_empty());
         assert_eq!(d.draft.milestones_missed, ["done"]);
-        assert_eq!(d.draft.situation, d.now.situation);
+        assert_eq!(d.draft.state, d.now.state);
         let first = d.first.unwrap();
         assert_eq!(first.seq, Some(3));
         assert_eq!(first.now, "applied → EXECUTED");

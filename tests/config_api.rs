@@ -523,17 +523,22 @@ fn weighed_attributes(indexed: bool) -> Value {
     ])
 }
 
+/// Publishes a configuration of just those two attributes.
+async fn publish_weighed(t: &TestApp, indexed: bool) -> Value {
+    call(
+        t,
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tenant(t), "config": {"attributes": weighed_attributes(indexed)}}),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
     let t = spawn_app().await;
     let tn = tenant(&t);
-    let v2 = call(
-        &t,
-        subjects::API_CONFIG_PUBLISH,
-        json!({"tenant": tn, "config": {"attributes": weighed_attributes(false)}}),
-    )
-    .await
-    .unwrap();
+    let v2 = publish_weighed(&t, false).await;
     assert_eq!(v2["indexing"], json!([]), "no orders yet: nothing to build");
     let_it_take_effect().await;
     // More than one page of the backfill's walk.
@@ -543,13 +548,7 @@ async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
         .unwrap_err();
     assert_eq!(refused["code"], "ORD-400-ATTRIBUTE_NOT_INDEXED");
 
-    let v3 = call(
-        &t,
-        subjects::API_CONFIG_PUBLISH,
-        json!({"tenant": tn, "config": {"attributes": weighed_attributes(true)}}),
-    )
-    .await
-    .unwrap();
+    let v3 = publish_weighed(&t, true).await;
     assert_eq!(v3["indexing"], json!(["region", "weightKg"]), "{v3}");
 
     // Until the backfill is done, a query on them says so; then it answers.
@@ -624,13 +623,7 @@ async fn members(conn: &mut redis::aio::ConnectionManager, key: &str) -> BTreeSe
 async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_writes() {
     let mut t = spawn_app().await;
     let tn = tenant(&t);
-    call(
-        &t,
-        subjects::API_CONFIG_PUBLISH,
-        json!({"tenant": tn, "config": {"attributes": weighed_attributes(false)}}),
-    )
-    .await
-    .unwrap();
+    publish_weighed(&t, false).await;
     let_it_take_effect().await;
     let n = 2 * orderd::backfill::PAGE + 10;
     let orders = create_weighed(&t, n).await;

@@ -260,6 +260,45 @@ impl Conn {
         );
     }
 
+    /// Publishes "attack" to each subject; each must be a permissions
+    /// violation. Returns how many.
+    async fn refused_publishes(&mut self, subjects: Vec<String>) -> usize {
+        for subject in &subjects {
+            self.client
+                .publish(subject.clone(), "attack".into())
+                .await
+                .unwrap();
+            self.expect_violation("Publish", subject).await;
+        }
+        subjects.len()
+    }
+
+    /// Subscribes to each subject; each must be a permissions violation.
+    /// Returns the (dead) subscriptions, to prove nothing arrives on them.
+    async fn refused_subscriptions(&mut self, subjects: Vec<String>) -> Vec<Subscriber> {
+        let mut subscriptions = Vec::new();
+        for subject in subjects {
+            subscriptions.push(self.client.subscribe(subject.clone()).await.unwrap());
+            self.expect_violation("Subscription", &subject).await;
+        }
+        subscriptions
+    }
+
+    /// Publishes `payload` to each subject, and returns once the server has
+    /// routed them (to `observer` too).
+    async fn publish_all(
+        &mut self,
+        subjects: Vec<String>,
+        payload: &'static str,
+        observer: &mut Conn,
+    ) {
+        for subject in subjects {
+            self.client.publish(subject, payload.into()).await.unwrap();
+        }
+        self.round_trip().await;
+        observer.round_trip().await;
+    }
+
     /// Asserts the server reported no error to this connection.
     async fn no_errors(&mut self, who: &str) {
         self.round_trip().await;
@@ -291,6 +330,24 @@ fn order() -> OrderId {
 /// The next message within `wait`, if any.
 async fn next_within(sub: &mut Subscriber, wait: Duration) -> Option<async_nats::Message> {
     tokio::time::timeout(wait, sub.next()).await.ok().flatten()
+}
+
+/// orderd and ops connected, with ops subscribed to everything (the
+/// observer of what the server routes).
+async fn observed(server: &NatsServer) -> (Conn, Conn, Subscriber) {
+    let orderd = Conn::open(server, "orderd").await;
+    let mut ops = Conn::open(server, "ops").await;
+    let observer = ops.client.subscribe(">").await.unwrap();
+    ops.round_trip().await;
+    (orderd, ops, observer)
+}
+
+/// Asserts that none of `subscriptions` of `who` received anything.
+async fn nothing_reaches(who: &str, subscriptions: Vec<Subscriber>) {
+    for mut sub in subscriptions {
+        let got = drain(&mut sub, Duration::from_millis(50)).await;
+        assert!(got.is_empty(), "{who} received {:?}", got[0].subject);
+    }
 }
 
 /// Every message that arrives until `quiet` passes without one.
@@ -538,49 +595,29 @@ fn forbidden_subscriptions(attacker: &str, victim: &str) -> Vec<String> {
 #[tokio::test]
 async fn another_tenants_subjects_and_the_server_apis_are_refused() {
     let server = NatsServer::start();
-    let mut orderd = Conn::open(&server, "orderd").await;
-    let mut ops = Conn::open(&server, "ops").await;
-    let mut observer = ops.client.subscribe(">").await.unwrap();
-    ops.round_trip().await;
+    let (mut orderd, mut ops, mut observer) = observed(&server).await;
     let mut published = 0;
     let mut subscribed = 0;
     for (attacker, victim) in [("acme", "globex"), ("globex", "acme")] {
         let mut conn = Conn::open(&server, attacker).await;
-        for subject in forbidden_publishes(attacker, victim) {
-            conn.client
-                .publish(subject.clone(), "attack".into())
-                .await
-                .unwrap();
-            conn.expect_violation("Publish", &subject).await;
-            published += 1;
-        }
-        let mut subscriptions = Vec::new();
-        for subject in forbidden_subscriptions(attacker, victim) {
-            subscriptions.push(conn.client.subscribe(subject.clone()).await.unwrap());
-            conn.expect_violation("Subscription", &subject).await;
-            subscribed += 1;
-        }
+        published += conn
+            .refused_publishes(forbidden_publishes(attacker, victim))
+            .await;
+        let subscriptions = conn
+            .refused_subscriptions(forbidden_subscriptions(attacker, victim))
+            .await;
+        subscribed += subscriptions.len();
         // The victim's traffic flows; none of it reaches the attacker.
         let v = tenant(victim);
-        for subject in [
+        let traffic = vec![
             subjects::event(&v, order(), EventKind::Created),
             subjects::dispatch(&v, order(), WorkOrderId(1), JobAction::Create),
             subjects::create(&v),
             format!("{}.reply", inbox_prefix(victim)),
             "_INBOX.reply".into(),
-        ] {
-            orderd
-                .client
-                .publish(subject, "victim".into())
-                .await
-                .unwrap();
-        }
-        orderd.round_trip().await;
-        ops.round_trip().await;
-        for mut sub in subscriptions {
-            let got = drain(&mut sub, Duration::from_millis(50)).await;
-            assert!(got.is_empty(), "{attacker} received {:?}", got[0].subject);
-        }
+        ];
+        orderd.publish_all(traffic, "victim", &mut ops).await;
+        nothing_reaches(attacker, subscriptions).await;
         conn.no_errors(attacker).await;
     }
     // Not one attack reached the server's routing.
@@ -650,10 +687,7 @@ fn plugin_forbidden_subscriptions(own: &str, other: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_tenants_plugin_answers_validate_requests_and_does_nothing_else() {
     let server = NatsServer::start();
-    let mut orderd = Conn::open(&server, "orderd").await;
-    let mut ops = Conn::open(&server, "ops").await;
-    let mut observer = ops.client.subscribe(">").await.unwrap();
-    ops.round_trip().await;
+    let (mut orderd, mut ops, mut observer) = observed(&server).await;
     for (own, other) in [("acme", "globex"), ("globex", "acme")] {
         let mut plugin = Conn::open_plugin(&server, own, &orderd.client).await;
 
@@ -695,45 +729,23 @@ async fn a_tenants_plugin_answers_validate_requests_and_does_nothing_else() {
             .unwrap();
         plugin.expect_violation("Publish", &reply).await;
 
-        for subject in plugin_forbidden_publishes(own, other) {
-            plugin
-                .client
-                .publish(subject.clone(), "attack".into())
-                .await
-                .unwrap();
-            plugin.expect_violation("Publish", &subject).await;
-        }
-        let mut refused = Vec::new();
-        for subject in plugin_forbidden_subscriptions(own, other) {
-            refused.push(plugin.client.subscribe(subject.clone()).await.unwrap());
-            plugin.expect_violation("Subscription", &subject).await;
-        }
-
+        plugin
+            .refused_publishes(plugin_forbidden_publishes(own, other))
+            .await;
+        let refused = plugin
+            .refused_subscriptions(plugin_forbidden_subscriptions(own, other))
+            .await;
         // orderd's traffic flows; the plugin sees none of it, and none of
         // the other tenant's validate requests.
-        for subject in [
+        let traffic = vec![
             subjects::event(&tenant(own), order(), EventKind::Created),
             subjects::dispatch(&tenant(own), order(), WorkOrderId(1), JobAction::Create),
             subjects::create(&tenant(own)),
             subjects::plugin_validate(&tenant(other), "credit"),
             "_INBOX.reply".into(),
-        ] {
-            orderd
-                .client
-                .publish(subject, "orderd".into())
-                .await
-                .unwrap();
-        }
-        orderd.round_trip().await;
-        ops.round_trip().await;
-        for mut sub in refused {
-            let got = drain(&mut sub, Duration::from_millis(50)).await;
-            assert!(
-                got.is_empty(),
-                "{own}'s plugin received {:?}",
-                got[0].subject
-            );
-        }
+        ];
+        orderd.publish_all(traffic, "orderd", &mut ops).await;
+        nothing_reaches(&plugin_user(own), refused).await;
         let got = drain(&mut requests, Duration::from_millis(50)).await;
         assert!(
             got.is_empty(),
@@ -913,10 +925,7 @@ async fn random_attempts_never_cross_tenants() {
     let mut rng = Rng(seed);
 
     let server = NatsServer::start();
-    let mut orderd = Conn::open(&server, "orderd").await;
-    let mut ops = Conn::open(&server, "ops").await;
-    let mut observer = ops.client.subscribe(">").await.unwrap();
-    ops.round_trip().await;
+    let (mut orderd, mut ops, mut observer) = observed(&server).await;
     let mut conns = Vec::new();
     for t in TENANTS {
         conns.push(Conn::open(&server, t).await);
