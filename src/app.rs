@@ -4,7 +4,7 @@
 //! Start-up: connect NATS and Redis (refusing a Redis without an append-only
 //! file), create the streams, start the router, the intake consumers, the
 //! timer sweeper, the plugin task (and re-ask the plugins of INITIATED
-//! orders) and the read service.
+//! orders), the index backfill and the read service.
 //!
 //! Shutdown, in this order: stop pulling (and put back what was prefetched),
 //! let in-flight commands finish and be acked, stop the order actors (each
@@ -117,12 +117,19 @@ pub async fn run_with_clock(
         store.clone(),
         router.clone(),
     ));
+    let backfill_wake = crate::backfill::Wake::default();
+    let backfill = tokio::spawn(crate::backfill::run(
+        store.clone(),
+        backfill_wake.clone(),
+        stop_rx.clone(),
+    ));
     let service = service::start(Reader {
         store: store.clone(),
         router: router.clone(),
         js: js.clone(),
         client: client.clone(),
         settings: settings.clone(),
+        backfill: backfill_wake,
     })
     .await?;
     tracing::info!("orderd running");
@@ -133,6 +140,7 @@ pub async fn run_with_clock(
     let _ = lane_keeper.await;
     lanes.join().await;
     let _ = sweeper.await;
+    let _ = backfill.await;
     resume.abort();
 
     let grace = Duration::from_millis(settings.runtime.shutdown_grace_ms);

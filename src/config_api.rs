@@ -14,42 +14,45 @@
 //! change is in Redis (a new version and the pointer, one atomic step) before
 //! the reply; existing orders keep the version they were created under.
 //!
-//! # The dry run, and what it does not do
-//! orderd does not keep command bodies, so it cannot re-run an order's whole
-//! history under a draft. The dry run replays what the snapshot still holds:
-//! it rebuilds each recent order's creation from its snapshot (client,
-//! flow, summary, custom attributes, forward work orders; contact and
-//! locations by id) and decides it with the order's own version and with the
-//! draft, then compares what the two decide (refused or accepted, with which
-//! problems; which plugins it waits for; each work order's job type,
-//! attempts and return rules; the milestones it starts). On the order as it
-//! stands now it checks the rules that act later: its sub-state under the
-//! draft's sub-states, its work orders' attempts against the draft's
-//! `maxAttempts`, and the auto-close of an executed order. It does not
-//! replay job updates or client commands one by one.
+//! A version that makes an attribute indexed answers at once; the index
+//! entries of the tenant's older orders are written after the reply by
+//! [`crate::backfill`], and the replies of publish, attributes and get list
+//! the attributes still being built in `indexing` (a query on one of them
+//! is refused with `ORD-503-INDEX_BUILDING` until it is done).
+//!
+//! # The dry run
+//! For each of the tenant's most recent orders (newest first, by the
+//! creation-time index), the dry run reads the order's event messages back
+//! from the events stream (`orderd.v1.<tenant>.evt.<orderId>.>`, the reader
+//! of the `history` endpoint, [`crate::service::read_events`]), derives the
+//! commands they record, and replays them through the pure core twice:
+//! under the version the order was created under and under the draft
+//! ([`crate::replay`]). It reports each order whose replay comes out
+//! differently (how each ends, and the first command whose outcome
+//! differs), and each order it could not replay with the reason (events
+//! expired from the stream, a gap, not yet published, a replay under its
+//! own version that does not reproduce the record). It stores nothing, and
+//! reads no personal data: contacts and locations stay ids.
 
-use std::collections::BTreeMap;
+use async_nats::jetstream;
+use futures::StreamExt;
 
-use uuid::Uuid;
-
-use orderd_core::command::{ContactInput, CreateOrder, LocationInput, WorkOrderSpec};
-use orderd_core::model::{TimerKind, WorkOrderState};
-use orderd_core::{
-    apply_change, execute, Command, CommandId, Ctx, Envelope, Order, OrderId, Outcome,
-    TenantConfig, TenantId,
-};
+use orderd_core::{OrderId, TenantConfig, TenantId, Timestamp};
 
 use crate::config_store::{self, PublishError};
 use crate::indexes;
+use crate::replay::{self, Unreplayable};
 use crate::store::{RedisStore, SnapshotStore, StoreError};
 use crate::wire::{
-    AttributesRequest, Change, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
-    ErrorBody, FieldProblemBody, OrderDifference, ValidateReply, WireError,
+    AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
+    ErrorBody, FieldProblemBody, OrderDifference, UnreplayableOrder, ValidateReply, WireError,
 };
 
 /// The most orders one dry run replays.
 pub const MAX_DRY_RUN: usize = 1_000;
 const DEFAULT_DRY_RUN: usize = 100;
+/// Orders whose events are read from the stream at once.
+const READ_AT_ONCE: usize = 8;
 
 /// Why a configuration request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,9 @@ pub enum ConfigError {
     /// Publishes kept colliding.
     #[error("too many concurrent changes; try again")]
     Contended,
+    /// The events stream could not be read.
+    #[error("the event stream is unavailable; try again")]
+    Events(String),
 }
 
 impl ConfigError {
@@ -99,6 +105,10 @@ impl ConfigError {
                 ErrorBody::error("ORD-404-CONFIG_VERSION_NOT_FOUND", self.to_string())
             }
             ConfigError::Contended => ErrorBody::error("ORD-503-CONTENDED", self.to_string()),
+            ConfigError::Events(e) => {
+                tracing::warn!(error = %e, "dry run could not read the event stream");
+                ErrorBody::error("ORD-503-UNAVAILABLE", self.to_string())
+            }
         }
     }
 }
@@ -139,6 +149,7 @@ pub async fn get(store: &RedisStore, req: ConfigRequest) -> Result<ConfigReply, 
         version,
         current_version,
         config,
+        indexing: crate::backfill::pending(conn, &tenant).await?,
     })
 }
 
@@ -161,8 +172,14 @@ async fn publish_checked(
     expected: Option<u64>,
 ) -> Result<ConfigReply, ConfigError> {
     check(config)?;
-    let version = config_store::publish(store.connection(), tenant, config, expected).await?;
-    tracing::info!(%tenant, version, "tenant configuration published");
+    let published = config_store::publish(store.connection(), tenant, config, expected).await?;
+    let version = published.version;
+    tracing::info!(
+        %tenant,
+        version,
+        newly_indexed = ?published.newly_indexed,
+        "tenant configuration published"
+    );
     let mut config = config.clone();
     config.version = version;
     Ok(ConfigReply {
@@ -170,6 +187,7 @@ async fn publish_checked(
         version,
         current_version: version,
         config,
+        indexing: crate::backfill::pending(store.connection(), tenant).await?,
     })
 }
 
@@ -204,7 +222,11 @@ pub async fn attributes(
 }
 
 /// `config.dryrun`: see the module documentation for what is replayed.
-pub async fn dry_run(store: &RedisStore, req: DryRunRequest) -> Result<DryRunReply, ConfigError> {
+pub async fn dry_run(
+    store: &RedisStore,
+    js: &jetstream::Context,
+    req: DryRunRequest,
+) -> Result<DryRunReply, ConfigError> {
     let tenant = req.tenant()?;
     let limit = req
         .limit
@@ -215,35 +237,88 @@ pub async fn dry_run(store: &RedisStore, req: DryRunRequest) -> Result<DryRunRep
     let current_version = config_store::current_version(store.connection(), &tenant).await?;
     let mut draft = req.config.clone();
     draft.version = current_version + 1;
+    // Timers of the replays fire up to now, the shell's clock.
+    let horizon = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    );
     let ids = recent_orders(store, &tenant, limit).await?;
     let snapshots = store.load_many(&ids).await?;
-    let mut differences = Vec::new();
-    for snap in snapshots.iter().filter(|s| s.order.tenant == tenant) {
-        let own = store
-            .tenant_config_at(&tenant, snap.order.schema_version)
-            .await?;
-        let changes = compare(&snap.order, &own, &draft);
-        if !changes.is_empty() {
-            differences.push(OrderDifference {
-                order_id: snap.order.id.to_string(),
-                schema_version: snap.order.schema_version,
-                state: snap.order.state.as_str().to_owned(),
-                changes,
-            });
-        }
-    }
-    Ok(DryRunReply {
+    let orders: Vec<(OrderId, u64, u64)> = snapshots
+        .iter()
+        .filter(|s| s.order.tenant == tenant)
+        .map(|s| (s.order.id, s.order.seq, s.order.schema_version))
+        .collect();
+    let mut histories = futures::stream::iter(orders.iter().copied())
+        .map(|(id, seq, version)| {
+            let tenant = &tenant;
+            async move {
+                let events = crate::service::read_events(js, tenant, id).await;
+                (id, seq, version, events)
+            }
+        })
+        .buffered(READ_AT_ONCE);
+    let mut reply = DryRunReply {
         tenant: tenant.to_string(),
         current_version,
-        checked: snapshots.len(),
+        checked: orders.len(),
+        replayed: 0,
         problems: req
             .config
             .problems()
             .iter()
             .map(FieldProblemBody::from)
             .collect(),
-        differences,
-    })
+        differences: Vec::new(),
+        unreplayable: Vec::new(),
+    };
+    while let Some((id, seq, version, events)) = histories.next().await {
+        let events = events.map_err(|e| ConfigError::Events(e.to_string()))?;
+        let own = store.tenant_config_at(&tenant, version).await?;
+        match replay_both(id, &tenant, &events, seq, &own, &draft, horizon) {
+            Ok(difference) => {
+                reply.replayed += 1;
+                reply
+                    .differences
+                    .extend(difference.map(|d| OrderDifference {
+                        order_id: id.to_string(),
+                        schema_version: version,
+                        ends_differently: d.ends_differently,
+                        now: d.now,
+                        draft: d.draft,
+                        first_difference: d.first,
+                    }));
+            }
+            Err(why) => {
+                tracing::info!(%tenant, order_id = %id, reason = why.code(), "dry run could not replay an order");
+                reply.unreplayable.push(UnreplayableOrder {
+                    order_id: id.to_string(),
+                    code: why.code().to_owned(),
+                    reason: why.to_string(),
+                });
+            }
+        }
+    }
+    Ok(reply)
+}
+
+/// Replays one order's history under its own version (which must reproduce
+/// the record) and under the draft; the difference, if any.
+fn replay_both(
+    id: OrderId,
+    tenant: &TenantId,
+    events: &[crate::wire::EventMessage],
+    order_seq: u64,
+    own: &TenantConfig,
+    draft: &TenantConfig,
+    horizon: Timestamp,
+) -> Result<Option<replay::Difference>, Unreplayable> {
+    let recorded = replay::recorded_commands(events, order_seq)?;
+    let now = replay::replay(id, tenant, &recorded, own, horizon);
+    replay::reproduces(&recorded, &now)?;
+    let under_draft = replay::replay(id, tenant, &recorded, draft, horizon);
+    Ok(replay::compare(&now, &under_draft))
 }
 
 /// The tenant's most recently created orders, newest first.
@@ -260,177 +335,4 @@ async fn recent_orders(
         .query_async(&mut conn)
         .await?;
     Ok(ids.iter().filter_map(|s| OrderId::parse(s).ok()).collect())
-}
-
-/// The order's creation, rebuilt from its snapshot.
-fn rebuilt_create(order: &Order) -> CreateOrder {
-    CreateOrder {
-        client: order.client.clone(),
-        client_order_id: order.client_order_id.clone(),
-        ready_to_process: order.ready_to_process,
-        contact: order.drop.contact_id.map(ContactInput::Id),
-        location: order.drop.location_id.map(LocationInput::Id),
-        return_location: order.drop.return_location_id.map(LocationInput::Id),
-        execution_flow: order.execution_flow,
-        summary: order.summary.clone(),
-        work_orders: order
-            .work_orders
-            .iter()
-            .filter(|w| !w.is_return())
-            .map(|w| WorkOrderSpec {
-                kind: w.kind.clone(),
-            })
-            .collect(),
-        custom: order.custom.clone(),
-    }
-}
-
-/// What deciding the rebuilt creation under `config` gives: the new order,
-/// or the refusal in words.
-fn created_under(order: &Order, config: &TenantConfig) -> Result<Order, String> {
-    let blank = Order::blank(order.id, order.tenant.clone());
-    let Ok(command_id) = CommandId::parse("dryrun") else {
-        return Err("internal".into());
-    };
-    let envelope = Envelope {
-        tenant: order.tenant.clone(),
-        order_id: order.id,
-        command_id,
-        by: order.created_by.clone(),
-        command: Command::Create(Box::new(rebuilt_create(order))),
-    };
-    let ctx = Ctx {
-        now: order.created_at,
-        config,
-        fresh_ids: [Uuid::nil(); Ctx::FRESH_IDS],
-    };
-    match execute(&blank, &envelope, &ctx) {
-        Outcome::Applied(change) => {
-            let mut created = blank;
-            apply_change(&mut created, &change);
-            Ok(created)
-        }
-        Outcome::Refused(r) => {
-            let details: Vec<String> = r
-                .details()
-                .iter()
-                .map(|p| format!("{} {}", p.field, p.code))
-                .collect();
-            Err(if details.is_empty() {
-                format!("refused {}", r.code())
-            } else {
-                format!("refused {} ({})", r.code(), details.join(", "))
-            })
-        }
-        Outcome::Duplicate => Err("duplicate".into()),
-    }
-}
-
-fn describe_creation(o: &Order) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    out.insert(
-        "create".to_owned(),
-        format!("accepted, {}", o.state.as_str()),
-    );
-    let plugins: Vec<&str> = o
-        .validation
-        .waiting_for
-        .iter()
-        .map(String::as_str)
-        .collect();
-    out.insert("plugins".to_owned(), format!("[{}]", plugins.join(", ")));
-    for w in &o.work_orders {
-        out.insert(
-            format!("workOrder.{}", w.id),
-            format!(
-                "{} jobType {} maxAttempts {} returnOnFailure {} returnOnCancel {}",
-                w.kind, w.job_type, w.max_attempts, w.return_on_failure, w.return_on_cancel
-            ),
-        );
-    }
-    let mut timers: Vec<String> = o
-        .timers
-        .iter()
-        .map(|t| {
-            let what = match &t.kind {
-                TimerKind::AutoClose => "auto-close".to_owned(),
-                TimerKind::MilestoneWarning(name) => format!("{name} due soon"),
-                TimerKind::MilestoneDue(name) => format!("{name} due"),
-            };
-            format!("{what} at {}", crate::wire::rfc3339(t.due))
-        })
-        .collect();
-    timers.sort();
-    out.insert("milestones".to_owned(), format!("[{}]", timers.join(", ")));
-    out
-}
-
-/// Every aspect the draft decides differently for this order.
-pub fn compare(order: &Order, own: &TenantConfig, draft: &TenantConfig) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let mut differ = |aspect: String, now: String, draft: String| {
-        if now != draft {
-            changes.push(Change { aspect, now, draft });
-        }
-    };
-    match (created_under(order, own), created_under(order, draft)) {
-        (Ok(a), Ok(b)) => {
-            let (a, b) = (describe_creation(&a), describe_creation(&b));
-            let aspects: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for aspect in aspects {
-                differ(
-                    aspect.clone(),
-                    a.get(aspect).cloned().unwrap_or_else(|| "none".into()),
-                    b.get(aspect).cloned().unwrap_or_else(|| "none".into()),
-                );
-            }
-        }
-        (a, b) => differ(
-            "create".into(),
-            a.map_or_else(|e| e, |o| format!("accepted, {}", o.state.as_str())),
-            b.map_or_else(|e| e, |o| format!("accepted, {}", o.state.as_str())),
-        ),
-    }
-    if let Some(sub) = &order.sub_state {
-        let allowed = |c: &TenantConfig| {
-            c.sub_states
-                .get(&order.state)
-                .is_some_and(|s| s.sub_states.contains(sub))
-        };
-        let word = |ok: bool| {
-            if ok {
-                format!("sub-state {sub} allowed")
-            } else {
-                format!("sub-state {sub} not configured")
-            }
-        };
-        differ("subState".into(), word(allowed(own)), word(allowed(draft)));
-    }
-    for w in order.work_orders.iter().filter(|w| !w.is_return()) {
-        let Some(t) = draft.work_order_type(&w.kind) else {
-            continue; // the creation comparison reports an unknown type
-        };
-        let now = format!("{} after attempt {}", w.state.as_str(), w.attempt);
-        if w.attempt > t.max_attempts {
-            differ(
-                format!("workOrder.{}.attempts", w.id),
-                now,
-                format!("FAILED after attempt {}", t.max_attempts),
-            );
-        } else if w.state == WorkOrderState::Failed && w.attempt < t.max_attempts {
-            differ(
-                format!("workOrder.{}.attempts", w.id),
-                now,
-                format!("retried (up to {} attempts)", t.max_attempts),
-            );
-        }
-    }
-    if order.state == orderd_core::OrderState::Executed {
-        let word = |c: &TenantConfig| match c.auto_close_after_ms {
-            Some(ms) => format!("closes {ms} ms after execution"),
-            None => "waits for close".to_owned(),
-        };
-        differ("autoClose".into(), word(own), word(draft));
-    }
-    changes
 }

@@ -4,7 +4,8 @@
 //! Keys:
 //! - `orderd:tenant:<tenant>:config:<version>`: msgpack `TenantConfig`, never
 //!   changed once written;
-//! - `orderd:tenant:<tenant>:config:current`: the current version number.
+//! - `orderd:tenant:<tenant>:config:current`: the current version number;
+//! - the index backfill a publish asks for ([`crate::indexes::backfill_key`]).
 //!
 //! Invariants:
 //! - version 1 is the built-in default ([`TenantConfig::default`]) until a
@@ -13,6 +14,9 @@
 //! - a publish writes the new version and moves the pointer in one Lua
 //!   script, and only if the pointer is still where the publisher read it
 //!   (two concurrent publishes cannot both take the same number);
+//! - a publish that makes an attribute indexed marks it for the index
+//!   backfill in that same script, so no order written under the old version
+//!   can be missed by a crash between the two;
 //! - a version, once written, is read from a process-wide cache forever
 //!   (it never changes), so deciding an old order costs no Redis read.
 
@@ -50,9 +54,14 @@ return {v, redis.call('GET', ARGV[1] .. v)}
 ";
 
 /// Writes a new version and moves the pointer, if the pointer is still at
-/// the version the publisher read.
-/// KEYS: 1 pointer, 2 new version key; ARGV: 1 expected current ('' for
-/// none), 2 new version, 3 config bytes.
+/// the version the publisher read; with attribute names, also marks them
+/// for the index backfill (merged with any backfill in progress, which
+/// then starts its walk again).
+/// A tenant without orders has nothing to backfill.
+/// KEYS: 1 pointer, 2 new version key, 3 the tenant's backfill hash, 4 the
+/// set of tenants with a backfill, 5 the tenant's creation-time index;
+/// ARGV: 1 expected current ('' for none), 2 new version, 3 config bytes,
+/// 4 tenant, 5… newly indexed attribute names.
 const PUBLISH_SCRIPT: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then cur = '' end
@@ -60,6 +69,20 @@ if cur ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2])
+if #ARGV >= 5 and redis.call('ZCARD', KEYS[5]) > 0 then
+  local seen = {}
+  local attrs = {}
+  local old = redis.call('HGET', KEYS[3], 'attrs')
+  if old then
+    for a in string.gmatch(old, '[^\n]+') do seen[a] = true; attrs[#attrs + 1] = a end
+  end
+  for i = 5, #ARGV do
+    if not seen[ARGV[i]] then seen[ARGV[i]] = true; attrs[#attrs + 1] = ARGV[i] end
+  end
+  table.sort(attrs)
+  redis.call('HSET', KEYS[3], 'attrs', table.concat(attrs, '\n'), 'cursor', '', 'version', ARGV[2])
+  redis.call('SADD', KEYS[4], ARGV[4])
+end
 return 1
 ";
 
@@ -157,15 +180,28 @@ pub async fn current_version(
     Ok(v.unwrap_or(DEFAULT_VERSION))
 }
 
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The new version, now current.
+    pub version: u64,
+    /// The attributes it made indexed (or indexed as another type) that the
+    /// version it replaced did not: marked for the index backfill in the
+    /// same step.
+    pub newly_indexed: Vec<String>,
+}
+
 /// Stores `config` as the tenant's next version and makes it current; the
 /// caller has checked it (`TenantConfig::problems`). With `expected`, only
-/// if that is still the current version. Returns the new version.
+/// if that is still the current version. Attributes it indexes that the
+/// version it replaces did not are marked for the index backfill
+/// ([`crate::backfill`]) in the same atomic step.
 pub async fn publish(
     conn: &ConnectionManager,
     tenant: &TenantId,
     config: &TenantConfig,
     expected: Option<u64>,
-) -> Result<u64, PublishError> {
+) -> Result<Published, PublishError> {
     let mut c = conn.clone();
     for _ in 0..PUBLISH_TRIES {
         let stored: Option<u64> = redis::cmd("GET")
@@ -177,21 +213,36 @@ pub async fn publish(
         if let Some(expected) = expected.filter(|e| *e != current) {
             return Err(PublishError::VersionMismatch { expected, current });
         }
+        let previous = at(conn, tenant, current).await?;
+        let newly_indexed = crate::indexes::newly_indexed(&previous, config);
         let next = current + 1;
         let mut versioned = config.clone();
         versioned.version = next;
         let bytes = rmp_serde::to_vec_named(&versioned).map_err(StoreError::from)?;
-        let done: i64 = redis::Script::new(PUBLISH_SCRIPT)
+        let script = redis::Script::new(PUBLISH_SCRIPT);
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(current_key(tenant))
             .key(version_key(tenant, next))
+            .key(crate::indexes::backfill_key(tenant))
+            .key(crate::indexes::BACKFILLS_KEY)
+            .key(crate::indexes::created_key(tenant))
             .arg(stored.map(|v| v.to_string()).unwrap_or_default())
             .arg(next)
             .arg(bytes)
+            .arg(tenant.as_str());
+        for name in &newly_indexed {
+            invocation.arg(name);
+        }
+        let done: i64 = invocation
             .invoke_async(&mut c)
             .await
             .map_err(StoreError::from)?;
         if done == 1 {
-            return Ok(next);
+            return Ok(Published {
+                version: next,
+                newly_indexed,
+            });
         }
     }
     Err(PublishError::Contended)

@@ -10,11 +10,20 @@
 //!   (equality and ranges).
 //!
 //! Invariants: the entries are a pure function of the order and the
-//! configuration version it was created under ([`entries`]); the save script
-//! (`store.rs`) writes them in the same atomic step as the snapshot and
-//! removes the entries of the previous snapshot that no longer hold, so an
-//! index never disagrees with a stored snapshot. An attribute is indexed for
-//! the orders whose own configuration version indexes it.
+//! tenant's **current** configuration version ([`entries`]), the same
+//! version the query endpoint reads to decide what may be filtered on. The
+//! save script (`store.rs`) writes them in the same atomic step as the
+//! snapshot, only while that version is still current (it compares the
+//! tenant's current pointer), and removes the entries of the previous
+//! snapshot that no longer hold, so an index never disagrees with a stored
+//! snapshot.
+//!
+//! When a published version makes an attribute indexed (or changes how it
+//! is indexed), the orders written before it lack its entries: the publish
+//! marks the attribute in `orderd:idx:<tenant>:backfill` in the same script
+//! that moves the pointer, and [`crate::backfill`] rewrites every order's
+//! entries; until it is done, queries on that attribute are refused with
+//! `ORD-503-INDEX_BUILDING`.
 
 use orderd_core::config::DataType;
 use orderd_core::{Order, TenantConfig, TenantId};
@@ -42,6 +51,17 @@ pub fn number_key(tenant: &TenantId, name: &str) -> String {
     format!("orderd:idx:{tenant}:num:{name}")
 }
 
+/// A tenant's index backfill in progress: a hash `{attrs, cursor, version}`
+/// (the attributes being filled in, newline-separated and sorted; the
+/// cursor of the next page of [`created_key`]; the version that asked for
+/// them). Absent when none is running.
+pub fn backfill_key(tenant: &TenantId) -> String {
+    format!("orderd:idx:{tenant}:backfill")
+}
+
+/// The tenants with an index backfill in progress (a set).
+pub const BACKFILLS_KEY: &str = "orderd:backfills";
+
 /// How an attribute can be looked up, if at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
@@ -64,8 +84,27 @@ pub fn lookup(config: &TenantConfig, name: &str) -> Option<Lookup> {
     }
 }
 
+/// The attributes `next` indexes that `previous` did not index the same way
+/// (newly indexed, or indexed as another type): the orders written under
+/// `previous` lack their entries. Sorted.
+pub fn newly_indexed(previous: &TenantConfig, next: &TenantConfig) -> Vec<String> {
+    let mut names: Vec<String> = next
+        .attributes
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|name| {
+            let now = lookup(next, name);
+            now.is_some() && now != lookup(previous, name)
+        })
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The index entries `(key, score)` the order must have, beyond its state and
-/// client order id entries; `config` is the version it was created under.
+/// client order id entries; `config` is the tenant's current version.
 pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
     #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly
     let created = order.created_at.0 as f64;
@@ -149,5 +188,35 @@ mod tests {
         assert_eq!(lookup(&config, "note"), None);
         assert_eq!(lookup(&config, "tags"), None);
         assert_eq!(lookup(&config, "weight"), Some(Lookup::Numeric));
+    }
+
+    #[test]
+    fn newly_indexed_names_what_older_orders_lack() {
+        let before = TenantConfig {
+            attributes: vec![
+                def("region", DataType::String, true),
+                def("weight", DataType::Number, false),
+                def("code", DataType::String, true),
+                def("gone", DataType::String, true),
+            ],
+            ..TenantConfig::default()
+        };
+        let mut retired = def("gone", DataType::String, true);
+        retired.delete = true;
+        let after = TenantConfig {
+            attributes: vec![
+                def("region", DataType::String, true), // as before
+                def("weight", DataType::Number, true), // now indexed
+                def("code", DataType::Number, true),   // another type
+                retired,                               // deleted
+                def("fresh", DataType::Boolean, true), // new
+                def("notes", DataType::String, false), // not indexed
+                def("tags", DataType::Array, true),    // not indexable
+            ],
+            ..TenantConfig::default()
+        };
+        assert_eq!(newly_indexed(&before, &after), ["code", "fresh", "weight"]);
+        assert!(newly_indexed(&after, &after).is_empty());
+        assert!(newly_indexed(&after, &before).contains(&"code".to_owned()));
     }
 }

@@ -31,17 +31,21 @@
 //!   sub-state, indexed custom attributes), written with it atomically.
 //! - [`config_store`]: tenant configurations, one immutable version per
 //!   change, and the current pointer.
+//! - [`backfill`]: after a version makes an attribute indexed, writes its
+//!   index entries for the tenant's older orders, in the background.
 //! - [`plugins`]: asks an INITIATED order's validation plugins from its own
 //!   tasks and feeds the verdicts back as commands.
 //! - [`timers`]: wakes orders whose timers are due, at a bounded rate.
 //! - [`service`]: the read endpoints (NATS Services API), with
 //!   [`query`] (the query planner) and [`config_api`] (the `config.*`
-//!   endpoints, dry run included).
+//!   endpoints, dry run included, which replays recorded histories with
+//!   [`replay`], pure).
 //! - [`app`]: `run(settings, shutdown)`, the single entry point, and the
 //!   shutdown order.
 
 pub mod actor;
 pub mod app;
+pub mod backfill;
 pub mod bus;
 pub mod config_api;
 pub mod config_store;
@@ -52,6 +56,7 @@ pub mod lanes;
 pub mod outbox;
 pub mod plugins;
 pub mod query;
+pub mod replay;
 pub mod router;
 pub mod service;
 pub mod settings;

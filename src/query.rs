@@ -9,10 +9,13 @@
 //! bounds the scores of an index scored by createdAt, and filters otherwise.
 //!
 //! Invariants: only attributes the tenant's current configuration marks as
-//! indexed can be filtered on (`ORD-400-ATTRIBUTE_NOT_INDEXED`); the indexes
-//! are written with the snapshots in one atomic step, and every filter is
-//! checked again on the snapshot, so a page never shows an order that does
-//! not match. A page may hold fewer orders than asked (follow `next`).
+//! indexed can be filtered on (`ORD-400-ATTRIBUTE_NOT_INDEXED`), and not
+//! while their index is still being built for older orders
+//! (`ORD-503-INDEX_BUILDING`, see [`crate::backfill`]), so a query never
+//! misses an order for want of its index entry; the indexes are written
+//! with the snapshots in one atomic step, and every filter is checked again
+//! on the snapshot, so a page never shows an order that does not match. A
+//! page may hold fewer orders than asked (follow `next`).
 
 use orderd_core::{Order, TenantConfig, TenantId};
 
@@ -39,6 +42,9 @@ pub enum QueryError {
     /// A time that is not RFC 3339.
     #[error("{0} must be an RFC 3339 time")]
     BadTime(&'static str),
+    /// The attribute's index is still being built for older orders.
+    #[error("attribute {0} was indexed recently and its index is still being built for older orders; try again shortly")]
+    IndexBuilding(String),
 }
 
 impl QueryError {
@@ -59,6 +65,9 @@ impl QueryError {
             }
             QueryError::BadFilter(..) => ErrorBody::error("ORD-400-BAD_FILTER", self.to_string()),
             QueryError::BadTime(_) => ErrorBody::error("ORD-400-BAD_FILTER", self.to_string()),
+            QueryError::IndexBuilding(_) => {
+                ErrorBody::error("ORD-503-INDEX_BUILDING", self.to_string())
+            }
         }
     }
 }
@@ -76,10 +85,9 @@ pub struct Plan {
 
 fn parse_time(field: &'static str, s: Option<&str>) -> Result<Option<f64>, QueryError> {
     let Some(s) = s else { return Ok(None) };
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| QueryError::BadTime(field))?;
-    #[allow(clippy::cast_precision_loss)]
-    Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as f64))
+    let t = crate::wire::parse_rfc3339(s).ok_or(QueryError::BadTime(field))?;
+    #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly
+    Ok(Some(t.0 as f64))
 }
 
 /// Chooses the driving index; refuses filters on attributes that are not
@@ -201,6 +209,17 @@ pub async fn run(
     let tenant = req.tenant()?;
     let config = store.tenant_config(&tenant).await?;
     let plan = plan(&tenant, req, &config)?;
+    let filtered: Vec<&String> = req
+        .custom_attributes
+        .keys()
+        .chain(req.custom_attribute_ranges.keys())
+        .collect();
+    if !filtered.is_empty() {
+        let building = crate::backfill::pending(store.connection(), &tenant).await?;
+        if let Some(name) = filtered.into_iter().find(|n| building.contains(n)) {
+            return Err(QueryError::IndexBuilding(name.clone()));
+        }
+    }
     let page = page(store, &plan, req.after.as_deref(), limit).await?;
     let from = parse_time("createdFrom", req.created_from.as_deref())?.unwrap_or(f64::MIN);
     let to = parse_time("createdTo", req.created_to.as_deref())?.unwrap_or(f64::MAX);

@@ -49,12 +49,14 @@ pub struct Reader {
     pub store: RedisStore,
     /// Live actors.
     pub router: ActorRef<RouterMsg>,
-    /// The events stream, for history.
+    /// The events stream, for history and the dry run.
     pub js: jetstream::Context,
     /// NATS, for health.
     pub client: async_nats::Client,
     /// Limits.
     pub settings: Arc<Settings>,
+    /// Wakes the index backfill after a publish.
+    pub backfill: crate::backfill::Wake,
 }
 
 /// A request that failed, as the client sees it.
@@ -241,11 +243,21 @@ impl Reader {
                 Endpoint::ConfigValidate => {
                     self.config(ct, body, config_api::validate, format).await
                 }
-                Endpoint::ConfigPublish => self.config(ct, body, config_api::publish, format).await,
-                Endpoint::ConfigAttributes => {
-                    self.config(ct, body, config_api::attributes, format).await
+                Endpoint::ConfigPublish => {
+                    let published = self.config(ct, body, config_api::publish, format).await;
+                    self.backfill.wake();
+                    published
                 }
-                Endpoint::ConfigDryRun => self.config(ct, body, config_api::dry_run, format).await,
+                Endpoint::ConfigAttributes => {
+                    let published = self.config(ct, body, config_api::attributes, format).await;
+                    self.backfill.wake();
+                    published
+                }
+                Endpoint::ConfigDryRun => {
+                    let js = &self.js;
+                    let dry_run = |store, req| config_api::dry_run(store, js, req);
+                    self.config(ct, body, dry_run, format).await
+                }
                 Endpoint::Outcome => self
                     .outcome(ct, body)
                     .await

@@ -67,12 +67,16 @@ pub enum StoreError {
     /// Redis runs without the append-only file.
     #[error("redis must run with appendonly yes (found appendonly {0})")]
     NoAppendOnly(String),
+    /// The tenant's configuration kept changing while an order's index
+    /// entries were computed: passing.
+    #[error("the configuration of tenant {0} kept changing during a write")]
+    ConfigChanging(TenantId),
 }
 
 impl StoreError {
     /// Worth retrying later (Redis unreachable or slow).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Redis(_))
+        matches!(self, StoreError::Redis(_) | StoreError::ConfigChanging(_))
     }
 }
 
@@ -158,21 +162,31 @@ pub fn location_key(id: impl std::fmt::Display) -> String {
 /// The compare-and-set write with its index updates, in one atomic step.
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
-/// id index, 5 timers.
-/// ARGV: 1 expected version, 2 new version, 3 snapshot, 4 order id,
-/// 5 createdAt score, 6 "1" when there is an old state, 7 "1" when the order
-/// has a client order id, 8 earliest timer due (ms) or "", then pairs of
-/// (index key, score): the order's other index entries ([`crate::indexes`]).
-/// Entries of the previous write (the `idx` field) that are not among them
-/// are removed. The index keys are passed as arguments, not KEYS: fine on a
-/// single Redis, not on a cluster (where every key would need one hash slot).
+/// id index, 5 timers, 6 the tenant's current configuration pointer.
+/// ARGV: 1 expected version, 2 new version, 3 snapshot ('' to rewrite only
+/// the indexes of the stored snapshot), 4 order id, 5 createdAt score, 6 "1"
+/// when there is an old state, 7 "1" when the order has a client order id,
+/// 8 earliest timer due (ms) or "", 9 the configuration version the entries
+/// were computed with, then pairs of (index key, score): the order's other
+/// index entries ([`crate::indexes`]). Entries of the previous write (the
+/// `idx` field) that are not among them are removed.
+///
+/// Returns `{1, version}` when written, `{0, stored version}` when the
+/// order moved on, `{2, current configuration version}` when the entries
+/// were computed with a version that is no longer current (compute them
+/// again with that one). The index keys are passed as arguments, not KEYS:
+/// fine on a single Redis, not on a cluster (where every key would need one
+/// hash slot).
 const SAVE_SCRIPT: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
+local config = redis.call('GET', KEYS[6])
+if not config then config = '1' end
+if config ~= ARGV[9] then return {2, config} end
 local keep = {}
 local list = {}
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   keep[ARGV[i]] = true
   list[#list + 1] = ARGV[i]
   redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
@@ -183,7 +197,10 @@ if old then
     if not keep[k] then redis.call('ZREM', k, ARGV[4]) end
   end
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3], 'idx', table.concat(list, '\n'))
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'idx', table.concat(list, '\n'))
 if ARGV[6] == '1' and KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[4]) end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
@@ -194,6 +211,20 @@ else
 end
 return {1, ARGV[2]}
 ";
+
+/// Tries of a write whose entries were computed with a configuration
+/// version that stopped being current meanwhile (and of a reindex whose
+/// order moved on meanwhile).
+const WRITE_TRIES: usize = 4;
+
+/// What rewriting an order's index entries did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reindexed {
+    /// The entries now follow the current configuration.
+    Done,
+    /// No snapshot is stored under that id.
+    Missing,
+}
 
 /// A page of order ids, oldest first, and the cursor of the next page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +241,9 @@ pub struct RedisStore {
     conn: ConnectionManager,
     save_script: redis::Script,
     versions: Arc<crate::config_store::ConfigVersions>,
+    /// The current configuration version last seen per tenant: the guess a
+    /// write computes its index entries with (the save script checks it).
+    current: Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -233,6 +267,7 @@ impl RedisStore {
             conn,
             save_script: redis::Script::new(SAVE_SCRIPT),
             versions: Arc::default(),
+            current: Arc::default(),
         };
         if settings.require_appendonly {
             store.check_appendonly().await?;
@@ -303,6 +338,7 @@ impl RedisStore {
     ) -> Result<u64, StoreError> {
         crate::config_store::publish(&self.conn, tenant, config, None)
             .await
+            .map(|published| published.version)
             .map_err(|e| match e {
                 crate::config_store::PublishError::Store(e) => e,
                 other => StoreError::Redis(redis::RedisError::from((
@@ -426,6 +462,133 @@ impl RedisStore {
         Ok(Page { ids, next })
     }
 
+    /// Writes a snapshot (`bytes`: it, encoded) with its index entries, or,
+    /// with `bytes` None, only the entries of the stored snapshot `snapshot`
+    /// (unchanged, its version kept). The entries follow the tenant's
+    /// current configuration: computed with the version last seen current,
+    /// and computed again when the script says another one is.
+    async fn write(
+        &self,
+        snapshot: &Snapshot,
+        previous_state: Option<OrderState>,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let order = &snapshot.order;
+        let (expected, new_version) = if bytes.is_some() {
+            (snapshot.version.saturating_sub(1), snapshot.version)
+        } else {
+            (snapshot.version, snapshot.version)
+        };
+        let bytes = bytes.unwrap_or_default();
+        let new_state_key = state_index_key(&order.tenant, order.state);
+        let old_state_key = previous_state
+            .map(|s| state_index_key(&order.tenant, s))
+            .unwrap_or_else(|| new_state_key.clone());
+        let earliest_due = order
+            .timers
+            .iter()
+            .map(|t| t.due.0)
+            .min()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let mut config_version = self.current_guess(&order.tenant, order.schema_version);
+        for _ in 0..WRITE_TRIES {
+            let config = self
+                .versions
+                .get(&self.conn, &order.tenant, config_version)
+                .await?;
+            let mut conn = self.conn.clone();
+            let mut invocation = self.save_script.prepare_invoke();
+            invocation
+                .key(order_key(&order.id))
+                .key(&new_state_key)
+                .key(&old_state_key)
+                .key(client_order_index_key(
+                    &order.tenant,
+                    &order.client_order_id,
+                ))
+                .key(TIMERS_KEY)
+                .key(crate::config_store::current_key(&order.tenant))
+                .arg(expected)
+                .arg(new_version)
+                .arg(&bytes)
+                .arg(order.id.to_string())
+                .arg(order.created_at.0)
+                .arg(if previous_state.is_some() { "1" } else { "0" })
+                .arg(if order.client_order_id.is_empty() {
+                    "0"
+                } else {
+                    "1"
+                })
+                .arg(&earliest_due)
+                .arg(config_version);
+            for (key, score) in crate::indexes::entries(order, &config) {
+                invocation.arg(key).arg(score);
+            }
+            let (ok, found): (i64, String) = invocation.invoke_async(&mut conn).await?;
+            match ok {
+                1 => {
+                    self.remember_current(&order.tenant, config_version);
+                    return Ok(());
+                }
+                2 => {
+                    config_version = found
+                        .parse()
+                        .unwrap_or(crate::config_store::DEFAULT_VERSION);
+                }
+                _ => {
+                    return Err(StoreError::StaleVersion {
+                        order: order.id,
+                        expected,
+                        found: found.parse().unwrap_or(0),
+                    })
+                }
+            }
+        }
+        Err(StoreError::ConfigChanging(order.tenant.clone()))
+    }
+
+    fn current_guess(&self, tenant: &TenantId, fallback: u64) -> u64 {
+        self.current
+            .lock()
+            .ok()
+            .and_then(|c| c.get(tenant).copied())
+            .unwrap_or(fallback)
+    }
+
+    fn remember_current(&self, tenant: &TenantId, version: u64) {
+        if let Ok(mut current) = self.current.lock() {
+            if current.get(tenant) == Some(&version) {
+                return;
+            }
+            // Bounded: a map that outgrows its use starts again.
+            if current.len() >= 10_000 {
+                current.clear();
+            }
+            current.insert(tenant.clone(), version);
+        }
+    }
+
+    /// Rewrites the index entries of one stored order so they follow the
+    /// tenant's current configuration, without touching its snapshot: a
+    /// compare-and-set on the snapshot's version, read again and retried
+    /// when an actor wrote the order meanwhile. Used by the index backfill.
+    pub async fn reindex(&self, order: OrderId) -> Result<Reindexed, StoreError> {
+        let mut moved = None;
+        for _ in 0..WRITE_TRIES {
+            let Some(snapshot) = self.load(order).await? else {
+                return Ok(Reindexed::Missing);
+            };
+            let state = snapshot.order.state;
+            match self.write(&snapshot, Some(state), None).await {
+                Ok(()) => return Ok(Reindexed::Done),
+                Err(e @ StoreError::StaleVersion { .. }) => moved = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(moved.unwrap_or(StoreError::NotLoaded))
+    }
+
     /// Order ids whose earliest timer is due at or before `now_ms`.
     pub async fn due_timers(&self, now_ms: i64, limit: usize) -> Result<Vec<OrderId>, StoreError> {
         let mut conn = self.conn.clone();
@@ -491,60 +654,8 @@ impl SnapshotStore for RedisStore {
         previous_state: Option<OrderState>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let order = &snapshot.order;
-            let expected = snapshot.version.saturating_sub(1);
             let bytes = rmp_serde::to_vec_named(snapshot)?;
-            let new_state_key = state_index_key(&order.tenant, order.state);
-            let old_state_key = previous_state
-                .map(|s| state_index_key(&order.tenant, s))
-                .unwrap_or_else(|| new_state_key.clone());
-            let earliest_due = order
-                .timers
-                .iter()
-                .map(|t| t.due.0)
-                .min()
-                .map(|d| d.to_string())
-                .unwrap_or_default();
-            let config = self
-                .versions
-                .get(&self.conn, &order.tenant, order.schema_version)
-                .await?;
-            let mut conn = self.conn.clone();
-            let mut invocation = self.save_script.prepare_invoke();
-            invocation
-                .key(order_key(&order.id))
-                .key(&new_state_key)
-                .key(&old_state_key)
-                .key(client_order_index_key(
-                    &order.tenant,
-                    &order.client_order_id,
-                ))
-                .key(TIMERS_KEY)
-                .arg(expected)
-                .arg(snapshot.version)
-                .arg(bytes)
-                .arg(order.id.to_string())
-                .arg(order.created_at.0)
-                .arg(if previous_state.is_some() { "1" } else { "0" })
-                .arg(if order.client_order_id.is_empty() {
-                    "0"
-                } else {
-                    "1"
-                })
-                .arg(earliest_due);
-            for (key, score) in crate::indexes::entries(order, &config) {
-                invocation.arg(key).arg(score);
-            }
-            let (ok, found): (i64, String) = invocation.invoke_async(&mut conn).await?;
-            if ok == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::StaleVersion {
-                    order: order.id,
-                    expected,
-                    found: found.parse().unwrap_or(0),
-                })
-            }
+            self.write(snapshot, previous_state, Some(bytes)).await
         })
     }
 

@@ -33,11 +33,12 @@ pub use command::{
     WorkOrderBody,
 };
 pub use config::{
-    AttributesRequest, Change, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
-    OrderDifference, PluginReply, PluginRequest, ValidateReply,
+    AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
+    OrderDifference, OrderEnd, PluginReply, PluginRequest, StepDifference, UnreplayableOrder,
+    ValidateReply,
 };
 pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
-pub use message::{close_reason, rfc3339, DispatchMessage, EventMessage, Outcome};
+pub use message::{close_reason, parse_rfc3339, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
     CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, MilestoneView,
     OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, QueryRequest, QueryResponse,

@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 
 use orderd::subjects::{self, EventKind, Verb};
 use orderd::wire::{
-    self, AttributesRequest, Change as ConfigChange, ConfigDraft, ConfigReply, ConfigRequest,
-    ContactBody, CreateOrderBody, DispatchMessage, DropDetailsBody, DryRunReply, DryRunRequest,
-    ErrorBody, EventMessage, ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody,
-    MoneyBody, OrderDifference, OrderRequest, OrderSummaryBody, OrderView, Outcome, PluginReply,
-    PluginRequest, QueryRequest, QueryResponse, RangeBody, ReasonBody, SubStateBody,
-    UpdateDropDetailsBody, UpdateOrderBody, ValidateReply, WorkOrderBody,
+    self, AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, ContactBody, CreateOrderBody,
+    DispatchMessage, DropDetailsBody, DryRunReply, DryRunRequest, ErrorBody, EventMessage,
+    ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody, MoneyBody, OrderDifference,
+    OrderEnd, OrderRequest, OrderSummaryBody, OrderView, Outcome, PluginReply, PluginRequest,
+    QueryRequest, QueryResponse, RangeBody, ReasonBody, StepDifference, SubStateBody,
+    UnreplayableOrder, UpdateDropDetailsBody, UpdateOrderBody, ValidateReply, WorkOrderBody,
 };
 use orderd_core::ids::{CommandId, Timestamp};
 use orderd_core::model::{JobStatus, Order, WorkOrder, WorkOrderState};
@@ -241,20 +241,37 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         "milestones": [{"name": "started", "reach": "IN_PROGRESS", "withinMs": 1000}]
     }))
     .unwrap();
+    let end = |state: &str| OrderEnd {
+        state: state.into(),
+        sub_state: None,
+        close_reason: None,
+        milestones_missed: vec![],
+    };
     let dry_run = DryRunReply {
         tenant: "acme".into(),
         current_version: 2,
-        checked: 1,
+        checked: 2,
+        replayed: 1,
         problems: vec![],
         differences: vec![OrderDifference {
             order_id: order_id.clone(),
             schema_version: 1,
-            state: "CREATED".into(),
-            changes: vec![ConfigChange {
-                aspect: "plugins".into(),
-                now: "[]".into(),
-                draft: "[fraud]".into(),
-            }],
+            ends_differently: true,
+            now: end("IN_PROGRESS"),
+            draft: end("INITIATED"),
+            first_difference: Some(StepDifference {
+                seq: Some(1),
+                command: "create".into(),
+                command_id: Some("k".into()),
+                at: "1970-01-01T00:00:00.000Z".into(),
+                now: "applied → IN_PROGRESS".into(),
+                draft: "applied → INITIATED".into(),
+            }),
+        }],
+        unreplayable: vec![UnreplayableOrder {
+            order_id: order_id.clone(),
+            code: "EVENTS_EXPIRED".into(),
+            reason: "…".into(),
         }],
     };
     let checks: Vec<(&str, BTreeSet<String>)> = vec![
@@ -414,6 +431,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 version: 2,
                 current_version: 2,
                 config: config.clone(),
+                indexing: vec![],
             }),
         ),
         (
@@ -426,7 +444,12 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         ),
         ("DryRunReply", fields(&dry_run)),
         ("OrderDifference", fields(&dry_run.differences[0])),
-        ("ConfigChange", fields(&dry_run.differences[0].changes[0])),
+        ("OrderEnd", fields(&dry_run.differences[0].now)),
+        (
+            "StepDifference",
+            fields(dry_run.differences[0].first_difference.as_ref().unwrap()),
+        ),
+        ("UnreplayableOrder", fields(&dry_run.unreplayable[0])),
         (
             "PluginRequest",
             fields(&PluginRequest {

@@ -5,11 +5,14 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{create_body, spawn_app, TestApp};
+use futures::StreamExt;
 use orderd::headers;
 use orderd::subjects::{self, Verb};
+use orderd_core::OrderId;
 use serde_json::{json, Value};
 
 /// seed 002's `POST /config/attributes` sample, as published.
@@ -205,72 +208,238 @@ async fn versions_attributes_invalid_drafts_and_orders_keep_their_version() {
     );
 }
 
+/// The configuration the dry-run test's orders are created under, and its
+/// variations.
+fn dry_run_config(pickup_attempts: u32, delivery_returns: bool, transitions: Value) -> Value {
+    json!({
+        "workOrderTypes": {
+            "PICKUP": {"jobType": "pickup", "maxAttempts": pickup_attempts},
+            "DELIVERY": {"jobType": "delivery", "maxAttempts": 2,
+                         "returnOnFailure": delivery_returns},
+            "RETURN": {"jobType": "return", "maxAttempts": 1}
+        },
+        "subStates": {"IN_PROGRESS": {"subStates": ["PACKING", "LOADED"],
+                                       "transitions": transitions}}
+    })
+}
+
+/// A dry run of `draft`; waits while an order's latest events are still on
+/// their way to the stream.
+async fn dry_run(t: &TestApp, draft: &Value) -> Value {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let run = call(
+            t,
+            subjects::API_CONFIG_DRYRUN,
+            json!({"tenant": tenant(t), "config": draft, "limit": 50}),
+        )
+        .await
+        .unwrap();
+        let behind = run["unreplayable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["code"] == "EVENTS_BEHIND");
+        if !behind || tokio::time::Instant::now() > deadline {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The orders a dry run lists as different, by id.
+fn differing(run: &Value) -> std::collections::BTreeMap<String, Value> {
+    run["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["orderId"].as_str().unwrap().to_owned(), d.clone()))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_dry_run_lists_the_recent_orders_a_draft_would_decide_differently() {
+async fn a_dry_run_replays_recent_histories_from_the_event_stream_under_a_draft() {
+    use orderd_core::model::JobStatus::{Cancelled, Completed, Failed, Started};
     let t = spawn_app().await;
     let tn = tenant(&t);
-    let kyc = t.create(&create_body("SEQUENTIAL", &["KYC"])).await;
-    let pickup = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
-
-    // The same configuration as now: nothing differs.
-    let same = call(
+    let active = dry_run_config(1, false, json!([["PACKING", "LOADED"]]));
+    call(
         &t,
-        subjects::API_CONFIG_DRYRUN,
-        json!({"tenant": tn, "config": {}}),
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tn, "config": active}),
     )
     .await
     .unwrap();
-    assert_eq!(same["checked"], 2, "{same}");
-    assert_eq!(same["differences"], json!([]), "{same}");
+    let_it_take_effect().await;
+    let ok = |o: orderd::wire::Outcome| assert!(o.ok, "{o:?}");
 
-    // A draft that adds a plugin and knows only PICKUP work orders.
-    let draft = json!({
-        "plugins": ["fraud"],
-        "workOrderTypes": {"PICKUP": {"jobType": "pickup", "maxAttempts": 5}},
-        "milestones": [{"name": "done", "reach": "EXECUTED", "withinMs": 3600000}]
-    });
-    let run = call(
-        &t,
-        subjects::API_CONFIG_DRYRUN,
-        json!({"tenant": tn, "config": draft, "limit": 10}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(run["checked"], 2);
-    assert_eq!(run["problems"], json!([]));
-    let diffs = run["differences"].as_array().unwrap();
-    let of = |id: String| -> Vec<Value> {
-        diffs
-            .iter()
-            .find(|d| d["orderId"] == json!(id))
-            .map(|d| d["changes"].as_array().unwrap().clone())
-            .unwrap_or_default()
-    };
-    let kyc_changes = of(kyc.to_string());
-    assert!(
-        kyc_changes
-            .iter()
-            .any(|c| c["aspect"] == "create" && c["draft"].as_str().unwrap().contains("refused")),
-        "{kyc_changes:#?}"
+    // Held and resumed, then delivered.
+    let held = t.create(&create_body("SEQUENTIAL", &["DELIVERY"])).await;
+    ok(
+        t.command(held, Verb::Hold, &json!({"reason": "customer away"}))
+            .await,
     );
-    let pickup_changes = of(pickup.to_string());
-    let aspects: Vec<&str> = pickup_changes
-        .iter()
-        .map(|c| c["aspect"].as_str().unwrap())
-        .collect();
-    for want in ["create", "plugins", "workOrder.1", "milestones"] {
-        assert!(aspects.contains(&want), "{want} in {pickup_changes:#?}");
+    ok(t.command(held, Verb::Resume, &json!({})).await);
+    ok(t.job(held, 1, 1, Started, None).await);
+    ok(t.job(held, 1, 1, Completed, None).await);
+    // Cancelled while its first job ran.
+    let cancelled = t
+        .create(&create_body("SEQUENTIAL", &["PICKUP", "DELIVERY"]))
+        .await;
+    ok(t.job(cancelled, 1, 1, Started, None).await);
+    ok(
+        t.command(cancelled, Verb::Cancel, &json!({"reason": "changed mind"}))
+            .await,
+    );
+    ok(t.job(cancelled, 1, 1, Cancelled, None).await);
+    // A pickup whose only attempt failed: it cannot execute.
+    let pickup_failed = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    ok(t.job(pickup_failed, 1, 1, Started, None).await);
+    ok(t.job(pickup_failed, 1, 1, Failed, Some("NO_ACCESS")).await);
+    // A delivery that failed both attempts: no return under the active config.
+    let delivery_failed = t.create(&create_body("SEQUENTIAL", &["DELIVERY"])).await;
+    ok(t.job(delivery_failed, 1, 1, Failed, Some("NO_ACCESS"))
+        .await);
+    ok(t.job(delivery_failed, 1, 2, Failed, Some("NO_ACCESS"))
+        .await);
+    // Moved through two sub-states.
+    let packed = t.create(&create_body("SEQUENTIAL", &["DELIVERY"])).await;
+    ok(
+        t.command(packed, Verb::SubState, &json!({"subState": "PACKING"}))
+            .await,
+    );
+    ok(
+        t.command(packed, Verb::SubState, &json!({"subState": "LOADED"}))
+            .await,
+    );
+    // One whose first events are gone from the stream.
+    let expired = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    ok(t.job(expired, 1, 1, Started, None).await);
+    let states = [
+        (held, "EXECUTED"),
+        (cancelled, "CLOSED"),
+        (pickup_failed, "CLOSED"),
+        (delivery_failed, "CLOSED"),
+        (packed, "IN_PROGRESS"),
+        (expired, "IN_PROGRESS"),
+    ];
+    for (order, state) in states {
+        assert_eq!(t.get(order).await["state"], state, "{order}");
     }
+    // Its two event messages are in the stream; then the first goes.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while t.history(expired).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "events too slow");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.js.get_stream(subjects::STREAM_EVENTS)
+        .await
+        .unwrap()
+        .purge()
+        .filter(subjects::events_of_order(&t.tenant, expired))
+        .keep(1)
+        .await
+        .unwrap();
+
+    // The active configuration itself: every history reproduces, nothing differs.
+    let same = dry_run(&t, &active).await;
+    assert_eq!(same["checked"], 6, "{same:#}");
+    assert_eq!(same["replayed"], 5, "{same:#}");
+    assert_eq!(same["differences"], json!([]), "{same:#}");
+    let unreplayable = same["unreplayable"].as_array().unwrap();
+    assert_eq!(unreplayable.len(), 1, "{same:#}");
+    assert_eq!(unreplayable[0]["orderId"], expired.to_string());
+    assert_eq!(unreplayable[0]["code"], "EVENTS_EXPIRED");
+    assert!(
+        unreplayable[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("its oldest is seq 2"),
+        "{same:#}"
+    );
+
+    // Two pickup attempts: only the failed pickup ends differently.
+    let run = dry_run(
+        &t,
+        &dry_run_config(2, false, json!([["PACKING", "LOADED"]])),
+    )
+    .await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 1, "{run:#}");
+    let d = &diffs[&pickup_failed.to_string()];
+    assert_eq!(d["endsDifferently"], true);
+    assert_eq!(d["schemaVersion"], 2);
+    assert_eq!(
+        d["now"],
+        json!({"state": "CLOSED", "subState": null, "closeReason": "CANCELLED", "milestonesMissed": []})
+    );
+    assert_eq!(d["draft"]["state"], "IN_PROGRESS");
+    let first = &d["firstDifference"];
+    assert_eq!(first["seq"], 3, "{d:#}");
+    assert_eq!(first["command"], "job");
+    assert_eq!(first["now"], "applied → CLOSED (CANCELLED)");
+    assert_eq!(first["draft"], "applied → IN_PROGRESS");
+    assert!(first["at"].as_str().unwrap().ends_with('Z'));
+
+    // Deliveries that return on failure: only the failed delivery differs.
+    let run = dry_run(&t, &dry_run_config(1, true, json!([["PACKING", "LOADED"]]))).await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 1, "{run:#}");
+    let d = &diffs[&delivery_failed.to_string()];
+    assert_eq!(d["now"]["closeReason"], "CANCELLED");
+    assert_eq!(d["draft"]["state"], "IN_PROGRESS", "waits for its return");
+    assert_eq!(d["firstDifference"]["seq"], 3, "{d:#}");
+
+    // No move from PACKING to LOADED: the sub-state order stays PACKING.
+    let run = dry_run(&t, &dry_run_config(1, false, json!([]))).await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 1, "{run:#}");
+    let d = &diffs[&packed.to_string()];
+    assert_eq!(d["now"]["subState"], "LOADED");
+    assert_eq!(d["draft"]["subState"], "PACKING");
+    assert_eq!(d["firstDifference"]["command"], "substate");
+    assert_eq!(
+        d["firstDifference"]["draft"],
+        "refused ORD-409-SUB_STATE_TRANSITION"
+    );
+
+    // A validation plugin (with no recorded verdict): every replayed order
+    // waits for it from its creation on, its job updates are refused, and
+    // the cancelled one is cancelled before it ever started.
+    let mut with_plugin = active.clone();
+    with_plugin["plugins"] = json!(["fraud"]);
+    let run = dry_run(&t, &with_plugin).await;
+    let diffs = differing(&run);
+    assert_eq!(diffs.len(), 5, "{run:#}");
+    for (order, d) in &diffs {
+        let end = if *order == cancelled.to_string() {
+            "CLOSED"
+        } else {
+            "INITIATED"
+        };
+        assert_eq!(d["draft"]["state"], end, "{order}");
+        assert_eq!(d["firstDifference"]["seq"], 1, "{order}");
+        assert_eq!(d["firstDifference"]["draft"], "applied → INITIATED");
+    }
+    let d = &diffs[&held.to_string()];
+    assert_eq!(d["now"]["state"], "EXECUTED");
+    assert_eq!(run["problems"], json!([]));
+
+    // A draft with problems is still replayed; they are reported.
+    let mut invalid = active.clone();
+    invalid["plugins"] = json!(["not ok"]);
+    let run = dry_run(&t, &invalid).await;
+    assert_eq!(run["problems"][0]["field"], "plugins[0]", "{run:#}");
+
     // Nothing was stored.
     let got = call(&t, subjects::API_CONFIG_GET, json!({"tenant": tn}))
         .await
         .unwrap();
-    assert_eq!(got["version"], 1);
+    assert_eq!(got["version"], 2);
 }
 
 #[tokio::test]
 async fn a_tenant_changes_only_its_own_configuration() {
-    use futures::StreamExt;
     let t = spawn_app().await;
     let intruder = common::random_tenant();
     let ask = |reply: String| {
@@ -300,4 +469,300 @@ async fn a_tenant_changes_only_its_own_configuration() {
     assert_eq!(got["version"], 1, "nothing changed");
     let own = ask(format!("_INBOX_{}.c2", t.tenant)).await;
     assert_eq!(own["version"], 2, "{own}");
+}
+
+// ---- indexing an attribute later --------------------------------------------
+
+/// A query over NATS: `Ok(reply)` or `Err(error body)`.
+async fn query(t: &TestApp, mut filter: Value) -> Result<Value, Value> {
+    filter["tenant"] = json!(tenant(t));
+    call(t, subjects::API_QUERY, filter).await
+}
+
+/// Every order id a query finds, page after page.
+async fn found(t: &TestApp, filter: Value) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut f = filter.clone();
+        f["limit"] = json!(100);
+        if let Some(a) = &after {
+            f["after"] = json!(a);
+        }
+        let page = query(t, f).await.expect("the query answers");
+        for o in page["orders"].as_array().unwrap() {
+            ids.insert(o["orderId"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// Creates `n` orders at once; order `i` has region north (even) or south
+/// (odd) and weightKg `i * 10`.
+async fn create_weighed(t: &TestApp, n: usize) -> Vec<(OrderId, &'static str, f64)> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let region = if i % 2 == 0 { "north" } else { "south" };
+            let weight = (i * 10) as f64;
+            let mut body = create_body("SEQUENTIAL", &["PICKUP"]);
+            body["customAttributes"] = json!({"region": region, "weightKg": weight});
+            (t.create(&body).await, region, weight)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+fn weighed_attributes(indexed: bool) -> Value {
+    json!([
+        {"name": "region", "dataType": "string", "indexed": indexed},
+        {"name": "weightKg", "dataType": "number", "indexed": indexed}
+    ])
+}
+
+/// Publishes a configuration of just those two attributes.
+async fn publish_weighed(t: &TestApp, indexed: bool) -> Value {
+    call(
+        t,
+        subjects::API_CONFIG_PUBLISH,
+        json!({"tenant": tenant(t), "config": {"attributes": weighed_attributes(indexed)}}),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
+    let t = spawn_app().await;
+    let tn = tenant(&t);
+    let v2 = publish_weighed(&t, false).await;
+    assert_eq!(v2["indexing"], json!([]), "no orders yet: nothing to build");
+    let_it_take_effect().await;
+    // More than one page of the backfill's walk.
+    let orders = create_weighed(&t, orderd::backfill::PAGE + 50).await;
+    let refused = query(&t, json!({"customAttributes": {"region": "north"}}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused["code"], "ORD-400-ATTRIBUTE_NOT_INDEXED");
+
+    let v3 = publish_weighed(&t, true).await;
+    assert_eq!(v3["indexing"], json!(["region", "weightKg"]), "{v3}");
+
+    // Until the backfill is done, a query on them says so; then it answers.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        match query(&t, json!({"customAttributes": {"region": "north"}})).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e["code"], "ORD-503-INDEX_BUILDING", "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "backfill too slow");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let got = call(&t, subjects::API_CONFIG_GET, json!({"tenant": tn}))
+        .await
+        .unwrap();
+    assert_eq!(got["indexing"], json!([]));
+
+    let ids = |keep: &dyn Fn(&str, f64) -> bool| -> BTreeSet<String> {
+        orders
+            .iter()
+            .filter(|(_, r, w)| keep(r, *w))
+            .map(|(id, _, _)| id.to_string())
+            .collect()
+    };
+    let north = ids(&|r, _| r == "north");
+    assert_eq!(north.len(), (orderd::backfill::PAGE + 50) / 2);
+    assert_eq!(
+        found(&t, json!({"customAttributes": {"region": "north"}})).await,
+        north
+    );
+    assert_eq!(
+        found(&t, json!({"customAttributes": {"region": "south"}})).await,
+        ids(&|r, _| r == "south")
+    );
+    assert_eq!(
+        found(
+            &t,
+            json!({"customAttributeRanges": {"weightKg": {"min": 100, "max": 1500}}})
+        )
+        .await,
+        ids(&|_, w| (100.0..=1500.0).contains(&w))
+    );
+    assert_eq!(
+        found(&t, json!({"customAttributes": {"weightKg": 420}})).await,
+        ids(&|_, w| w == 420.0)
+    );
+    assert_eq!(
+        found(
+            &t,
+            json!({"customAttributes": {"region": "south"},
+                   "customAttributeRanges": {"weightKg": {"max": 990}}})
+        )
+        .await,
+        ids(&|r, w| r == "south" && w <= 990.0)
+    );
+}
+
+/// The members of one sorted set.
+async fn members(conn: &mut redis::aio::ConnectionManager, key: &str) -> BTreeSet<String> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_writes() {
+    let mut t = spawn_app().await;
+    let tn = tenant(&t);
+    publish_weighed(&t, false).await;
+    let_it_take_effect().await;
+    let n = 2 * orderd::backfill::PAGE + 10;
+    let orders = create_weighed(&t, n).await;
+    // No orderd from here on: the backfill runs only when this test says.
+    t.stop_app().await;
+    let store = t.servers.store().await;
+    let conn = store.connection().clone();
+
+    let indexed: orderd_core::TenantConfig =
+        serde_json::from_value(json!({"attributes": weighed_attributes(true)})).unwrap();
+    let published = orderd::config_store::publish(&conn, &t.tenant, &indexed, None)
+        .await
+        .unwrap();
+    assert_eq!(published.newly_indexed, ["region", "weightKg"]);
+    assert_eq!(
+        orderd::backfill::pending(&conn, &t.tenant).await.unwrap(),
+        ["region", "weightKg"]
+    );
+    let north: orderd::wire::QueryRequest = serde_json::from_value(
+        json!({"tenant": tn, "customAttributes": {"region": "north"}, "limit": 500}),
+    )
+    .unwrap();
+    let refused = orderd::query::run(&store, &north, 500).await.unwrap_err();
+    assert_eq!(refused.body().code, "ORD-503-INDEX_BUILDING");
+    // A filter on something else is not held up.
+    let by_state: orderd::wire::QueryRequest =
+        serde_json::from_value(json!({"tenant": tn, "state": "IN_PROGRESS", "limit": 500}))
+            .unwrap();
+    assert_eq!(
+        orderd::query::run(&store, &by_state, 500)
+            .await
+            .unwrap()
+            .orders
+            .len(),
+        n
+    );
+
+    // A first walk stopped after its first page keeps its cursor ...
+    // (A page takes far longer than the millisecond before the stop.)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let _ = stop_tx.send(true);
+        stop_tx
+    });
+    let stopped = orderd::backfill::backfill_tenant(&store, &t.tenant, Some(&stop_rx))
+        .await
+        .unwrap();
+    assert_eq!(stopped, None, "stopped before the end");
+    drop(stopper.await);
+    let cursor: Option<String> = redis::cmd("HGET")
+        .arg(orderd::indexes::backfill_key(&t.tenant))
+        .arg("cursor")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert!(cursor.is_some_and(|c| !c.is_empty()), "the cursor is kept");
+
+    // ... and the walk that finishes runs while an "actor" moves half the
+    // orders to the other region and weight, one write after another.
+    let writer = {
+        let store = t.servers.store().await;
+        let moved: Vec<OrderId> = orders.iter().step_by(2).map(|(id, _, _)| *id).collect();
+        tokio::spawn(async move {
+            use orderd::store::SnapshotStore;
+            for id in moved {
+                let mut snap = store.load(id).await.unwrap().expect("stored");
+                snap.order.custom.insert("region".into(), json!("west"));
+                snap.order.custom.insert("weightKg".into(), json!(-1.0));
+                snap.version += 1;
+                let state = snap.order.state;
+                store.save(&snap, Some(state)).await.unwrap();
+            }
+        })
+    };
+    let finished = orderd::backfill::backfill_tenant(&store, &t.tenant, None)
+        .await
+        .unwrap()
+        .expect("the backfill finishes");
+    writer.await.unwrap();
+    assert_eq!(finished.attributes, ["region", "weightKg"]);
+    assert!(finished.orders < n, "resumed at the cursor: {finished:?}");
+    assert!(orderd::backfill::pending(&conn, &t.tenant)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Every order is in exactly the entries its snapshot says.
+    let mut c = conn.clone();
+    let key = |region: &str| orderd::indexes::attribute_key(&t.tenant, "region", &json!(region));
+    let (north_ids, south_ids, west_ids) = (
+        members(&mut c, &key("north")).await,
+        members(&mut c, &key("south")).await,
+        members(&mut c, &key("west")).await,
+    );
+    let weights: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(orderd::indexes::number_key(&t.tenant, "weightKg"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let weights: std::collections::BTreeMap<String, f64> = weights.into_iter().collect();
+    assert_eq!(weights.len(), n);
+    for (i, (id, region, weight)) in orders.iter().enumerate() {
+        let id = id.to_string();
+        let (region, weight) = if i % 2 == 0 {
+            ("west", -1.0)
+        } else {
+            (*region, *weight)
+        };
+        assert_eq!(north_ids.contains(&id), region == "north", "{id}");
+        assert_eq!(south_ids.contains(&id), region == "south", "{id}");
+        assert_eq!(west_ids.contains(&id), region == "west", "{id}");
+        assert_eq!(weights.get(&id), Some(&weight), "{id}");
+    }
+    // And the queries agree.
+    let expect = |want: &str| -> BTreeSet<String> {
+        orders
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, region, _))| (if i % 2 == 0 { "west" } else { *region }) == want)
+            .map(|(_, (id, _, _))| id.to_string())
+            .collect()
+    };
+    for region in ["north", "south", "west"] {
+        let req: orderd::wire::QueryRequest = serde_json::from_value(
+            json!({"tenant": tn, "customAttributes": {"region": region}, "limit": 500}),
+        )
+        .unwrap();
+        let answered: BTreeSet<String> = orderd::query::run(&store, &req, 500)
+            .await
+            .unwrap()
+            .orders
+            .iter()
+            .map(|o| o.order_id.clone())
+            .collect();
+        assert_eq!(answered, expect(region), "{region}");
+    }
+    assert_eq!(expect("west").len(), n.div_ceil(2));
 }

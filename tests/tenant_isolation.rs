@@ -3,8 +3,9 @@
 //!
 //! Each test starts its own `nats-server -c config/nats-server.conf -js -sd
 //! <temp dir>` on a free loopback port (killed and cleaned up on drop),
-//! connects as `orderd`, `ops` (reads everything: the observer) and the
-//! tenants `acme` and `globex`, each tenant with its own inbox prefix.
+//! connects as `orderd`, `ops` (reads everything: the observer), the
+//! tenants `acme` and `globex`, each tenant with its own inbox prefix, and
+//! their plugin users.
 //!
 //! - the positive path: a tenant publishes its commands and job updates
 //!   through JetStream and gets its PubAcks, orderd consumes and acks them,
@@ -13,6 +14,9 @@
 //! - a fixed list of another tenant's subjects and of server APIs: each
 //!   publish and each subscription is a permissions violation, and nothing is
 //!   delivered;
+//! - a tenant's plugin user (`<tenant>-plugins`) receives orderd's validate
+//!   requests for its tenant and answers each once, and can do nothing else:
+//!   no commands, no events, no reads, no server APIs, no other inbox;
 //! - [`ATTEMPTS`] random attempts (random trees, tenants, wildcards,
 //!   publishes and subscriptions; `ISOLATION_ATTEMPTS` and `ISOLATION_SEED`
 //!   override): the server allows exactly what the policy below allows, and
@@ -84,6 +88,11 @@ impl NatsServer {
             .env("OPS_NATS_PASSWORD", password("ops"))
             .env("ACME_NATS_PASSWORD", password("acme"))
             .env("GLOBEX_NATS_PASSWORD", password("globex"))
+            .env("ACME_PLUGINS_NATS_PASSWORD", password(&plugin_user("acme")))
+            .env(
+                "GLOBEX_PLUGINS_NATS_PASSWORD",
+                password(&plugin_user("globex")),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -119,17 +128,63 @@ impl Drop for NatsServer {
 struct Conn {
     client: Client,
     errors: mpsc::UnboundedReceiver<String>,
-    echo: Subscriber,
-    echo_subject: String,
+    echo: Echo,
     echoes: u64,
+}
+
+/// How a connection gets a message of its own back through the server.
+enum Echo {
+    /// It publishes to its own inbox and reads it back.
+    Inbox { sub: Subscriber, subject: String },
+    /// It may publish nothing but replies (a plugin): a partner asks it on
+    /// `subject`, it answers, and the answer comes back to the partner.
+    Reply { partner: Client, subject: String },
 }
 
 impl Conn {
     /// Connects as `user`. Tenants use their own inbox prefix, as the config
     /// asks them to.
     async fn open(server: &NatsServer, user: &str) -> Self {
+        let (options, errors) = Self::options(user);
+        let (options, subject) = if TENANTS.contains(&user) {
+            (
+                options.custom_inbox_prefix(inbox_prefix(user)),
+                format!("{}.echo", inbox_prefix(user)),
+            )
+        } else {
+            (options, format!("_INBOX.echo.{user}"))
+        };
+        let client = options.connect(server.url()).await.expect("connects");
+        let sub = client.subscribe(subject.clone()).await.unwrap();
+        Self::ready(client, errors, Echo::Inbox { sub, subject }).await
+    }
+
+    /// Connects as the plugin user of `tenant`; `partner` (orderd) asks it
+    /// for its echoes on its own validate subject.
+    async fn open_plugin(server: &NatsServer, tenant: &str, partner: &Client) -> Self {
+        let user = plugin_user(tenant);
+        let (options, errors) = Self::options(&user);
+        let client = options.connect(server.url()).await.expect("connects");
+        let subject = subjects::plugin_validate(&self::tenant(tenant), "echo");
+        let mut requests = client.subscribe(subject.clone()).await.unwrap();
+        let answering = client.clone();
+        tokio::spawn(async move {
+            while let Some(m) = requests.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = answering.publish(reply, m.payload).await;
+                }
+            }
+        });
+        let echo = Echo::Reply {
+            partner: partner.clone(),
+            subject,
+        };
+        Self::ready(client, errors, echo).await
+    }
+
+    fn options(user: &str) -> (ConnectOptions, mpsc::UnboundedReceiver<String>) {
         let (tx, errors) = mpsc::unbounded_channel();
-        let mut options = ConnectOptions::new()
+        let options = ConnectOptions::new()
             .user_and_password(user.into(), password(user))
             .event_callback(move |event| {
                 let tx = tx.clone();
@@ -139,19 +194,14 @@ impl Conn {
                     }
                 }
             });
-        let echo_subject = if TENANTS.contains(&user) {
-            options = options.custom_inbox_prefix(inbox_prefix(user));
-            format!("{}.echo", inbox_prefix(user))
-        } else {
-            format!("_INBOX.echo.{user}")
-        };
-        let client = options.connect(server.url()).await.expect("connects");
-        let echo = client.subscribe(echo_subject.clone()).await.unwrap();
+        (options, errors)
+    }
+
+    async fn ready(client: Client, errors: mpsc::UnboundedReceiver<String>, echo: Echo) -> Self {
         let mut conn = Self {
             client,
             errors,
             echo,
-            echo_subject,
             echoes: 0,
         };
         conn.round_trip().await;
@@ -165,16 +215,33 @@ impl Conn {
     async fn round_trip(&mut self) {
         self.echoes += 1;
         let token = format!("echo-{}", self.echoes);
-        self.client
-            .publish(self.echo_subject.clone(), token.clone().into())
-            .await
-            .unwrap();
-        loop {
-            let m = next_within(&mut self.echo, Duration::from_secs(10))
+        match &mut self.echo {
+            Echo::Inbox { sub, subject } => {
+                self.client
+                    .publish(subject.clone(), token.clone().into())
+                    .await
+                    .unwrap();
+                loop {
+                    let m = next_within(sub, Duration::from_secs(10))
+                        .await
+                        .expect("the echo comes back");
+                    if m.payload == token.as_bytes() {
+                        return;
+                    }
+                }
+            }
+            Echo::Reply { partner, subject } => {
+                // The answer leaves this connection after everything it
+                // sent before the request arrived.
+                self.client.flush().await.unwrap();
+                let m = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    partner.request(subject.clone(), token.clone().into()),
+                )
                 .await
-                .expect("the echo comes back");
-            if m.payload == token.as_bytes() {
-                return;
+                .expect("the echo comes back in time")
+                .expect("the plugin answers its echo");
+                assert_eq!(m.payload, token.as_bytes());
             }
         }
     }
@@ -193,6 +260,45 @@ impl Conn {
         );
     }
 
+    /// Publishes "attack" to each subject; each must be a permissions
+    /// violation. Returns how many.
+    async fn refused_publishes(&mut self, subjects: Vec<String>) -> usize {
+        for subject in &subjects {
+            self.client
+                .publish(subject.clone(), "attack".into())
+                .await
+                .unwrap();
+            self.expect_violation("Publish", subject).await;
+        }
+        subjects.len()
+    }
+
+    /// Subscribes to each subject; each must be a permissions violation.
+    /// Returns the (dead) subscriptions, to prove nothing arrives on them.
+    async fn refused_subscriptions(&mut self, subjects: Vec<String>) -> Vec<Subscriber> {
+        let mut subscriptions = Vec::new();
+        for subject in subjects {
+            subscriptions.push(self.client.subscribe(subject.clone()).await.unwrap());
+            self.expect_violation("Subscription", &subject).await;
+        }
+        subscriptions
+    }
+
+    /// Publishes `payload` to each subject, and returns once the server has
+    /// routed them (to `observer` too).
+    async fn publish_all(
+        &mut self,
+        subjects: Vec<String>,
+        payload: &'static str,
+        observer: &mut Conn,
+    ) {
+        for subject in subjects {
+            self.client.publish(subject, payload.into()).await.unwrap();
+        }
+        self.round_trip().await;
+        observer.round_trip().await;
+    }
+
     /// Asserts the server reported no error to this connection.
     async fn no_errors(&mut self, who: &str) {
         self.round_trip().await;
@@ -208,6 +314,11 @@ fn inbox_prefix(tenant: &str) -> String {
     format!("_INBOX_{tenant}")
 }
 
+/// The NATS user of a tenant's validation plugins.
+fn plugin_user(tenant: &str) -> String {
+    format!("{tenant}-plugins")
+}
+
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()
 }
@@ -219,6 +330,24 @@ fn order() -> OrderId {
 /// The next message within `wait`, if any.
 async fn next_within(sub: &mut Subscriber, wait: Duration) -> Option<async_nats::Message> {
     tokio::time::timeout(wait, sub.next()).await.ok().flatten()
+}
+
+/// orderd and ops connected, with ops subscribed to everything (the
+/// observer of what the server routes).
+async fn observed(server: &NatsServer) -> (Conn, Conn, Subscriber) {
+    let orderd = Conn::open(server, "orderd").await;
+    let mut ops = Conn::open(server, "ops").await;
+    let observer = ops.client.subscribe(">").await.unwrap();
+    ops.round_trip().await;
+    (orderd, ops, observer)
+}
+
+/// Asserts that none of `subscriptions` of `who` received anything.
+async fn nothing_reaches(who: &str, subscriptions: Vec<Subscriber>) {
+    for mut sub in subscriptions {
+        let got = drain(&mut sub, Duration::from_millis(50)).await;
+        assert!(got.is_empty(), "{who} received {:?}", got[0].subject);
+    }
 }
 
 /// Every message that arrives until `quiet` passes without one.
@@ -466,49 +595,29 @@ fn forbidden_subscriptions(attacker: &str, victim: &str) -> Vec<String> {
 #[tokio::test]
 async fn another_tenants_subjects_and_the_server_apis_are_refused() {
     let server = NatsServer::start();
-    let mut orderd = Conn::open(&server, "orderd").await;
-    let mut ops = Conn::open(&server, "ops").await;
-    let mut observer = ops.client.subscribe(">").await.unwrap();
-    ops.round_trip().await;
+    let (mut orderd, mut ops, mut observer) = observed(&server).await;
     let mut published = 0;
     let mut subscribed = 0;
     for (attacker, victim) in [("acme", "globex"), ("globex", "acme")] {
         let mut conn = Conn::open(&server, attacker).await;
-        for subject in forbidden_publishes(attacker, victim) {
-            conn.client
-                .publish(subject.clone(), "attack".into())
-                .await
-                .unwrap();
-            conn.expect_violation("Publish", &subject).await;
-            published += 1;
-        }
-        let mut subscriptions = Vec::new();
-        for subject in forbidden_subscriptions(attacker, victim) {
-            subscriptions.push(conn.client.subscribe(subject.clone()).await.unwrap());
-            conn.expect_violation("Subscription", &subject).await;
-            subscribed += 1;
-        }
+        published += conn
+            .refused_publishes(forbidden_publishes(attacker, victim))
+            .await;
+        let subscriptions = conn
+            .refused_subscriptions(forbidden_subscriptions(attacker, victim))
+            .await;
+        subscribed += subscriptions.len();
         // The victim's traffic flows; none of it reaches the attacker.
         let v = tenant(victim);
-        for subject in [
+        let traffic = vec![
             subjects::event(&v, order(), EventKind::Created),
             subjects::dispatch(&v, order(), WorkOrderId(1), JobAction::Create),
             subjects::create(&v),
             format!("{}.reply", inbox_prefix(victim)),
             "_INBOX.reply".into(),
-        ] {
-            orderd
-                .client
-                .publish(subject, "victim".into())
-                .await
-                .unwrap();
-        }
-        orderd.round_trip().await;
-        ops.round_trip().await;
-        for mut sub in subscriptions {
-            let got = drain(&mut sub, Duration::from_millis(50)).await;
-            assert!(got.is_empty(), "{attacker} received {:?}", got[0].subject);
-        }
+        ];
+        orderd.publish_all(traffic, "victim", &mut ops).await;
+        nothing_reaches(attacker, subscriptions).await;
         conn.no_errors(attacker).await;
     }
     // Not one attack reached the server's routing.
@@ -519,6 +628,139 @@ async fn another_tenants_subjects_and_the_server_apis_are_refused() {
     let attacks = seen.iter().filter(|m| m.payload == "attack").count();
     assert_eq!(attacks, 0, "forbidden publishes delivered");
     println!("refused: {published} publishes, {subscribed} subscriptions; delivered: {attacks}");
+}
+
+// ---- validation plugins ---------------------------------------------------
+
+/// Subjects the plugin user of `own` must not publish to: every orderd
+/// tree (its own tenant's included), the read and configuration service,
+/// the server APIs, and any inbox it was not asked from.
+fn plugin_forbidden_publishes(own: &str, other: &str) -> Vec<String> {
+    let t = tenant(own);
+    let o = tenant(other);
+    vec![
+        subjects::create(&t),
+        subjects::command(&t, order(), Verb::Cancel),
+        subjects::job_update(&t, order(), WorkOrderId(1), JobStatus::Completed),
+        subjects::event(&t, order(), EventKind::Closed),
+        subjects::dispatch(&t, order(), WorkOrderId(1), JobAction::Create),
+        subjects::create(&o),
+        subjects::plugin_validate(&t, "credit"),
+        subjects::plugin_validate(&o, "credit"),
+        subjects::API_GET.into(),
+        subjects::API_CONFIG_PUBLISH.into(),
+        "$JS.API.INFO".into(),
+        "$JS.API.STREAM.MSG.GET.ORDERD_EVT".into(),
+        "$JS.API.CONSUMER.CREATE.ORDERD_EVT".into(),
+        "$JS.API.DIRECT.GET.ORDERD_EVT".into(),
+        "$KV.leases.order".into(),
+        "$SRV.PING".into(),
+        "$SYS.REQ.SERVER.PING".into(),
+        "_INBOX.not-asked".into(),
+        format!("{}.not-asked", inbox_prefix(own)),
+        ">".into(),
+    ]
+}
+
+/// Subjects the plugin user of `own` must not subscribe to: anything but
+/// its own tenant's validate requests.
+fn plugin_forbidden_subscriptions(own: &str, other: &str) -> Vec<String> {
+    let t = tenant(own);
+    let o = tenant(other);
+    vec![
+        subjects::events_of_tenant(&t),
+        subjects::commands_of_tenant(&t),
+        subjects::job_updates_of_tenant(&t),
+        subjects::dispatch_of_tenant(&t),
+        subjects::plugin_validate(&o, "credit"),
+        format!("orderd.v1.{own}.plugin.>"),
+        "orderd.v1.*.plugin.*.validate".into(),
+        subjects::FILTER_EVENTS.into(),
+        "_INBOX.>".into(),
+        format!("{}.>", inbox_prefix(own)),
+        "$JS.API.>".into(),
+        "$SRV.>".into(),
+        ">".into(),
+    ]
+}
+
+#[tokio::test]
+async fn a_tenants_plugin_answers_validate_requests_and_does_nothing_else() {
+    let server = NatsServer::start();
+    let (mut orderd, mut ops, mut observer) = observed(&server).await;
+    for (own, other) in [("acme", "globex"), ("globex", "acme")] {
+        let mut plugin = Conn::open_plugin(&server, own, &orderd.client).await;
+
+        // It serves its tenant's validate requests as a queue group, and
+        // orderd asks it as plugins.rs does: a request from orderd's inbox.
+        let subject = subjects::plugin_validate(&tenant(own), "credit");
+        let mut requests = plugin
+            .client
+            .queue_subscribe(subject.clone(), "credit".into())
+            .await
+            .unwrap();
+        plugin.round_trip().await;
+        let asking = orderd
+            .client
+            .request(subject.clone(), r#"{"plugin":"credit"}"#.into());
+        let answering = async {
+            let request = next_within(&mut requests, Duration::from_secs(10))
+                .await
+                .expect("the plugin receives the validate request");
+            assert_eq!(request.subject.as_str(), subject);
+            assert_eq!(request.payload, r#"{"plugin":"credit"}"#);
+            let reply = request.reply.expect("a reply subject").to_string();
+            plugin
+                .client
+                .publish(reply.clone(), r#"{"ok":true}"#.into())
+                .await
+                .unwrap();
+            reply
+        };
+        let (answer, reply) = tokio::join!(asking, answering);
+        let answer = answer.expect("orderd receives the plugin's answer");
+        assert_eq!(answer.payload, r#"{"ok":true}"#);
+        assert!(reply.starts_with("_INBOX."), "{reply}");
+        // One answer per request: a second one is refused.
+        plugin
+            .client
+            .publish(reply.clone(), r#"{"ok":false}"#.into())
+            .await
+            .unwrap();
+        plugin.expect_violation("Publish", &reply).await;
+
+        plugin
+            .refused_publishes(plugin_forbidden_publishes(own, other))
+            .await;
+        let refused = plugin
+            .refused_subscriptions(plugin_forbidden_subscriptions(own, other))
+            .await;
+        // orderd's traffic flows; the plugin sees none of it, and none of
+        // the other tenant's validate requests.
+        let traffic = vec![
+            subjects::event(&tenant(own), order(), EventKind::Created),
+            subjects::dispatch(&tenant(own), order(), WorkOrderId(1), JobAction::Create),
+            subjects::create(&tenant(own)),
+            subjects::plugin_validate(&tenant(other), "credit"),
+            "_INBOX.reply".into(),
+        ];
+        orderd.publish_all(traffic, "orderd", &mut ops).await;
+        nothing_reaches(&plugin_user(own), refused).await;
+        let got = drain(&mut requests, Duration::from_millis(50)).await;
+        assert!(
+            got.is_empty(),
+            "{own}'s plugin received {:?}",
+            got[0].subject
+        );
+        plugin.no_errors(&plugin_user(own)).await;
+    }
+    ops.round_trip().await;
+    let seen = drain(&mut observer, Duration::from_millis(100)).await;
+    let routed = seen.iter().filter(|m| m.payload == "orderd").count();
+    assert_eq!(routed, 10, "the observer sees what is routed");
+    let attacks = seen.iter().filter(|m| m.payload == "attack").count();
+    assert_eq!(attacks, 0, "forbidden publishes of a plugin delivered");
+    orderd.no_errors("orderd").await;
 }
 
 // ---- random attempts ------------------------------------------------------
@@ -683,10 +925,7 @@ async fn random_attempts_never_cross_tenants() {
     let mut rng = Rng(seed);
 
     let server = NatsServer::start();
-    let mut orderd = Conn::open(&server, "orderd").await;
-    let mut ops = Conn::open(&server, "ops").await;
-    let mut observer = ops.client.subscribe(">").await.unwrap();
-    ops.round_trip().await;
+    let (mut orderd, mut ops, mut observer) = observed(&server).await;
     let mut conns = Vec::new();
     for t in TENANTS {
         conns.push(Conn::open(&server, t).await);

@@ -84,6 +84,10 @@ pub struct ConfigReply {
     pub current_version: u64,
     /// The configuration.
     pub config: TenantConfig,
+    /// Attributes whose index is still being built for the tenant's older
+    /// orders (after a version made them indexed); queries on them are
+    /// refused with `ORD-503-INDEX_BUILDING` until this is empty.
+    pub indexing: Vec<String>,
 }
 
 /// The reply of `config.validate` for a valid draft (an invalid one is
@@ -107,16 +111,20 @@ pub struct DryRunReply {
     pub tenant: String,
     /// The version new orders get now.
     pub current_version: u64,
-    /// How many recent orders were replayed.
+    /// How many recent orders were looked at.
     pub checked: usize,
+    /// How many of them were replayed (the others are in `unreplayable`).
+    pub replayed: usize,
     /// Problems with the draft itself (a draft with problems would be
     /// refused by publish; the replay still runs).
     pub problems: Vec<FieldProblemBody>,
-    /// The orders that would end differently under the draft.
+    /// The orders the draft would decide differently.
     pub differences: Vec<OrderDifference>,
+    /// The orders whose history could not be replayed, and why.
+    pub unreplayable: Vec<UnreplayableOrder>,
 }
 
-/// One order that would end differently under the draft.
+/// One order whose recorded history comes out differently under the draft.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderDifference {
@@ -124,23 +132,62 @@ pub struct OrderDifference {
     pub order_id: String,
     /// The configuration version it was created under.
     pub schema_version: u64,
-    /// Its state now.
-    pub state: String,
-    /// What differs.
-    pub changes: Vec<Change>,
+    /// The ends differ; false when only a step along the way does (a
+    /// refused command whose effect a later one made up for).
+    pub ends_differently: bool,
+    /// How its history ends replayed under its own version.
+    pub now: OrderEnd,
+    /// How it ends replayed under the draft.
+    pub draft: OrderEnd,
+    /// The first command whose outcome differs.
+    pub first_difference: Option<StepDifference>,
 }
 
-/// One aspect of an order that the draft decides differently.
+/// Where a replayed history leaves the order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Change {
-    /// `create`, `plugins`, `workOrder.<id>`, `milestones`, `subState`,
-    /// `autoClose`.
-    pub aspect: String,
-    /// Under the order's own version.
+pub struct OrderEnd {
+    /// The order state.
+    pub state: String,
+    /// The tenant sub-state.
+    pub sub_state: Option<String>,
+    /// Why it is CLOSED, once it is.
+    pub close_reason: Option<String>,
+    /// The milestones it missed.
+    pub milestones_missed: Vec<String>,
+}
+
+/// The first recorded command (or the timers due by the dry run's time)
+/// whose outcome differs under the draft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepDifference {
+    /// The event message that recorded the command; null for the timers
+    /// due by the dry run's time, after the last command.
+    pub seq: Option<u64>,
+    /// The command's verb.
+    pub command: String,
+    /// The command's idempotency key (null for the timers at the end).
+    pub command_id: Option<String>,
+    /// When, RFC 3339.
+    pub at: String,
+    /// Its outcome under the order's own version (`applied → IN_PROGRESS`).
     pub now: String,
-    /// Under the draft.
+    /// Its outcome under the draft (`refused ORD-409-…`).
     pub draft: String,
+}
+
+/// An order the dry run could not replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreplayableOrder {
+    /// The order.
+    pub order_id: String,
+    /// `NO_EVENTS`, `EVENTS_EXPIRED`, `SEQ_GAP`, `EVENTS_BEHIND`,
+    /// `UNRECOGNISED_EVENTS` or `NOT_REPRODUCED`.
+    pub code: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// What a validation plugin is asked: the order as `get` shows it.

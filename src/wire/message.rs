@@ -208,6 +208,15 @@ pub fn rfc3339(ts: Timestamp) -> String {
     )
 }
 
+/// An RFC 3339 time as a timestamp (milliseconds, the sub-millisecond part
+/// dropped); `None` when the text is not RFC 3339.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .ok()
+        .map(Timestamp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +236,11 @@ mod tests {
         let parsed =
             OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!(parsed.unix_timestamp_nanos(), 1_700_000_000_123_000_000);
+        assert_eq!(parse_rfc3339(&text), Some(Timestamp(1_700_000_000_123)));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.123+01:00"),
+            Some(Timestamp(1_700_000_000_123))
+        );
+        assert_eq!(parse_rfc3339("2023-11-14 22:13:20"), None);
     }
 }

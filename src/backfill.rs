@@ -1,0 +1,291 @@
+//! The index backfill: when a published configuration makes a custom
+//! attribute indexed (or indexes it as another type), the orders written
+//! before it lack its index entries; this module writes them.
+//!
+//! How it runs, and why in the background: a tenant may have millions of
+//! orders, far more than a request/reply can wait for, so the publish
+//! answers at once and the backfill runs after it, here. The publish marks
+//! the attributes in `orderd:idx:<tenant>:backfill` (and the tenant in
+//! `orderd:backfills`) in the same Lua script that makes the version
+//! current, so a crash between the two cannot lose the backfill. Until the
+//! backfill is done:
+//! - the publish reply, and `config.get`, list the attributes in
+//!   `indexing`;
+//! - a query that filters on one of them is refused with
+//!   `ORD-503-INDEX_BUILDING` (try again later), never answered with a
+//!   partial result.
+//!
+//! The walk: the tenant's orders, page by page ([`PAGE`] orders) over the
+//! creation-time index `orderd:idx:<tenant>:created`, each order's entries
+//! rewritten by [`RedisStore::reindex`]: a compare-and-set on the snapshot's
+//! version, which also checks that the configuration version the entries
+//! were computed with is still current. An actor that writes the order
+//! meanwhile writes its entries under the current configuration too (the
+//! same check), so no interleaving leaves a wrong or missing entry. The
+//! cursor is kept in the backfill hash after each page, so a restarted
+//! orderd resumes where it stopped; a publish that adds attributes while a
+//! walk runs starts it again from the first order. Several instances may
+//! walk one tenant at once: every step is idempotent, and the first to
+//! finish clears the marker.
+//!
+//! Progress is logged (`index backfill progress`, with the orders done and
+//! the total) at most every few seconds, and once at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{watch, Notify};
+
+use orderd_core::TenantId;
+
+use crate::indexes::{backfill_key, created_key, BACKFILLS_KEY};
+use crate::store::{RedisStore, Reindexed, StoreError};
+use crate::subjects;
+
+/// Orders rewritten per page of the walk.
+pub const PAGE: usize = 200;
+
+/// How often the runner looks for backfills it was not woken for (asked
+/// by another instance, or left by a crash).
+const POLL: Duration = Duration::from_secs(5);
+
+/// How often progress is logged during a walk.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Saves the walk's cursor, if the attributes are still the ones walked.
+/// KEYS: 1 backfill hash; ARGV: 1 attributes, 2 cursor.
+const CURSOR_SCRIPT: &str = r"
+if redis.call('HGET', KEYS[1], 'attrs') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'cursor', ARGV[2])
+return 1
+";
+
+/// Clears the backfill, if the attributes are still the ones walked.
+/// KEYS: 1 backfill hash, 2 the set of tenants; ARGV: 1 attributes, 2 tenant.
+const FINISH_SCRIPT: &str = r"
+if redis.call('HGET', KEYS[1], 'attrs') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+";
+
+/// Forgets a tenant whose backfill hash is gone (finished elsewhere).
+/// KEYS: 1 backfill hash, 2 the set of tenants; ARGV: 1 tenant.
+const FORGET_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+";
+
+/// A backfill in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Marker {
+    /// The attributes, as stored (sorted, newline-separated).
+    attrs: String,
+    /// Where the walk goes on; `None` from the first order.
+    cursor: Option<String>,
+}
+
+impl Marker {
+    fn attributes(&self) -> Vec<String> {
+        self.attrs
+            .split('\n')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+async fn marker(conn: &ConnectionManager, tenant: &TenantId) -> Result<Option<Marker>, StoreError> {
+    let mut conn = conn.clone();
+    let (attrs, cursor): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(backfill_key(tenant))
+        .arg("attrs")
+        .arg("cursor")
+        .query_async(&mut conn)
+        .await?;
+    Ok(attrs.map(|attrs| Marker {
+        attrs,
+        cursor: cursor.filter(|c| !c.is_empty()),
+    }))
+}
+
+/// The attributes whose index is being built for the tenant's existing
+/// orders (sorted; empty when none is).
+pub async fn pending(
+    conn: &ConnectionManager,
+    tenant: &TenantId,
+) -> Result<Vec<String>, StoreError> {
+    Ok(marker(conn, tenant)
+        .await?
+        .map(|m| m.attributes())
+        .unwrap_or_default())
+}
+
+/// Wakes the runner (after a publish), so it need not wait for its poll.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// Asks the runner to look for backfills now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// What a finished walk did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The attributes filled in.
+    pub attributes: Vec<String>,
+    /// Orders whose entries were rewritten.
+    pub orders: usize,
+}
+
+/// Runs until `stop`: backfills every tenant in `orderd:backfills`, then
+/// waits to be woken, or for its poll.
+pub async fn run(store: RedisStore, wake: Wake, mut stop: watch::Receiver<bool>) {
+    loop {
+        match tenants(store.connection()).await {
+            Ok(tenants) => {
+                for tenant in tenants {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    if let Err(e) = backfill_tenant(&store, &tenant, Some(&stop)).await {
+                        // Left marked: the next round resumes from the cursor.
+                        tracing::warn!(%tenant, error = %e, "index backfill interrupted; it will resume");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "index backfills unreadable; trying again"),
+        }
+        tokio::select! {
+            () = wake.0.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn tenants(conn: &ConnectionManager) -> Result<Vec<TenantId>, StoreError> {
+    let mut conn = conn.clone();
+    let names: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(BACKFILLS_KEY)
+        .query_async(&mut conn)
+        .await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| subjects::parse_tenant(n).ok())
+        .collect())
+}
+
+/// Walks the tenant's orders until every one has the entries of the
+/// current configuration, then clears the backfill. `Ok(None)`: nothing
+/// to do, or stopped by `stop` (the cursor is kept).
+pub async fn backfill_tenant(
+    store: &RedisStore,
+    tenant: &TenantId,
+    stop: Option<&watch::Receiver<bool>>,
+) -> Result<Option<Finished>, StoreError> {
+    let conn = store.connection();
+    'walk: loop {
+        let Some(marker) = marker(conn, tenant).await? else {
+            forget(conn, tenant).await?;
+            return Ok(None);
+        };
+        let attributes = marker.attributes();
+        let total: u64 = redis::cmd("ZCARD")
+            .arg(created_key(tenant))
+            .query_async(&mut conn.clone())
+            .await?;
+        tracing::info!(
+            %tenant,
+            attributes = ?attributes,
+            total,
+            resumed = marker.cursor.is_some(),
+            "index backfill started"
+        );
+        let mut cursor = marker.cursor.clone();
+        let mut done = 0usize;
+        let mut logged = Instant::now();
+        loop {
+            if stop.is_some_and(|s| *s.borrow()) {
+                return Ok(None);
+            }
+            let page = match store
+                .page(
+                    &created_key(tenant),
+                    f64::MIN,
+                    f64::MAX,
+                    cursor.as_deref(),
+                    PAGE,
+                )
+                .await
+            {
+                Err(StoreError::BadCursor) => {
+                    tracing::warn!(%tenant, "index backfill cursor unreadable; walking from the start");
+                    cursor = None;
+                    continue;
+                }
+                other => other?,
+            };
+            for id in &page.ids {
+                match store.reindex(*id).await {
+                    Ok(Reindexed::Done | Reindexed::Missing) => {}
+                    // Written by its actor again and again meanwhile: each of
+                    // those writes set the current configuration's entries.
+                    Err(StoreError::StaleVersion { .. }) => {}
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(%tenant, order_id = %id, error = %e, "order not backfilled");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            done += page.ids.len();
+            let Some(next) = page.next else {
+                let finished: i64 = redis::Script::new(FINISH_SCRIPT)
+                    .key(backfill_key(tenant))
+                    .key(BACKFILLS_KEY)
+                    .arg(&marker.attrs)
+                    .arg(tenant.as_str())
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+                if finished == 0 {
+                    // A publish added attributes meanwhile: walk again.
+                    continue 'walk;
+                }
+                tracing::info!(%tenant, attributes = ?attributes, orders = done, "index backfill finished");
+                return Ok(Some(Finished {
+                    attributes,
+                    orders: done,
+                }));
+            };
+            let kept: i64 = redis::Script::new(CURSOR_SCRIPT)
+                .key(backfill_key(tenant))
+                .arg(&marker.attrs)
+                .arg(&next)
+                .invoke_async(&mut conn.clone())
+                .await?;
+            if kept == 0 {
+                continue 'walk;
+            }
+            cursor = Some(next);
+            if logged.elapsed() >= LOG_EVERY {
+                logged = Instant::now();
+                tracing::info!(%tenant, done, total, "index backfill progress");
+            }
+        }
+    }
+}
+
+async fn forget(conn: &ConnectionManager, tenant: &TenantId) -> Result<(), StoreError> {
+    let _: i64 = redis::Script::new(FORGET_SCRIPT)
+        .key(backfill_key(tenant))
+        .key(BACKFILLS_KEY)
+        .arg(tenant.as_str())
+        .invoke_async(&mut conn.clone())
+        .await?;
+    Ok(())
+}
