@@ -136,7 +136,8 @@ pub struct NatsSettings {
     pub events_max_age_days: u64,
     /// The largest message a stream accepts, in bytes.
     pub max_msg_bytes: i32,
-    /// Durable consumer names share this prefix (`orderd-cmd`, `orderd-job`).
+    /// Durable consumer names share this prefix (`orderd-cmd_<tenant>`,
+    /// `orderd-job_<tenant>`, `orderd-cmd-discovery`, `orderd-job-discovery`).
     pub consumer_prefix: String,
 }
 
@@ -181,7 +182,7 @@ impl Default for RedisSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerSettings {
-    /// Unacknowledged messages a consumer may have out at once.
+    /// Unacknowledged messages a tenant's lane may have out at once.
     pub max_ack_pending: i64,
     /// Seconds before an unacknowledged message is redelivered.
     pub ack_wait_secs: u64,
@@ -207,7 +208,7 @@ impl Default for ConsumerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSettings {
-    /// Commands being handled at once, over all orders.
+    /// Commands being handled at once, per tenant lane.
     pub max_in_flight: usize,
     /// An order actor idle this long stops (its state stays in Redis).
     pub passivate_after_ms: u64,
