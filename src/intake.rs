@@ -1,11 +1,13 @@
-//! Intake: reads the durable pull consumers, turns each message into an
-//! envelope for its order, hands it to the router, and once the order actor
-//! has decided, acknowledges the message and answers the client.
+//! Intake: reads one tenant's lane (a durable pull consumer, see
+//! [`crate::lanes`]), turns each message into an envelope for its order,
+//! hands it to the router, and once the order actor has decided,
+//! acknowledges the message and answers the client.
 //!
 //! Invariants:
 //! - messages are handed to the router in the order they are pulled, so an
 //!   order's commands reach its actor in stream order;
-//! - at most `runtime.max_in_flight` messages are between pull and ack;
+//! - at most `runtime.max_in_flight` messages of a lane are between pull and
+//!   ack (each lane has its own permits);
 //! - a message is acked only after the actor reported its change persisted
 //!   (or that it was a duplicate); [`ack_kind`] is the one place that decides
 //!   between ack, nak and term;
@@ -110,7 +112,7 @@ pub struct Intake {
     pub router: ActorRef<RouterMsg>,
     /// The settings.
     pub settings: Arc<Settings>,
-    /// Bounds the messages between pull and ack.
+    /// Bounds the lane's messages between pull and ack.
     pub permits: Arc<Semaphore>,
 }
 
