@@ -853,9 +853,14 @@ pub async fn stored_messages(
             .messages()
             .await
             .expect("fetch");
+        let before = out.len();
         while let Some(Ok(msg)) = batch.next().await {
-            remaining -= 1;
+            remaining = remaining.saturating_sub(1);
             out.push(msg);
+        }
+        if out.len() == before {
+            // Nothing came: the rest was deleted meanwhile.
+            break;
         }
     }
     out
