@@ -405,35 +405,61 @@ impl Intake {
 
     async fn settle(&self, msg: &jetstream::Message, fate: &Fate, delivered: i64) {
         let kind = ack_kind(fate, delivered, &self.settings);
+        let settled_for_good = matches!(kind, AckKind::Ack | AckKind::Term);
         if let Err(e) = msg.ack_with(kind).await {
             // The server redelivers after the ack wait; the order's record of
             // applied command ids makes that harmless.
             tracing::warn!(error = %e, "acknowledgement not sent");
+            return;
+        }
+        if settled_for_good {
+            erase_personal(&self.js, msg).await;
         }
     }
 }
 
-/// Deletes one message of the commands stream (the stream no longer serves
-/// it; its bytes go with the file block they sit in).
-async fn delete_command(js: &jetstream::Context, seq: u64) {
-    let subject = format!("STREAM.MSG.DELETE.{}", subjects::STREAM_COMMANDS);
-    let request = serde_json::json!({ "seq": seq, "no_erase": true });
-    let deleted = js
-        .request::<_, _, serde_json::Value>(subject, &request)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|reply| match reply.get("error") {
-            Some(error) => Err(error.to_string()),
-            None => Ok(()),
-        });
-    if let Err(e) = deleted {
-        tracing::warn!(error = %e, stream_seq = seq, "a refused command that may carry personal data was not deleted from the commands stream");
+/// A create or an update may carry a contact or an address. Once it is
+/// settled for good (applied, a duplicate, or refused), its personal data
+/// is in the vault or nowhere, and the stream's copy is erased (the
+/// server overwrites it), so it does not sit in `ORDERD_CMD` for the
+/// stream's age limit. The stream's duplicate window still knows its id.
+/// A failed erase is logged; the copy then ages out with the stream.
+pub async fn erase_personal(js: &jetstream::Context, msg: &jetstream::Message) {
+    let may_carry = matches!(
+        subjects::parse_inbound(&msg.subject),
+        Ok(Inbound::Create { .. }
+            | Inbound::Command {
+                verb: subjects::Verb::Update,
+                ..
+            })
+    );
+    let Ok(info) = msg.info() else {
+        return;
+    };
+    if may_carry && info.stream == subjects::STREAM_COMMANDS {
+        erase_command(js, info.stream_sequence).await;
+    }
+}
+
+/// Erases one message of the commands stream (the server overwrites it).
+async fn erase_command(js: &jetstream::Context, seq: u64) {
+    let erased = async {
+        js.get_stream_no_info(subjects::STREAM_COMMANDS)
+            .await
+            .map_err(|e| e.to_string())?
+            .delete_message(seq)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = erased {
+        tracing::warn!(error = %e, stream_seq = seq, "a settled command that may carry personal data was not erased from the commands stream");
     }
 }
 
 /// Answers a message that no tenant's lane reads, because its subject's
 /// tenant token is not a tenant: refused with the subject's error. On the
-/// commands stream it is then deleted (its body may carry personal data and
+/// commands stream it is then erased (its body may carry personal data and
 /// nothing will ever read it).
 pub async fn refuse_unroutable(
     client: &async_nats::Client,
@@ -454,7 +480,7 @@ pub async fn refuse_unroutable(
         .await;
     if let Ok(info) = msg.info() {
         if info.stream == subjects::STREAM_COMMANDS {
-            delete_command(js, info.stream_sequence).await;
+            erase_command(js, info.stream_sequence).await;
         }
     }
 }

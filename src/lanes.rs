@@ -11,8 +11,6 @@
 //! - Every few seconds each instance lists the lanes on the streams and
 //!   pulls those it does not yet pull, so instances share every lane,
 //!   whoever opened it.
-//! - Every 2 s the creates and updates a tenant's commands lane has settled
-//!   are purged from the commands stream: they may carry personal data.
 //! - Each lane has its own bound on messages between pull and ack
 //!   (`runtime.max_in_flight`); the server bounds each lane's unacked
 //!   messages (`consumers.max_ack_pending`).
@@ -41,9 +39,6 @@ const SYNC_EVERY: Duration = Duration::from_secs(2);
 /// The most headers the discovery reads per pull.
 const DISCOVERY_BATCH: usize = 1_000;
 
-/// How often settled creates and updates are purged from the commands stream.
-const PURGE_EVERY: Duration = Duration::from_secs(2);
-
 /// The discovery acknowledges (cumulatively) at least this often.
 const ACK_EVERY: u64 = 256;
 
@@ -51,10 +46,6 @@ const ACK_EVERY: u64 = 256;
 struct Lane {
     task: JoinHandle<()>,
     permits: Arc<Semaphore>,
-    consumer: jetstream::consumer::PullConsumer,
-    /// Commands stream lanes: the ack floor up to which its creates and
-    /// updates were last purged.
-    purged: u64,
 }
 
 /// The lanes this instance pulls, and how to open more.
@@ -104,17 +95,9 @@ impl Lanes {
             permits: permits.clone(),
             ..self.intake.clone()
         };
-        let task = tokio::spawn(intake.run(consumer.clone(), self.stop.clone()));
+        let task = tokio::spawn(intake.run(consumer, self.stop.clone()));
         tracing::info!(stream = spec.name, tenant = %tenant, "lane open");
-        running.insert(
-            key,
-            Lane {
-                task,
-                permits,
-                consumer,
-                purged: 0,
-            },
-        );
+        running.insert(key, Lane { task, permits });
         Ok(())
     }
 
@@ -154,7 +137,6 @@ impl Lanes {
             .collect();
         let mut stop = self.stop.clone();
         let mut tick = tokio::time::interval(SYNC_EVERY);
-        let mut purge = tokio::time::interval(PURGE_EVERY);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -163,61 +145,10 @@ impl Lanes {
                         tracing::debug!(error = %e, "lane sync failed; trying again");
                     }
                 }
-                _ = purge.tick() => self.purge_settled().await,
             }
         }
         for d in discoveries {
             let _ = d.await;
-        }
-    }
-
-    /// A create or an update may carry a contact or an address. Once a
-    /// tenant's lane has settled every command up to some point (its ack
-    /// floor: applied, duplicate, refused or dead-lettered), the creates and
-    /// updates up to there are purged from the commands stream, two
-    /// requests per tenant whose floor moved, so personal data stays only in
-    /// its vault. The stream's duplicate window still knows their ids.
-    async fn purge_settled(&self) {
-        let [commands, _] = bus::intake_streams();
-        let lanes: Vec<(TenantId, jetstream::consumer::PullConsumer, u64)> = self
-            .running
-            .lock()
-            .await
-            .iter()
-            .filter(|((stream, _), _)| *stream == commands.name)
-            .map(|((_, tenant), lane)| (tenant.clone(), lane.consumer.clone(), lane.purged))
-            .collect();
-        if lanes.is_empty() {
-            return;
-        }
-        let Ok(stream) = self.js.get_stream_no_info(commands.name).await else {
-            return;
-        };
-        for (tenant, mut consumer, purged) in lanes {
-            let Ok(info) = consumer.info().await else {
-                continue;
-            };
-            let floor = info.ack_floor.stream_sequence;
-            if floor <= purged {
-                continue;
-            }
-            let updates = format!(
-                "{}*.update",
-                crate::subjects::commands_of_tenant(&tenant).trim_end_matches('>')
-            );
-            let mut done = true;
-            for filter in [crate::subjects::create(&tenant), updates] {
-                // Up to and including the floor.
-                if let Err(e) = stream.purge().filter(filter).sequence(floor + 1).await {
-                    tracing::warn!(tenant = %tenant, error = %e, "settled commands not purged yet");
-                    done = false;
-                }
-            }
-            if done {
-                if let Some(lane) = self.running.lock().await.get_mut(&(commands.name, tenant)) {
-                    lane.purged = floor;
-                }
-            }
         }
     }
 
