@@ -405,67 +405,18 @@ impl Intake {
 
     async fn settle(&self, msg: &jetstream::Message, fate: &Fate, delivered: i64) {
         let kind = ack_kind(fate, delivered, &self.settings);
-        let settled_for_good = matches!(kind, AckKind::Ack | AckKind::Term);
         if let Err(e) = msg.ack_with(kind).await {
             // The server redelivers after the ack wait; the order's record of
             // applied command ids makes that harmless.
             tracing::warn!(error = %e, "acknowledgement not sent");
-            return;
         }
-        if settled_for_good {
-            erase_personal(&self.js, msg).await;
-        }
-    }
-}
-
-/// A create or an update may carry a contact or an address. Once it is
-/// settled for good (applied, a duplicate, or refused), its personal data
-/// is in the vault or nowhere, and the stream's copy is erased (the
-/// server overwrites it), so it does not sit in `ORDERD_CMD` for the
-/// stream's age limit. The stream's duplicate window still knows its id.
-/// A failed erase is logged; the copy then ages out with the stream.
-pub async fn erase_personal(js: &jetstream::Context, msg: &jetstream::Message) {
-    let may_carry = matches!(
-        subjects::parse_inbound(&msg.subject),
-        Ok(Inbound::Create { .. }
-            | Inbound::Command {
-                verb: subjects::Verb::Update,
-                ..
-            })
-    );
-    let Ok(info) = msg.info() else {
-        return;
-    };
-    if may_carry && info.stream == subjects::STREAM_COMMANDS {
-        erase_command(js, info.stream_sequence).await;
-    }
-}
-
-/// Erases one message of the commands stream (the server overwrites it).
-async fn erase_command(js: &jetstream::Context, seq: u64) {
-    let erased = async {
-        js.get_stream_no_info(subjects::STREAM_COMMANDS)
-            .await
-            .map_err(|e| e.to_string())?
-            .delete_message(seq)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    if let Err(e) = erased {
-        tracing::warn!(error = %e, stream_seq = seq, "a settled command that may carry personal data was not erased from the commands stream");
     }
 }
 
 /// Answers a message that no tenant's lane reads, because its subject's
-/// tenant token is not a tenant: refused with the subject's error. On the
-/// commands stream it is then erased (its body may carry personal data and
-/// nothing will ever read it).
-pub async fn refuse_unroutable(
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    msg: &jetstream::Message,
-) {
+/// tenant token is not a tenant: refused with the subject's error. Nothing
+/// else happens to it (it stays in the stream until its age runs out).
+pub async fn refuse_unroutable(client: &async_nats::Client, msg: &jetstream::Message) {
     let Err(e) = subjects::parse_inbound(&msg.subject) else {
         return;
     };
@@ -478,11 +429,6 @@ pub async fn refuse_unroutable(
     Reply::to_sender_of(client, msg)
         .send(outcome_for(&fate, None, false))
         .await;
-    if let Ok(info) = msg.info() {
-        if info.stream == subjects::STREAM_COMMANDS {
-            erase_command(js, info.stream_sequence).await;
-        }
-    }
 }
 
 fn header(msg: &jetstream::Message, name: &str) -> Option<String> {

@@ -218,7 +218,7 @@ impl Lanes {
                 if !known.contains(token) {
                     let Ok(tenant) = TenantId::parse(token) else {
                         // No lane will ever read it: answer it here.
-                        crate::intake::refuse_unroutable(&self.intake.client, &self.js, &msg).await;
+                        crate::intake::refuse_unroutable(&self.intake.client, &msg).await;
                         unacked = Some(msg);
                         continue;
                     };

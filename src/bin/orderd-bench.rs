@@ -954,10 +954,8 @@ async fn stream_messages(js: &jetstream::Context) -> anyhow::Result<u64> {
         subjects::STREAM_DISPATCH,
         subjects::STREAM_EVENTS,
     ] {
-        // Stored, whether or not still there: orderd erases a settled
-        // create from the commands stream.
         let mut s = js.get_stream(name).await?;
-        total += s.info().await?.state.last_sequence;
+        total += s.info().await?.state.messages;
     }
     Ok(total)
 }

@@ -853,14 +853,9 @@ pub async fn stored_messages(
             .messages()
             .await
             .expect("fetch");
-        let before = out.len();
         while let Some(Ok(msg)) = batch.next().await {
-            remaining = remaining.saturating_sub(1);
+            remaining -= 1;
             out.push(msg);
-        }
-        if out.len() == before {
-            // Nothing came: the rest was deleted meanwhile.
-            break;
         }
     }
     out
