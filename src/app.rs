@@ -93,8 +93,12 @@ pub async fn run_with_clock(
         permits: Arc::new(Semaphore::new(settings.runtime.max_in_flight)),
     };
     let lanes = Lanes::new(js.clone(), settings.clone(), intake, stop_rx.clone());
-    // The lanes that exist already, before anything else is read.
-    lanes.sync().await?;
+    // The lanes that exist already, before anything else is read. A failure
+    // here (another instance creating the streams at the same moment, say)
+    // is not fatal: the keeper lists them again every few seconds.
+    if let Err(e) = lanes.sync().await {
+        tracing::warn!(error = %e, "cannot list the lanes yet; trying again shortly");
+    }
     let lane_keeper = tokio::spawn(lanes.clone().run());
     let sweeper = tokio::spawn(crate::timers::sweep(
         store.clone(),
