@@ -71,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_actor = (rss_kib() - before) * 1024.0 / ACTORS as f64;
     println!(
         "{ACTORS} ractor actors{}: {per_actor:.0} bytes of resident memory each",
-        if interval { " with a send_interval" } else { "" }
+        if interval {
+            " with a send_interval"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -481,16 +481,25 @@ impl OrderActorState {
         let mut applied = 0_usize;
         let mut refused = false;
         let mut created = false;
+        // The configuration of an existing order, looked up once per batch.
+        let mut created_under = None;
         for exec in execs {
             let envelope = &exec.envelope;
             // An order is decided under the configuration version it was
             // created under; only a new order takes the current one.
             let config = if snap.order.exists() {
-                let tenant = &snap.order.tenant;
-                let version = snap.order.schema_version;
-                deps.configs
-                    .at(deps.store.as_ref(), tenant, version)
-                    .await?
+                match &created_under {
+                    Some(config) => Arc::clone(config),
+                    None => {
+                        let tenant = &snap.order.tenant;
+                        let version = snap.order.schema_version;
+                        let config = deps
+                            .configs
+                            .at(deps.store.as_ref(), tenant, version)
+                            .await?;
+                        created_under.insert(config).clone()
+                    }
+                }
             } else {
                 // Not created yet: the order belongs to whoever creates it.
                 snap.order = Order::blank(snap.order.id, envelope.tenant.clone());

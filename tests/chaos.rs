@@ -29,7 +29,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ use async_nats::jetstream::{self, consumer::pull};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{create_body, stored_events, Process, Servers};
+use common::{create_body, env_or, stored_events, Process, Servers};
 use orderd::headers;
 use orderd::store::SnapshotStore;
 use orderd::subjects::{self, Inbound, Verb};
@@ -60,13 +59,6 @@ struct Knobs {
     nats_kills: usize,
     /// How long the work may take to drain once the faults stop.
     drain: Duration,
-}
-
-fn env_or<T: FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 impl Knobs {

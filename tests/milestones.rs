@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use common::{create_body, spawn_app, Process, Servers, TestApp};
 use orderd::headers;
 use orderd::subjects;
@@ -102,24 +101,12 @@ async fn a_warning_comes_before_the_due_time_and_a_missed_milestone_is_an_event(
     assert_eq!(counts.get("missed"), Some(&1));
 }
 
-async fn client_for(servers: Servers) -> TestApp {
-    let nats = async_nats::connect(&servers.nats_url).await.unwrap();
-    let js = jetstream::new(nats.clone());
-    TestApp {
-        app: None,
-        nats,
-        js,
-        tenant: common::random_tenant(),
-        servers,
-    }
-}
-
 #[tokio::test]
 async fn timers_survive_a_kill_9_and_a_backlog_fires_each_once_at_a_bounded_rate() {
     const ORDERS: usize = 20;
     let servers = Servers::start().await;
     let first = Process::start(&servers);
-    let t = client_for(servers).await;
+    let t = common::client_for(servers).await;
     common::wait_healthy(&t.nats).await;
     publish(
         &t,

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use rand_free::pick;
 use serde_json::Value;
 
-use common::{create_body, Process, Servers};
+use common::{create_body, env_or, Process, Servers};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::Outcome;
@@ -27,21 +27,8 @@ use orderd::wire::Outcome;
 const LIVE_BOUND: u64 = 10_000;
 const RSS_BOUND_MIB: f64 = 2048.0;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    common::rss_kib(pid) as f64 / 1024.0
 }
 
 /// A tiny deterministic pick of `k` indexes out of `n` (no extra crate).

@@ -22,37 +22,13 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{create_body, Process, Servers};
+use common::{create_body, env_or, percentile, rss_kib, Process, Servers};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::EventMessage;
 use orderd_core::TenantId;
 
 const MAX_ACK_PENDING: i64 = 512;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
 
 /// The quiet tenant: creates at `rate` per second for `secs`; returns, per
 /// order, when it was published and its latency (ms) from publish to the

@@ -25,7 +25,7 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde_json::json;
 
-use common::{create_body, TestApp};
+use common::{create_body, percentile, TestApp};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::{EventMessage, Outcome};
@@ -48,14 +48,6 @@ struct Run {
     /// Dead letters of the tenant: (original msg id, headers).
     dead_letters: Vec<(String, HeaderMap)>,
     poison_ids: Vec<String>,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 async fn dead_letters(js: &jetstream::Context, tenant: &TenantId) -> Vec<(String, HeaderMap)> {

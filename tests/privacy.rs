@@ -18,7 +18,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use serde_json::json;
 
-use common::{complete_everything, Process, Servers, TestApp};
+use common::{complete_everything, Process, Servers};
 use orderd::headers;
 use orderd::subjects;
 
@@ -95,15 +95,7 @@ async fn personal_data_is_only_in_the_contact_and_location_store() {
         &[("RUST_LOG", "trace"), ("ORDERD_LOG_FORMAT", "json")],
         Some(&log),
     );
-    let nats = async_nats::connect(&servers.nats_url).await.expect("nats");
-    common::wait_healthy(&nats).await;
-    let t = TestApp {
-        app: None,
-        js: jetstream::new(nats.clone()),
-        nats,
-        tenant: common::random_tenant(),
-        servers,
-    };
+    let t = common::attach(servers).await;
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
 

@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
@@ -67,23 +66,11 @@ async fn publish_creates(t: &TestApp, n: usize) -> Vec<OrderId> {
     orders
 }
 
-async fn client_for(servers: Servers) -> TestApp {
-    let nats = async_nats::connect(&servers.nats_url).await.unwrap();
-    let js = jetstream::new(nats.clone());
-    TestApp {
-        app: None,
-        nats,
-        js,
-        tenant: common::random_tenant(),
-        servers,
-    }
-}
-
 #[tokio::test]
 async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
     let servers = Servers::start().await;
     let first = Process::start(&servers);
-    let t = client_for(servers).await;
+    let t = common::client_for(servers).await;
     common::wait_healthy(&t.nats).await;
     let mut events = t.events().await;
     let dispatch = t.dispatcher(complete_everything()).await;
@@ -140,7 +127,7 @@ async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
 async fn two_instances_share_the_work_and_never_both_apply_a_command() {
     let servers = Servers::start().await;
     let settings = servers.settings();
-    let t = client_for(servers).await;
+    let t = common::client_for(servers).await;
     let a = common::App::start(settings.clone(), &t.nats).await;
     let b = common::App::start(settings, &t.nats).await;
     let mut events = t.events().await;

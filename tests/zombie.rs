@@ -19,10 +19,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::HeaderMap;
 
-use common::{complete_everything, create_body, stored_events, Process, Servers, TestApp};
+use common::{complete_everything, create_body, stored_events, Process, Servers};
 use orderd::headers;
 use orderd::store::SnapshotStore;
 use orderd::subjects;
@@ -52,15 +51,7 @@ async fn a_frozen_instance_that_wakes_up_is_fenced() {
         Process::start_with(&servers, &env, Some(&logs[0])),
         Process::start_with(&servers, &env, Some(&logs[1])),
     ];
-    let nats = async_nats::connect(&servers.nats_url).await.expect("nats");
-    common::wait_healthy(&nats).await;
-    let t = TestApp {
-        app: None,
-        js: jetstream::new(nats.clone()),
-        nats,
-        tenant: common::random_tenant(),
-        servers,
-    };
+    let t = common::attach(servers).await;
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
 

@@ -437,7 +437,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// A connected test client on servers started without an orderd.
 pub async fn client_only() -> TestApp {
-    let servers = Servers::start().await;
+    client_for(Servers::start().await).await
+}
+
+/// A test client on `servers`, whose orderd (if any) runs as processes the
+/// test started itself.
+pub async fn client_for(servers: Servers) -> TestApp {
     let nats = async_nats::connect(&servers.nats_url)
         .await
         .expect("test client connects");
@@ -449,6 +454,40 @@ pub async fn client_only() -> TestApp {
         tenant: random_tenant(),
         servers,
     }
+}
+
+/// [`client_for`], once an orderd on `servers` answers its health endpoint.
+pub async fn attach(servers: Servers) -> TestApp {
+    let t = client_for(servers).await;
+    wait_healthy(&t.nats).await;
+    t
+}
+
+/// A knob of a long test: the environment variable `name`, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The resident memory of process `pid`, in KiB (0 if it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `p`th percentile (nearest rank) of `sorted`; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// A create body with one work order per given type.
