@@ -145,6 +145,13 @@ impl Servers {
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("-sd")
             .arg(dir.join("nats"))
+            // ORDERD_TEST_NATS_PROFILE=<port>: nats-server serves Go's
+            // profiles there (/debug/pprof/...), to see where its CPU goes.
+            .args(
+                std::env::var("ORDERD_TEST_NATS_PROFILE")
+                    .map(|p| vec!["--profile".to_owned(), p])
+                    .unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
