@@ -161,11 +161,7 @@ async fn fill(
         let mut pipe = redis::pipe();
         for &i in chunk {
             let order = nth(template, i);
-            let snap = Snapshot {
-                order,
-                outbox: Vec::new(),
-                version: 1,
-            };
+            let snap = Snapshot::new(order, Vec::new(), 1);
             let o = &snap.order;
             let id = o.id.to_string();
             let entries = orderd::indexes::entries(o, config);
@@ -360,11 +356,7 @@ async fn measure_upkeep(
     // New orders with indexed attributes, into the 1M-member indexes.
     let mut samples = Vec::with_capacity(SAVES);
     for i in 0..SAVES {
-        let snap = Snapshot {
-            order: nth(template, n + i),
-            outbox: Vec::new(),
-            version: 1,
-        };
+        let snap = Snapshot::new(nth(template, n + i), Vec::new(), 1);
         let started = Instant::now();
         store.save(&snap, None).await?;
         samples.push(started.elapsed());
@@ -381,11 +373,7 @@ async fn measure_upkeep(
         order
             .custom
             .insert("region".into(), serde_json::json!("elsewhere"));
-        let snap = Snapshot {
-            order,
-            outbox: Vec::new(),
-            version: 2,
-        };
+        let snap = Snapshot::new(order, Vec::new(), 2);
         let started = Instant::now();
         store.save(&snap, Some(previous)).await?;
         samples.push(started.elapsed());
@@ -404,11 +392,7 @@ async fn measure_upkeep(
         let mut order = nth(&plain, n + SAVES + i);
         order.custom.clear();
         order.sub_state = None;
-        let snap = Snapshot {
-            order,
-            outbox: Vec::new(),
-            version: 1,
-        };
+        let snap = Snapshot::new(order, Vec::new(), 1);
         let started = Instant::now();
         store.save(&snap, None).await?;
         samples.push(started.elapsed());

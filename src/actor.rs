@@ -371,13 +371,13 @@ impl OrderActorState {
         if self.snap.is_none() {
             let snap = match self.deps.store.load(self.order_id).await? {
                 Some(snap) => snap,
-                None => Snapshot {
-                    // Nothing stored: a blank order, whose tenant is set by
-                    // the first command (only a create can apply to it).
-                    order: Order::blank(self.order_id, self.placeholder_tenant.clone()),
-                    outbox: Vec::new(),
-                    version: 0,
-                },
+                // Nothing stored: a blank order, whose tenant is set by the
+                // first command (only a create can apply to it).
+                None => Snapshot::new(
+                    Order::blank(self.order_id, self.placeholder_tenant.clone()),
+                    Vec::new(),
+                    0,
+                ),
             };
             self.outbox_published = snap.outbox.is_empty();
             self.outbox_in_redis = !snap.outbox.is_empty();
@@ -531,6 +531,7 @@ impl OrderActorState {
                     // (an `Err` from here), the in-memory snapshot is dropped
                     // and the next command reloads it from Redis.
                     apply_change(&mut snap.order, &change);
+                    snap.new_command_ids.push(change.command_id.clone());
                     snap.outbox.extend(outbox::for_change(&snap.order, &change));
                     applied += 1;
                     created |= matches!(envelope.command, Command::Create(_));
@@ -563,6 +564,7 @@ impl OrderActorState {
         // The compare-and-set also fences the batch's refusals: nobody wrote
         // the order between the load they were decided on and this write.
         deps.store.save(snap, previous_state).await?;
+        snap.new_command_ids.clear();
         tracing::debug!(
             seq = snap.order.seq,
             state = snap.order.state.as_str(),
@@ -699,13 +701,11 @@ impl OrderActorState {
         if !self.outbox_published || !self.outbox_in_redis || !snap.order.exists() {
             return;
         }
-        let cleared = Snapshot {
-            order: snap.order.clone(),
-            outbox: Vec::new(),
-            version: snap.version + 1,
-        };
+        let mut cleared = Snapshot::new(snap.order.clone(), Vec::new(), snap.version + 1);
+        cleared.new_command_ids.clone_from(&snap.new_command_ids);
         match self.deps.store.save(&cleared, Some(snap.order.state)).await {
             Ok(()) => {
+                cleared.new_command_ids.clear();
                 self.snap = Some(cleared);
                 self.outbox_in_redis = false;
             }

@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
-use orderd_core::{OrderId, OrderState, Personal, TenantConfig, TenantId};
+use orderd_core::{CommandId, OrderId, OrderState, Personal, TenantConfig, TenantId};
 
 use crate::outbox::OutboxMsg;
 use crate::settings::RedisSettings;
@@ -55,6 +55,9 @@ pub enum StoreError {
         /// Why.
         source: rmp_serde::decode::Error,
     },
+    /// An order's command ids hold something that is not a command id.
+    #[error("the command ids under {0} do not decode")]
+    CorruptIds(String),
     /// A value does not encode (a bug).
     #[error("cannot encode value: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
@@ -82,6 +85,11 @@ impl StoreError {
 
 /// One order's persisted state: the order, the messages it still owes NATS,
 /// and the version its compare-and-set is on.
+///
+/// The order's applied command ids are not written with the rest: a busy
+/// order would re-encode its whole history with every write. They are
+/// appended to a key of their own ([`command_ids_key`]) by the same atomic
+/// write, and put back into the order when it is loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The order.
@@ -90,6 +98,31 @@ pub struct Snapshot {
     pub outbox: Vec<OutboxMsg>,
     /// 1 for the first write, +1 with every write.
     pub version: u64,
+    /// Command ids applied since the last write: the next write appends
+    /// them to the order's command ids. Never encoded.
+    #[serde(skip)]
+    pub new_command_ids: Vec<CommandId>,
+}
+
+impl Snapshot {
+    /// A snapshot of `order` with nothing owed yet, at `version`.
+    pub fn new(order: Order, outbox: Vec<OutboxMsg>, version: u64) -> Self {
+        Self {
+            order,
+            outbox,
+            version,
+            new_command_ids: Vec::new(),
+        }
+    }
+}
+
+/// What is encoded into the order's hash: the snapshot, its order without
+/// the command ids (field names as [`Snapshot`]'s, so it decodes as one).
+#[derive(Serialize)]
+struct Encoded<'a> {
+    order: &'a Order,
+    outbox: &'a [OutboxMsg],
+    version: u64,
 }
 
 /// What the order actor needs from storage. Small, so an actor can be tested
@@ -139,6 +172,12 @@ pub fn order_key(order: &OrderId) -> String {
     format!("orderd:order:{order}")
 }
 
+/// The key of an order's applied command ids: each followed by a newline (a
+/// command id never holds whitespace), appended by every write.
+pub fn command_ids_key(order: &OrderId) -> String {
+    format!("orderd:order:{order}:cmds")
+}
+
 /// The key of a tenant's state index.
 pub fn state_index_key(tenant: &TenantId, state: OrderState) -> String {
     format!("orderd:idx:{tenant}:state:{}", state.as_str())
@@ -162,12 +201,14 @@ pub fn location_key(id: impl std::fmt::Display) -> String {
 /// The compare-and-set write with its index updates, in one atomic step.
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
-/// id index, 5 timers, 6 the tenant's current configuration pointer.
+/// id index, 5 timers, 6 the tenant's current configuration pointer, 7 the
+/// order's command ids.
 /// ARGV: 1 expected version, 2 new version, 3 snapshot ('' to rewrite only
 /// the indexes of the stored snapshot), 4 order id, 5 createdAt score, 6 "1"
 /// when there is an old state, 7 "1" when the order has a client order id,
 /// 8 earliest timer due (ms) or "", 9 the configuration version the entries
-/// were computed with, then pairs of (index key, score): the order's other
+/// were computed with, 10 command ids to append (each followed by a
+/// newline; '' for none), then pairs of (index key, score): the order's other
 /// index entries ([`crate::indexes`]). Entries of the previous write (the
 /// `idx` field) that are not among them are removed.
 ///
@@ -186,7 +227,7 @@ if not config then config = '1' end
 if config ~= ARGV[9] then return {2, config} end
 local keep = {}
 local list = {}
-for i = 10, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   keep[ARGV[i]] = true
   list[#list + 1] = ARGV[i]
   redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
@@ -199,6 +240,7 @@ if old then
 end
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
+  if ARGV[10] ~= '' then redis.call('APPEND', KEYS[7], ARGV[10]) end
 end
 redis.call('HSET', KEYS[1], 'idx', table.concat(list, '\n'))
 if ARGV[6] == '1' and KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[4]) end
@@ -360,7 +402,9 @@ impl RedisStore {
         &self.versions
     }
 
-    /// Loads several snapshots in one round trip; missing ones are skipped.
+    /// Loads several snapshots in one round trip, for reading; missing ones
+    /// are skipped. Their orders carry no applied command ids (those are
+    /// loaded by [`SnapshotStore::load`], the path to a write).
     pub async fn load_many(&self, ids: &[OrderId]) -> Result<Vec<Snapshot>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -479,6 +523,14 @@ impl RedisStore {
         } else {
             (snapshot.version, snapshot.version)
         };
+        // Only a snapshot write appends the new command ids.
+        let mut new_ids = String::new();
+        if bytes.is_some() {
+            for id in &snapshot.new_command_ids {
+                new_ids.push_str(id.as_str());
+                new_ids.push('\n');
+            }
+        }
         let bytes = bytes.unwrap_or_default();
         let new_state_key = state_index_key(&order.tenant, order.state);
         let old_state_key = previous_state
@@ -509,6 +561,7 @@ impl RedisStore {
                 ))
                 .key(TIMERS_KEY)
                 .key(crate::config_store::current_key(&order.tenant))
+                .key(command_ids_key(&order.id))
                 .arg(expected)
                 .arg(new_version)
                 .arg(&bytes)
@@ -521,7 +574,8 @@ impl RedisStore {
                     "1"
                 })
                 .arg(&earliest_due)
-                .arg(config_version);
+                .arg(config_version)
+                .arg(&new_ids);
             for (key, score) in crate::indexes::entries(order, &config) {
                 invocation.arg(key).arg(score);
             }
@@ -639,12 +693,32 @@ impl SnapshotStore for RedisStore {
     fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let bytes: Option<Vec<u8>> = redis::cmd("HGET")
+            let (bytes, ids): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+                .cmd("HGET")
                 .arg(order_key(&order))
                 .arg("snap")
+                .cmd("GET")
+                .arg(command_ids_key(&order))
                 .query_async(&mut conn)
                 .await?;
-            bytes.map(|b| decode_snapshot(&order, &b)).transpose()
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            let mut snapshot = decode_snapshot(&order, &bytes)?;
+            // Written before the ids had a key of their own: they are in the
+            // order; the next write appends them to the key.
+            snapshot.new_command_ids = snapshot.order.applied_commands.iter().cloned().collect();
+            for id in ids.as_deref().unwrap_or_default().split(|b| *b == b'\n') {
+                if id.is_empty() {
+                    continue;
+                }
+                let id = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|id| CommandId::parse(id).ok())
+                    .ok_or_else(|| StoreError::CorruptIds(command_ids_key(&order)))?;
+                snapshot.order.applied_commands.insert(id);
+            }
+            Ok(Some(snapshot))
         })
     }
 
@@ -654,7 +728,12 @@ impl SnapshotStore for RedisStore {
         previous_state: Option<OrderState>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let bytes = rmp_serde::to_vec_named(snapshot)?;
+            let order = snapshot.order.clone_for_decision();
+            let bytes = rmp_serde::to_vec_named(&Encoded {
+                order: &order,
+                outbox: &snapshot.outbox,
+                version: snapshot.version,
+            })?;
             self.write(snapshot, previous_state, Some(bytes)).await
         })
     }

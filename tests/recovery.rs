@@ -171,11 +171,7 @@ async fn a_second_writer_of_the_same_version_gets_stale_version() {
     order.seq = 1;
     order.state = OrderState::Created;
     order.client_order_id = "PO-1".into();
-    let v1 = Snapshot {
-        order: order.clone(),
-        outbox: vec![],
-        version: 1,
-    };
+    let v1 = Snapshot::new(order.clone(), vec![], 1);
     one.save(&v1, None).await.unwrap();
     // Both read version 1; both try to write version 2.
     let read_one = one.load(id).await.unwrap().unwrap();
@@ -319,4 +315,111 @@ async fn a_nats_restart_mid_stream_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The command ids an order applied are kept apart from its snapshot (a
+/// write appends the new ones), come back with every load, are never
+/// appended by a refused write, and ids written inside a snapshot by an
+/// earlier version are loaded and moved out by the next write.
+#[tokio::test]
+async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
+    use orderd_core::CommandId;
+    let servers = Servers::start().await;
+    let store = servers.store().await;
+    let client = redis::Client::open(servers.redis_url.as_str()).expect("redis");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let reader = con.clone();
+    let raw_snap = |id: OrderId| {
+        let mut con = reader.clone();
+        async move {
+            let b: Vec<u8> = redis::cmd("HGET")
+                .arg(orderd::store::order_key(&id))
+                .arg("snap")
+                .query_async(&mut con)
+                .await
+                .expect("hget");
+            String::from_utf8_lossy(&b).into_owned()
+        }
+    };
+    let cid = |s: &str| CommandId::parse(s).expect("id");
+
+    let id = OrderId(uuid::Uuid::new_v4());
+    let mut order = orderd_core::Order::blank(id, common::random_tenant());
+    order.seq = 1;
+    order.applied_commands.insert(cid("first-command"));
+    let mut v1 = Snapshot::new(order, vec![], 1);
+    v1.new_command_ids.push(cid("first-command"));
+    store.save(&v1, None).await.unwrap();
+    assert!(
+        !raw_snap(id).await.contains("first-command"),
+        "not in the snapshot"
+    );
+    let loaded = store.load(id).await.unwrap().unwrap();
+    assert!(loaded
+        .order
+        .applied_commands
+        .contains(&cid("first-command")));
+    assert!(loaded.new_command_ids.is_empty(), "nothing left to append");
+
+    // A second change appends its id; a stale write appends nothing.
+    let mut v2 = loaded.clone();
+    v2.version = 2;
+    v2.order.seq = 2;
+    v2.order.applied_commands.insert(cid("second-command"));
+    v2.new_command_ids.push(cid("second-command"));
+    store.save(&v2, None).await.unwrap();
+    let mut stale = loaded.clone();
+    stale.version = 2;
+    stale.order.applied_commands.insert(cid("stale-command"));
+    stale.new_command_ids.push(cid("stale-command"));
+    assert!(
+        store.save(&stale, None).await.is_err(),
+        "the stale write is refused"
+    );
+    let loaded = store.load(id).await.unwrap().unwrap();
+    let ids: Vec<&str> = loaded
+        .order
+        .applied_commands
+        .iter()
+        .map(CommandId::as_str)
+        .collect();
+    assert_eq!(ids, ["first-command", "second-command"]);
+    assert_eq!(loaded.order, v2.order, "the order as it was written");
+
+    // A snapshot written with its ids inside (before they had a key).
+    let legacy_id = OrderId(uuid::Uuid::new_v4());
+    let mut order = orderd_core::Order::blank(legacy_id, common::random_tenant());
+    order.seq = 1;
+    order.applied_commands.insert(cid("legacy-command"));
+    let legacy = Snapshot::new(order, vec![], 1);
+    let _: () = redis::cmd("HSET")
+        .arg(orderd::store::order_key(&legacy_id))
+        .arg("v")
+        .arg(1)
+        .arg("snap")
+        .arg(rmp_serde::to_vec_named(&legacy).unwrap())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let loaded = store.load(legacy_id).await.unwrap().unwrap();
+    assert!(loaded
+        .order
+        .applied_commands
+        .contains(&cid("legacy-command")));
+    assert_eq!(loaded.new_command_ids, [cid("legacy-command")]);
+    let mut next = loaded.clone();
+    next.version = 2;
+    store.save(&next, None).await.unwrap();
+    assert!(
+        !raw_snap(legacy_id).await.contains("legacy-command"),
+        "moved out"
+    );
+    let loaded = store.load(legacy_id).await.unwrap().unwrap();
+    assert!(loaded
+        .order
+        .applied_commands
+        .contains(&cid("legacy-command")));
 }
