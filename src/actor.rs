@@ -2,10 +2,10 @@
 //!
 //! Commands are decided in batches (group commit): the commands that queued
 //! up for the order while it was busy are decided one after another on the
-//! in-memory order, then, together, in this order: store their personal
-//! data apart → persist the snapshot with its outbox (one compare-and-set)
-//! → publish the outbox (one round of acks) → answer the intake, which acks
-//! each message. A quiet order's batch is one command; a hot order's is
+//! in-memory order, then, together, in this order: persist the snapshot
+//! with its outbox, the batch's command ids and its personal data (stored
+//! apart, in the same atomic compare-and-set) → publish the outbox (one
+//! round of acks) → answer the intake, which acks each message. A quiet order's batch is one command; a hot order's is
 //! everything that arrived meanwhile (at most [`MAX_BATCH`]), so a burst at
 //! one order costs one write and one publish per batch, not per command.
 //!
@@ -22,7 +22,12 @@
 //!   refusal only once the order is known not to have moved (the batch's
 //!   compare-and-set succeeded, or its stored version is unchanged);
 //! - after a passing failure the in-memory order is dropped and reloaded,
-//!   since the failed write may or may not have happened.
+//!   since the failed write may or may not have happened;
+//! - a batch that begins with a create, at an actor that has not loaded its
+//!   order yet, is decided on a blank order without loading one (a create
+//!   is nearly always for a new order): if the order did exist, the
+//!   compare-and-set on version 0 fails and the batch is decided again on
+//!   the loaded order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -291,7 +296,7 @@ impl OrderActorState {
                     }
                     Routed::Read(reply) => {
                         state.flush(&myself).await;
-                        let order = match state.ensure_loaded(&myself).await {
+                        let order = match state.ensure_loaded(&myself, false).await {
                             Ok(snap) if snap.order.exists() => Some(Box::new(snap.order.clone())),
                             _ => None,
                         };
@@ -363,11 +368,23 @@ impl OrderActorState {
         }
     }
 
-    /// Loads the snapshot once, and re-publishes a leftover outbox.
+    /// Loads the snapshot once, and re-publishes a leftover outbox. With
+    /// `assume_new`, takes a blank order without loading (the write that
+    /// follows is fenced on version 0).
     async fn ensure_loaded(
         &mut self,
         myself: &ActorRef<OrderMsg>,
+        assume_new: bool,
     ) -> Result<&mut Snapshot, StoreError> {
+        if self.snap.is_none() && assume_new {
+            self.outbox_published = true;
+            self.outbox_in_redis = false;
+            self.snap = Some(Snapshot::new(
+                Order::blank(self.order_id, self.placeholder_tenant.clone()),
+                Vec::new(),
+                0,
+            ));
+        }
         if self.snap.is_none() {
             let snap = match self.deps.store.load(self.order_id).await? {
                 Some(snap) => snap,
@@ -442,9 +459,22 @@ impl OrderActorState {
         execs: &[&Execution],
     ) -> Vec<Verdict> {
         let mut conflicts = 0;
+        // A batch that begins with a create is for a new order, nearly
+        // always: decide it without loading, once.
+        let mut assume_new = self.snap.is_none()
+            && execs
+                .first()
+                .is_some_and(|e| matches!(e.envelope.command, Command::Create(_)));
         loop {
-            match self.try_batch(myself, execs).await {
+            match self.try_batch(myself, execs, assume_new).await {
                 Ok(verdicts) => return verdicts,
+                Err(StoreError::StaleVersion { .. }) if assume_new => {
+                    // The order existed after all (a create again, or
+                    // redelivered): decide on what is stored.
+                    tracing::debug!("the created order exists; loading it");
+                    assume_new = false;
+                    self.snap = None;
+                }
                 Err(StoreError::StaleVersion { .. }) if conflicts == 0 => {
                     // Another instance wrote this order: decide again on its
                     // version.
@@ -470,12 +500,13 @@ impl OrderActorState {
         &mut self,
         myself: &ActorRef<OrderMsg>,
         execs: &[&Execution],
+        assume_new: bool,
     ) -> Result<Vec<Verdict>, StoreError> {
         let deps = self.deps.clone();
+        self.ensure_loaded(myself, assume_new).await?;
         let outbox_published = self.outbox_published;
-        let snap = self.ensure_loaded(myself).await?;
+        let snap = self.snap.as_mut().ok_or(StoreError::NotLoaded)?;
         let mut verdicts = Vec::with_capacity(execs.len());
-        let mut personal = Vec::new();
         // The state Redis holds, for the indexes: before the first change.
         let previous_state = snap.order.exists().then_some(snap.order.state);
         let mut applied = 0_usize;
@@ -521,7 +552,7 @@ impl OrderActorState {
                     verdicts.push(Verdict::Refused(rejection));
                 }
                 Outcome::Applied(change) => {
-                    personal.extend(change.personal_data());
+                    snap.new_personal.extend(change.personal_data());
                     if applied == 0 && outbox_published {
                         // An outbox not yet published rides along with the
                         // new messages; a published one is dropped.
@@ -556,15 +587,13 @@ impl OrderActorState {
             }
             return Ok(verdicts);
         }
-        // Personal data first: the snapshot only ever refers to stored data.
-        if !personal.is_empty() {
-            deps.store.put_personal(&personal).await?;
-        }
         snap.version += 1;
         // The compare-and-set also fences the batch's refusals: nobody wrote
         // the order between the load they were decided on and this write.
+        // It stores the personal data the snapshot refers to in the same step.
         deps.store.save(snap, previous_state).await?;
         snap.new_command_ids.clear();
+        snap.new_personal.clear();
         tracing::debug!(
             seq = snap.order.seq,
             state = snap.order.state.as_str(),
@@ -628,7 +657,7 @@ impl OrderActorState {
     async fn fire_timers(&mut self, myself: &ActorRef<OrderMsg>) {
         self.timer = None;
         let now = (self.deps.clock)();
-        let Ok(snap) = self.ensure_loaded(myself).await else {
+        let Ok(snap) = self.ensure_loaded(myself, false).await else {
             // Redis is away; the sweeper will find the timer again.
             return;
         };
@@ -747,7 +776,7 @@ mod tests {
     use futures::future::BoxFuture;
     use orderd_core::command::CreateOrder;
     use orderd_core::model::{Client, ExecutionFlow, OrderSummary};
-    use orderd_core::{Personal, TenantConfig};
+    use orderd_core::TenantConfig;
 
     use super::*;
     use crate::bus::BusError;
@@ -760,12 +789,14 @@ mod tests {
         snaps: Mutex<HashMap<OrderId, Snapshot>>,
         personal: AtomicUsize,
         saves: AtomicUsize,
+        loads: AtomicUsize,
         /// The next save fails as if another instance had written first.
         conflict_once: AtomicBool,
     }
 
     impl SnapshotStore for MemStore {
         fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
             let s = self.snaps.lock().unwrap().get(&order).cloned();
             Box::pin(async move { Ok(s) })
         }
@@ -795,6 +826,8 @@ mod tests {
                         found,
                     });
                 }
+                self.personal
+                    .fetch_add(snapshot.new_personal.len(), Ordering::SeqCst);
                 snaps.insert(snapshot.order.id, snapshot.clone());
                 self.saves.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -808,13 +841,6 @@ mod tests {
                 .get(&order)
                 .map_or(0, |s| s.version);
             Box::pin(async move { Ok(v) })
-        }
-        fn put_personal<'a>(
-            &'a self,
-            items: &'a [Personal],
-        ) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.personal.fetch_add(items.len(), Ordering::SeqCst);
-            Box::pin(async { Ok(()) })
         }
         fn tenant_config<'a>(
             &'a self,
@@ -968,6 +994,45 @@ mod tests {
             "{again:?}"
         );
         assert_eq!(w.store.saves.load(Ordering::SeqCst), saves);
+    }
+
+    #[tokio::test]
+    async fn a_create_is_decided_without_a_load_and_one_for_an_existing_order_finds_it() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        let created = run(&w, id, "k-1", create()).await;
+        assert!(matches!(created, Verdict::Applied(_)), "{created:?}");
+        assert_eq!(
+            w.store.loads.load(Ordering::SeqCst),
+            0,
+            "a new order: no load"
+        );
+
+        // Another instance created the order; this one's actor has not
+        // loaded it, and the create comes again (redelivered).
+        let other = world().await;
+        let stored = w.store.snaps.lock().unwrap().get(&id).cloned().unwrap();
+        other.store.snaps.lock().unwrap().insert(id, stored.clone());
+        let again = run(&other, id, "k-1", create()).await;
+        assert!(
+            matches!(again, Verdict::Duplicate(ref s) if s.seq == 1),
+            "{again:?}"
+        );
+        assert_eq!(
+            other.store.saves.load(Ordering::SeqCst),
+            0,
+            "nothing written"
+        );
+        assert_eq!(
+            other.store.loads.load(Ordering::SeqCst),
+            1,
+            "loaded once it was found"
+        );
+        assert_eq!(other.store.snaps.lock().unwrap().get(&id), Some(&stored));
+        // A create under another id for the existing order is decided on
+        // the stored order, and refused.
+        let other_id = run(&other, id, "k-2", create()).await;
+        assert!(matches!(other_id, Verdict::Refused(_)), "{other_id:?}");
     }
 
     #[tokio::test]

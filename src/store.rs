@@ -102,6 +102,11 @@ pub struct Snapshot {
     /// them to the order's command ids. Never encoded.
     #[serde(skip)]
     pub new_command_ids: Vec<CommandId>,
+    /// Contacts and addresses of the changes since the last write: the next
+    /// write stores them apart, in the same atomic step, before the
+    /// snapshot that refers to them. Never encoded.
+    #[serde(skip)]
+    pub new_personal: Vec<Personal>,
 }
 
 impl Snapshot {
@@ -112,6 +117,7 @@ impl Snapshot {
             outbox,
             version,
             new_command_ids: Vec::new(),
+            new_personal: Vec::new(),
         }
     }
 }
@@ -143,9 +149,6 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// The stored version of the order's snapshot (0: none), to check that
     /// a refusal was decided on the latest state.
     fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>>;
-
-    /// Stores contacts and addresses apart, before the change that refers to them.
-    fn put_personal<'a>(&'a self, items: &'a [Personal]) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The tenant's configuration; the default when it has none.
     fn tenant_config<'a>(
@@ -208,7 +211,9 @@ pub fn location_key(id: impl std::fmt::Display) -> String {
 /// when there is an old state, 7 "1" when the order has a client order id,
 /// 8 earliest timer due (ms) or "", 9 the configuration version the entries
 /// were computed with, 10 command ids to append (each followed by a
-/// newline; '' for none), then pairs of (index key, score): the order's other
+/// newline; '' for none), 11 the number n of personal data items, then n
+/// pairs of (contact or location key, value) to set, then pairs of (index
+/// key, score): the order's other
 /// index entries ([`crate::indexes`]). Entries of the previous write (the
 /// `idx` field) that are not among them are removed.
 ///
@@ -225,9 +230,13 @@ if cur ~= ARGV[1] then return {0, cur} end
 local config = redis.call('GET', KEYS[6])
 if not config then config = '1' end
 if config ~= ARGV[9] then return {2, config} end
+local personal = 12 + 2 * tonumber(ARGV[11])
+if ARGV[3] ~= '' then
+  for i = 12, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
+end
 local keep = {}
 local list = {}
-for i = 11, #ARGV, 2 do
+for i = personal, #ARGV, 2 do
   keep[ARGV[i]] = true
   list[#list + 1] = ARGV[i]
   redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
@@ -523,12 +532,24 @@ impl RedisStore {
         } else {
             (snapshot.version, snapshot.version)
         };
-        // Only a snapshot write appends the new command ids.
+        // Only a snapshot write appends the new command ids and stores the
+        // new personal data.
         let mut new_ids = String::new();
+        let mut personal = Vec::new();
         if bytes.is_some() {
             for id in &snapshot.new_command_ids {
                 new_ids.push_str(id.as_str());
                 new_ids.push('\n');
+            }
+            for item in &snapshot.new_personal {
+                personal.push(match item {
+                    Personal::Contact(id, contact) => {
+                        (contact_key(id), rmp_serde::to_vec_named(contact)?)
+                    }
+                    Personal::Location(id, address) => {
+                        (location_key(id), rmp_serde::to_vec_named(address)?)
+                    }
+                });
             }
         }
         let bytes = bytes.unwrap_or_default();
@@ -575,7 +596,11 @@ impl RedisStore {
                 })
                 .arg(&earliest_due)
                 .arg(config_version)
-                .arg(&new_ids);
+                .arg(&new_ids)
+                .arg(personal.len());
+            for (key, value) in &personal {
+                invocation.arg(key).arg(value);
+            }
             for (key, score) in crate::indexes::entries(order, &config) {
                 invocation.arg(key).arg(score);
             }
@@ -747,34 +772,6 @@ impl SnapshotStore for RedisStore {
                 .query_async(&mut conn)
                 .await?;
             Ok(v.unwrap_or(0))
-        })
-    }
-
-    fn put_personal<'a>(&'a self, items: &'a [Personal]) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            if items.is_empty() {
-                return Ok(());
-            }
-            let mut pipe = redis::pipe();
-            for item in items {
-                match item {
-                    Personal::Contact(id, contact) => {
-                        pipe.cmd("SET")
-                            .arg(contact_key(id))
-                            .arg(rmp_serde::to_vec_named(contact)?)
-                            .ignore();
-                    }
-                    Personal::Location(id, address) => {
-                        pipe.cmd("SET")
-                            .arg(location_key(id))
-                            .arg(rmp_serde::to_vec_named(address)?)
-                            .ignore();
-                    }
-                }
-            }
-            let mut conn = self.conn.clone();
-            pipe.query_async::<()>(&mut conn).await?;
-            Ok(())
         })
     }
 
