@@ -187,42 +187,26 @@ pub fn discovery_name(spec: StreamSpec, settings: &Settings) -> String {
     )
 }
 
-/// Where a new lane starts: at the first message the discovery saw for its
-/// tenant, or at the stream's start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LaneStart {
-    /// Every message the stream holds for the tenant.
-    All,
-    /// From this stream sequence on.
-    At(u64),
-}
-
 /// One tenant's lane on `spec`: a durable pull consumer of the tenant's
 /// subjects only, with explicit acks, a bounded number out at once, and
 /// redelivery after the ack wait.
-pub fn lane_config(
-    spec: StreamSpec,
-    tenant: &TenantId,
-    start: LaneStart,
-    settings: &Settings,
-) -> pull::Config {
+pub fn lane_config(spec: StreamSpec, tenant: &TenantId, settings: &Settings) -> pull::Config {
     let filter = if spec.name == subjects::STREAM_COMMANDS {
         subjects::commands_of_tenant(tenant)
     } else {
         subjects::job_updates_of_tenant(tenant)
-    };
-    let deliver_policy = match start {
-        LaneStart::All => jetstream::consumer::DeliverPolicy::All,
-        LaneStart::At(start_sequence) => {
-            jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence }
-        }
     };
     pull::Config {
         durable_name: Some(lane_name(spec, tenant, settings)),
         description: Some(format!("orderd intake of {} for {tenant}", spec.name)),
         filter_subject: filter,
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        deliver_policy,
+        // Every message the stream holds for the tenant, whenever the lane
+        // is opened: no other lane reads them, and one already decided is a
+        // duplicate. (Starting where the discovery first saw the tenant
+        // skipped the tenant's earlier messages when they were still
+        // pending at the discovery, as after a nats-server restart.)
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
         ack_wait: settings.ack_wait(),
         max_deliver: settings.consumers.max_deliver,
         max_ack_pending: settings.consumers.max_ack_pending,
@@ -231,13 +215,18 @@ pub fn lane_config(
 }
 
 /// The discovery consumer of `spec`: reads only the headers of every
-/// message, to learn which tenants have a lane to open; acknowledged
-/// cumulatively, so after a restart it goes on where it was.
+/// message, to learn which tenants have a lane to open; each message is
+/// acknowledged once its tenant's lanes are open.
 pub fn discovery_config(spec: StreamSpec, settings: &Settings) -> pull::Config {
     pull::Config {
         durable_name: Some(discovery_name(spec, settings)),
         description: Some(format!("orderd tenant discovery on {}", spec.name)),
-        ack_policy: jetstream::consumer::AckPolicy::All,
+        // Each message acknowledged once its tenant's lanes are open, and
+        // only then: a cumulative acknowledgement would also settle
+        // messages this instance never saw (delivered to another instance,
+        // or lost on the way when the connection dropped), and a tenant
+        // whose only messages those were would never get a lane.
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
         deliver_policy: jetstream::consumer::DeliverPolicy::All,
         headers_only: true,
         ack_wait: settings.ack_wait(),
@@ -266,7 +255,30 @@ pub async fn open_consumer(
         .get_or_create_consumer(&name, wanted.clone())
         .await
         .map_err(|e| err(e.to_string()))?;
-    let info = consumer.info().await.map_err(|e| err(e.to_string()))?;
+    let mut info = consumer
+        .info()
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .clone();
+    if info.config.ack_policy != wanted.ack_policy {
+        // An acknowledgement policy cannot change in place (the discovery
+        // acknowledged cumulatively before): a new consumer replaces it.
+        // For the discovery that only means reading the headers again.
+        tracing::info!(consumer = %name, "replacing the consumer: its acknowledgement policy changed");
+        stream
+            .delete_consumer(&name)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        consumer = stream
+            .create_consumer(wanted.clone())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        info = consumer
+            .info()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .clone();
+    }
     let current = &info.config;
     if current.ack_wait != wanted.ack_wait
         || current.max_deliver != wanted.max_deliver

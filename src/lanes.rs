@@ -5,9 +5,15 @@
 //!
 //! - A **discovery** consumer per intake stream reads only the headers of
 //!   every message; the first message of a tenant without a lane opens the
-//!   tenant's lanes (on both streams), starting at that message, before the
-//!   discovery acknowledges it (cumulatively), so after a crash the
-//!   discovery sees it again and opening is idempotent.
+//!   tenant's lanes (on both streams) before the discovery acknowledges it,
+//!   so after a crash the discovery sees it again, and opening is
+//!   idempotent. Each message is acknowledged on its own: a message that
+//!   was delivered but never seen (the connection dropped on the way, or
+//!   another instance took it and stopped) comes back after the ack wait.
+//! - A lane starts at the first message the stream holds for its tenant,
+//!   not at the message that opened it: messages of the tenant that were
+//!   still unacknowledged at the discovery (as after a nats-server restart)
+//!   may lie before it.
 //! - Every few seconds each instance lists the lanes on the streams and
 //!   pulls those it does not yet pull, so instances share every lane,
 //!   whoever opened it.
@@ -22,14 +28,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use futures::StreamExt;
 use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::task::JoinHandle;
 
 use orderd_core::TenantId;
 
-use crate::bus::{self, BusError, LaneStart, StreamSpec};
+use crate::bus::{self, BusError, StreamSpec};
 use crate::intake::Intake;
 use crate::settings::Settings;
 
@@ -38,9 +44,6 @@ const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// The most headers the discovery reads per pull.
 const DISCOVERY_BATCH: usize = 1_000;
-
-/// The discovery acknowledges (cumulatively) at least this often.
-const ACK_EVERY: u64 = 256;
 
 /// A lane this instance pulls.
 struct Lane {
@@ -76,19 +79,14 @@ impl Lanes {
     }
 
     /// Opens and pulls `tenant`'s lane on `spec` (creating the consumer
-    /// when needed, starting at `start`); nothing if already pulled here.
-    pub async fn open(
-        &self,
-        spec: StreamSpec,
-        tenant: &TenantId,
-        start: LaneStart,
-    ) -> Result<(), BusError> {
+    /// when needed); nothing if already pulled here.
+    pub async fn open(&self, spec: StreamSpec, tenant: &TenantId) -> Result<(), BusError> {
         let mut running = self.running.lock().await;
         let key = (spec.name, tenant.clone());
         if running.get(&key).is_some_and(|l| !l.task.is_finished()) {
             return Ok(());
         }
-        let wanted = bus::lane_config(spec, tenant, start, &self.settings);
+        let wanted = bus::lane_config(spec, tenant, &self.settings);
         let consumer = bus::open_consumer(&self.js, spec, wanted).await?;
         let permits = Arc::new(Semaphore::new(self.settings.runtime.max_in_flight));
         let intake = Intake {
@@ -101,18 +99,10 @@ impl Lanes {
         Ok(())
     }
 
-    /// Opens `tenant`'s lanes on both intake streams: on `spec` from
-    /// `start`, on the other from its beginning (a tenant's first job update
-    /// cannot come before its first command).
-    async fn open_tenant(
-        &self,
-        spec: StreamSpec,
-        tenant: &TenantId,
-        start: LaneStart,
-    ) -> Result<(), BusError> {
-        for other in bus::intake_streams() {
-            let at = if other == spec { start } else { LaneStart::All };
-            self.open(other, tenant, at).await?;
+    /// Opens `tenant`'s lanes on both intake streams.
+    async fn open_tenant(&self, tenant: &TenantId) -> Result<(), BusError> {
+        for spec in bus::intake_streams() {
+            self.open(spec, tenant).await?;
         }
         Ok(())
     }
@@ -122,7 +112,7 @@ impl Lanes {
     pub async fn sync(&self) -> Result<(), BusError> {
         for spec in bus::intake_streams() {
             for tenant in bus::lanes(&self.js, spec, &self.settings).await? {
-                self.open(spec, &tenant, LaneStart::All).await?;
+                self.open(spec, &tenant).await?;
             }
         }
         Ok(())
@@ -183,60 +173,39 @@ impl Lanes {
                     }
                 },
             };
-            let mut unacked: Option<jetstream::Message> = None;
             let mut known: HashSet<String> = HashSet::new();
-            let mut read = 0_u64;
             loop {
                 let next = tokio::select! {
                     _ = stop.changed() => return,
-                    m = tokio::time::timeout(Duration::from_millis(50), messages.next()) => m,
+                    m = messages.next() => m,
                 };
                 let msg = match next {
-                    Ok(Some(Ok(msg))) => msg,
-                    Ok(Some(Err(e))) => {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
                         tracing::debug!(error = %e, "discovery pull hiccup");
                         continue;
                     }
-                    Ok(None) => continue 'reconnect,
-                    Err(_) => {
-                        // Idle for a moment: acknowledge what was read.
-                        if let Some(last) = unacked.take() {
-                            let _ = last.ack_with(AckKind::Ack).await;
-                        }
-                        continue;
-                    }
+                    None => continue 'reconnect,
                 };
-                read += 1;
-                if read % ACK_EVERY == 0 {
-                    // Busy without pause: acknowledge as it goes.
-                    if let Some(last) = unacked.take() {
-                        let _ = last.ack_with(AckKind::Ack).await;
-                    }
-                }
-                let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
                 let token = msg.subject.split('.').nth(2).unwrap_or_default();
                 if !known.contains(token) {
                     let Ok(tenant) = TenantId::parse(token) else {
                         // No lane will ever read it: answer it here.
                         crate::intake::refuse_unroutable(&self.intake.client, &msg).await;
-                        unacked = Some(msg);
+                        let _ = msg.ack().await;
                         continue;
                     };
-                    {
-                        // Until it opens: the message stays unacknowledged,
-                        // and later ones wait behind it.
-                        while let Err(e) = self.open_tenant(spec, &tenant, LaneStart::At(seq)).await
-                        {
-                            tracing::warn!(error = %e, tenant = %tenant, "cannot open lane; retrying");
-                            tokio::select! {
-                                _ = stop.changed() => return,
-                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            }
+                    // Until it opens, the message stays unacknowledged.
+                    while let Err(e) = self.open_tenant(&tenant).await {
+                        tracing::warn!(error = %e, tenant = %tenant, "cannot open lane; retrying");
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
                     }
                     known.insert(token.to_owned());
                 }
-                unacked = Some(msg);
+                let _ = msg.ack().await;
             }
         }
     }
