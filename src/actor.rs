@@ -5,9 +5,10 @@
 //! in-memory order, then, together, in this order: persist the snapshot
 //! with its outbox, the batch's command ids and its personal data (stored
 //! apart, in the same atomic compare-and-set) → publish the outbox (one
-//! round of acks) → answer the intake, which acks each message. A quiet order's batch is one command; a hot order's is
-//! everything that arrived meanwhile (at most [`MAX_BATCH`]), so a burst at
-//! one order costs one write and one publish per batch, not per command.
+//! round of acks) → answer the intake, which acks each message. A quiet
+//! order's batch is one command; a hot order's is everything that arrived
+//! meanwhile (at most [`MAX_BATCH`]), so a burst at one order costs one
+//! write and one publish per batch, not per command.
 //!
 //! Invariants:
 //! - one batch at a time (the mailbox), and within it one command after the
