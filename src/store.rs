@@ -718,7 +718,9 @@ impl SnapshotStore for RedisStore {
     fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
+            // One transaction: the ids as of the snapshot's own version.
             let (bytes, ids): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+                .atomic()
                 .cmd("HGET")
                 .arg(order_key(&order))
                 .arg("snap")
