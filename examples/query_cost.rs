@@ -356,9 +356,9 @@ async fn measure_upkeep(
     // New orders with indexed attributes, into the 1M-member indexes.
     let mut samples = Vec::with_capacity(SAVES);
     for i in 0..SAVES {
-        let snap = Snapshot::new(nth(template, n + i), Vec::new(), 1);
+        let mut snap = Snapshot::new(nth(template, n + i), Vec::new(), 1);
         let started = Instant::now();
-        store.save(&snap, None).await?;
+        store.save(&mut snap, None).await?;
         samples.push(started.elapsed());
     }
     report("save: new order, 6 index entries (1M-member sets)", samples);
@@ -373,9 +373,9 @@ async fn measure_upkeep(
         order
             .custom
             .insert("region".into(), serde_json::json!("elsewhere"));
-        let snap = Snapshot::new(order, Vec::new(), 2);
+        let mut snap = Snapshot::new(order, Vec::new(), 2);
         let started = Instant::now();
-        store.save(&snap, Some(previous)).await?;
+        store.save(&mut snap, Some(previous)).await?;
         samples.push(started.elapsed());
     }
     report(
@@ -392,9 +392,9 @@ async fn measure_upkeep(
         let mut order = nth(&plain, n + SAVES + i);
         order.custom.clear();
         order.sub_state = None;
-        let snap = Snapshot::new(order, Vec::new(), 1);
+        let mut snap = Snapshot::new(order, Vec::new(), 1);
         let started = Instant::now();
-        store.save(&snap, None).await?;
+        store.save(&mut snap, None).await?;
         samples.push(started.elapsed());
     }
     report("save: new order, no custom index (baseline)", samples);

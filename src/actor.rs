@@ -297,7 +297,7 @@ impl OrderActorState {
                     }
                     Routed::Read(reply) => {
                         state.flush(&myself).await;
-                        let order = match state.ensure_loaded(&myself, false).await {
+                        let order = match state.ensure_loaded(&myself).await {
                             Ok(snap) if snap.order.exists() => Some(Box::new(snap.order.clone())),
                             _ => None,
                         };
@@ -369,33 +369,25 @@ impl OrderActorState {
         }
     }
 
-    /// Loads the snapshot once, and re-publishes a leftover outbox. With
-    /// `assume_new`, takes a blank order without loading (the write that
-    /// follows is fenced on version 0).
+    /// A snapshot of nothing stored: a blank order, whose tenant is set by
+    /// the first command (only a create can apply to it).
+    fn blank(&self) -> Snapshot {
+        Snapshot::new(
+            Order::blank(self.order_id, self.placeholder_tenant.clone()),
+            Vec::new(),
+            0,
+        )
+    }
+
+    /// Loads the snapshot once, and re-publishes a leftover outbox.
     async fn ensure_loaded(
         &mut self,
         myself: &ActorRef<OrderMsg>,
-        assume_new: bool,
     ) -> Result<&mut Snapshot, StoreError> {
-        if self.snap.is_none() && assume_new {
-            self.outbox_published = true;
-            self.outbox_in_redis = false;
-            self.snap = Some(Snapshot::new(
-                Order::blank(self.order_id, self.placeholder_tenant.clone()),
-                Vec::new(),
-                0,
-            ));
-        }
         if self.snap.is_none() {
             let snap = match self.deps.store.load(self.order_id).await? {
                 Some(snap) => snap,
-                // Nothing stored: a blank order, whose tenant is set by the
-                // first command (only a create can apply to it).
-                None => Snapshot::new(
-                    Order::blank(self.order_id, self.placeholder_tenant.clone()),
-                    Vec::new(),
-                    0,
-                ),
+                None => self.blank(),
             };
             self.outbox_published = snap.outbox.is_empty();
             self.outbox_in_redis = !snap.outbox.is_empty();
@@ -461,13 +453,19 @@ impl OrderActorState {
     ) -> Vec<Verdict> {
         let mut conflicts = 0;
         // A batch that begins with a create is for a new order, nearly
-        // always: decide it without loading, once.
+        // always: decide it on a blank order without loading, once (the
+        // write is fenced on version 0; nothing stored means no outbox).
         let mut assume_new = self.snap.is_none()
             && execs
                 .first()
                 .is_some_and(|e| matches!(e.envelope.command, Command::Create(_)));
+        if assume_new {
+            self.snap = Some(self.blank());
+            self.outbox_published = true;
+            self.outbox_in_redis = false;
+        }
         loop {
-            match self.try_batch(myself, execs, assume_new).await {
+            match self.try_batch(myself, execs).await {
                 Ok(verdicts) => return verdicts,
                 Err(StoreError::StaleVersion { .. }) if assume_new => {
                     // The order existed after all (a create again, or
@@ -501,10 +499,9 @@ impl OrderActorState {
         &mut self,
         myself: &ActorRef<OrderMsg>,
         execs: &[&Execution],
-        assume_new: bool,
     ) -> Result<Vec<Verdict>, StoreError> {
         let deps = self.deps.clone();
-        self.ensure_loaded(myself, assume_new).await?;
+        self.ensure_loaded(myself).await?;
         let outbox_published = self.outbox_published;
         let snap = self.snap.as_mut().ok_or(StoreError::NotLoaded)?;
         let mut verdicts = Vec::with_capacity(execs.len());
@@ -593,8 +590,6 @@ impl OrderActorState {
         // the order between the load they were decided on and this write.
         // It stores the personal data the snapshot refers to in the same step.
         deps.store.save(snap, previous_state).await?;
-        snap.new_command_ids.clear();
-        snap.new_personal.clear();
         tracing::debug!(
             seq = snap.order.seq,
             state = snap.order.state.as_str(),
@@ -658,7 +653,7 @@ impl OrderActorState {
     async fn fire_timers(&mut self, myself: &ActorRef<OrderMsg>) {
         self.timer = None;
         let now = (self.deps.clock)();
-        let Ok(snap) = self.ensure_loaded(myself, false).await else {
+        let Ok(snap) = self.ensure_loaded(myself).await else {
             // Redis is away; the sweeper will find the timer again.
             return;
         };
@@ -733,9 +728,13 @@ impl OrderActorState {
         }
         let mut cleared = Snapshot::new(snap.order.clone(), Vec::new(), snap.version + 1);
         cleared.new_command_ids.clone_from(&snap.new_command_ids);
-        match self.deps.store.save(&cleared, Some(snap.order.state)).await {
+        match self
+            .deps
+            .store
+            .save(&mut cleared, Some(snap.order.state))
+            .await
+        {
             Ok(()) => {
-                cleared.new_command_ids.clear();
                 self.snap = Some(cleared);
                 self.outbox_in_redis = false;
             }
@@ -803,7 +802,7 @@ mod tests {
         }
         fn save<'a>(
             &'a self,
-            snapshot: &'a Snapshot,
+            snapshot: &'a mut Snapshot,
             _previous: Option<OrderState>,
         ) -> BoxFuture<'a, Result<(), StoreError>> {
             Box::pin(async move {
@@ -829,6 +828,8 @@ mod tests {
                 }
                 self.personal
                     .fetch_add(snapshot.new_personal.len(), Ordering::SeqCst);
+                snapshot.new_command_ids.clear();
+                snapshot.new_personal.clear();
                 snaps.insert(snapshot.order.id, snapshot.clone());
                 self.saves.fetch_add(1, Ordering::SeqCst);
                 Ok(())

@@ -255,12 +255,8 @@ pub async fn open_consumer(
         .get_or_create_consumer(&name, wanted.clone())
         .await
         .map_err(|e| err(e.to_string()))?;
-    let mut info = consumer
-        .info()
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .clone();
-    if info.config.ack_policy != wanted.ack_policy {
+    // The server's answer to the get or create says how the consumer is set.
+    if consumer.cached_info().config.ack_policy != wanted.ack_policy {
         // An acknowledgement policy cannot change in place (the discovery
         // acknowledged cumulatively before): a new consumer replaces it.
         // For the discovery that only means reading the headers again.
@@ -273,13 +269,8 @@ pub async fn open_consumer(
             .create_consumer(wanted.clone())
             .await
             .map_err(|e| err(e.to_string()))?;
-        info = consumer
-            .info()
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .clone();
     }
-    let current = &info.config;
+    let current = &consumer.cached_info().config;
     if current.ack_wait != wanted.ack_wait
         || current.max_deliver != wanted.max_deliver
         || current.max_ack_pending != wanted.max_ack_pending

@@ -122,15 +122,6 @@ impl Snapshot {
     }
 }
 
-/// What is encoded into the order's hash: the snapshot, its order without
-/// the command ids (field names as [`Snapshot`]'s, so it decodes as one).
-#[derive(Serialize)]
-struct Encoded<'a> {
-    order: &'a Order,
-    outbox: &'a [OutboxMsg],
-    version: u64,
-}
-
 /// What the order actor needs from storage. Small, so an actor can be tested
 /// with an in-memory store; [`RedisStore`] is the real one.
 pub trait SnapshotStore: Send + Sync + 'static {
@@ -139,10 +130,12 @@ pub trait SnapshotStore: Send + Sync + 'static {
 
     /// Writes `snapshot` if the stored version is `snapshot.version - 1`
     /// (0: nothing stored), updating the indexes; `previous_state` is the
-    /// state of the snapshot being replaced, `None` when there is none.
+    /// state of the snapshot being replaced, `None` when there is none. The
+    /// same write stores the snapshot's new command ids and personal data,
+    /// and on success clears them from it.
     fn save<'a>(
         &'a self,
-        snapshot: &'a Snapshot,
+        snapshot: &'a mut Snapshot,
         previous_state: Option<OrderState>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -231,9 +224,6 @@ local config = redis.call('GET', KEYS[6])
 if not config then config = '1' end
 if config ~= ARGV[9] then return {2, config} end
 local personal = 12 + 2 * tonumber(ARGV[11])
-if ARGV[3] ~= '' then
-  for i = 12, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
-end
 local keep = {}
 local list = {}
 for i = personal, #ARGV, 2 do
@@ -248,8 +238,9 @@ if old then
   end
 end
 if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
+  for i = 12, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
   if ARGV[10] ~= '' then redis.call('APPEND', KEYS[7], ARGV[10]) end
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'idx', table.concat(list, '\n'))
 if ARGV[6] == '1' and KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[4]) end
@@ -655,7 +646,8 @@ impl RedisStore {
     pub async fn reindex(&self, order: OrderId) -> Result<Reindexed, StoreError> {
         let mut moved = None;
         for _ in 0..WRITE_TRIES {
-            let Some(snapshot) = self.load(order).await? else {
+            // The snapshot alone: its command ids play no part in the indexes.
+            let Some(snapshot) = self.load_many(&[order]).await?.pop() else {
                 return Ok(Reindexed::Missing);
             };
             let state = snapshot.order.state;
@@ -751,17 +743,19 @@ impl SnapshotStore for RedisStore {
 
     fn save<'a>(
         &'a self,
-        snapshot: &'a Snapshot,
+        snapshot: &'a mut Snapshot,
         previous_state: Option<OrderState>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let order = snapshot.order.clone_for_decision();
-            let bytes = rmp_serde::to_vec_named(&Encoded {
-                order: &order,
-                outbox: &snapshot.outbox,
-                version: snapshot.version,
-            })?;
-            self.write(snapshot, previous_state, Some(bytes)).await
+            // The command ids have a key of their own: encode the order
+            // without them (set aside and put back, not copied).
+            let ids = std::mem::take(&mut snapshot.order.applied_commands);
+            let bytes = rmp_serde::to_vec_named(&*snapshot);
+            snapshot.order.applied_commands = ids;
+            self.write(snapshot, previous_state, Some(bytes?)).await?;
+            snapshot.new_command_ids.clear();
+            snapshot.new_personal.clear();
+            Ok(())
         })
     }
 

@@ -695,7 +695,7 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
                 snap.order.custom.insert("weightKg".into(), json!(-1.0));
                 snap.version += 1;
                 let state = snap.order.state;
-                store.save(&snap, Some(state)).await.unwrap();
+                store.save(&mut snap, Some(state)).await.unwrap();
             }
         })
     };

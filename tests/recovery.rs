@@ -171,8 +171,8 @@ async fn a_second_writer_of_the_same_version_gets_stale_version() {
     order.seq = 1;
     order.state = OrderState::Created;
     order.client_order_id = "PO-1".into();
-    let v1 = Snapshot::new(order.clone(), vec![], 1);
-    one.save(&v1, None).await.unwrap();
+    let mut v1 = Snapshot::new(order.clone(), vec![], 1);
+    one.save(&mut v1, None).await.unwrap();
     // Both read version 1; both try to write version 2.
     let read_one = one.load(id).await.unwrap().unwrap();
     let read_two = two.load(id).await.unwrap().unwrap();
@@ -185,8 +185,8 @@ async fn a_second_writer_of_the_same_version_gets_stale_version() {
     next_two.order.seq = 2;
     next_two.order.state = OrderState::OnHold;
     let (r1, r2) = tokio::join!(
-        one.save(&next_one, Some(OrderState::Created)),
-        two.save(&next_two, Some(OrderState::Created))
+        one.save(&mut next_one, Some(OrderState::Created)),
+        two.save(&mut next_two, Some(OrderState::Created))
     );
     let (won, lost) = match (&r1, &r2) {
         (Ok(()), Err(_)) => (&next_one, r2),
@@ -226,7 +226,7 @@ async fn a_second_writer_of_the_same_version_gets_stale_version() {
     let mut skipping = stored.clone();
     skipping.version = 5;
     assert!(matches!(
-        one.save(&skipping, Some(won.order.state)).await,
+        one.save(&mut skipping, Some(won.order.state)).await,
         Err(StoreError::StaleVersion { .. })
     ));
 }
@@ -383,14 +383,19 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
         }
     };
     let cid = |s: &str| CommandId::parse(s).expect("id");
+    // A new order (seq 1, version 1) that applied one command.
+    let applied_one = |command: &str| {
+        let mut order =
+            orderd_core::Order::blank(OrderId(uuid::Uuid::new_v4()), common::random_tenant());
+        order.seq = 1;
+        order.applied_commands.insert(cid(command));
+        Snapshot::new(order, vec![], 1)
+    };
 
-    let id = OrderId(uuid::Uuid::new_v4());
-    let mut order = orderd_core::Order::blank(id, common::random_tenant());
-    order.seq = 1;
-    order.applied_commands.insert(cid("first-command"));
-    let mut v1 = Snapshot::new(order, vec![], 1);
+    let mut v1 = applied_one("first-command");
+    let id = v1.order.id;
     v1.new_command_ids.push(cid("first-command"));
-    store.save(&v1, None).await.unwrap();
+    store.save(&mut v1, None).await.unwrap();
     assert!(
         !raw_snap(id).await.contains("first-command"),
         "not in the snapshot"
@@ -408,13 +413,13 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
     v2.order.seq = 2;
     v2.order.applied_commands.insert(cid("second-command"));
     v2.new_command_ids.push(cid("second-command"));
-    store.save(&v2, None).await.unwrap();
+    store.save(&mut v2, None).await.unwrap();
     let mut stale = loaded.clone();
     stale.version = 2;
     stale.order.applied_commands.insert(cid("stale-command"));
     stale.new_command_ids.push(cid("stale-command"));
     assert!(
-        store.save(&stale, None).await.is_err(),
+        store.save(&mut stale, None).await.is_err(),
         "the stale write is refused"
     );
     let loaded = store.load(id).await.unwrap().unwrap();
@@ -428,11 +433,8 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
     assert_eq!(loaded.order, v2.order, "the order as it was written");
 
     // A snapshot written with its ids inside (before they had a key).
-    let legacy_id = OrderId(uuid::Uuid::new_v4());
-    let mut order = orderd_core::Order::blank(legacy_id, common::random_tenant());
-    order.seq = 1;
-    order.applied_commands.insert(cid("legacy-command"));
-    let legacy = Snapshot::new(order, vec![], 1);
+    let legacy = applied_one("legacy-command");
+    let legacy_id = legacy.order.id;
     let _: () = redis::cmd("HSET")
         .arg(orderd::store::order_key(&legacy_id))
         .arg("v")
@@ -450,7 +452,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
     assert_eq!(loaded.new_command_ids, [cid("legacy-command")]);
     let mut next = loaded.clone();
     next.version = 2;
-    store.save(&next, None).await.unwrap();
+    store.save(&mut next, None).await.unwrap();
     assert!(
         !raw_snap(legacy_id).await.contains("legacy-command"),
         "moved out"
