@@ -234,13 +234,25 @@ impl Conn {
                 // The answer leaves this connection after everything it
                 // sent before the request arrived.
                 self.client.flush().await.unwrap();
-                let m = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    partner.request(subject.clone(), token.clone().into()),
-                )
-                .await
-                .expect("the echo comes back in time")
-                .expect("the plugin answers its echo");
+                // A flush only puts the echo's subscription on the wire: a
+                // request from the partner's connection can reach the
+                // server first (and only the observer hears it). Ask again
+                // until the plugin answers.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                let m = loop {
+                    let asked = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        partner.request(subject.clone(), token.clone().into()),
+                    )
+                    .await;
+                    match asked {
+                        Ok(Ok(m)) => break m,
+                        _ => assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "the plugin answers its echo"
+                        ),
+                    }
+                };
                 assert_eq!(m.payload, token.as_bytes());
             }
         }
