@@ -16,7 +16,18 @@
 //! - orderd's resident memory per live order actor, and (`--passivated N`)
 //!   with N orders passivated;
 //! - in the same run, the raw capacity of the same servers (JetStream
-//!   publish-with-ack, Redis pipelined writes) and orderd's ratio to it.
+//!   publish-with-ack, Redis pipelined writes) and orderd's ratio to it;
+//! - the CPU time each process (nats-server, redis-server with its forked
+//!   children, orderd, the bench) spent per lifecycle during the saturation
+//!   phase, and the lifecycles/s the machine's cores allow at that cost: a
+//!   figure that holds still on a noisy machine when rates do not.
+//!
+//! Diagnostics: `ORDERD_BENCH_TRACE=PATH` writes the half-saturation phase's
+//! command latencies as CSV with, beside them, round trips timed every 5 ms
+//! to nats-server (PING, a JetStream publish), Redis (PING) and orderd (its
+//! health endpoint), to tell a stall in one server from queueing;
+//! `ORDERD_BENCH_NATS_PROFILE=PORT` starts nats-server with its profiling
+//! port (Go's `/debug/pprof/`).
 //!
 //! It fails (exit 1) if an order does not reach EXECUTED or one of its
 //! events is missing (each order's event sequence numbers must be 1, 2, 3…).
@@ -233,10 +244,16 @@ impl Stack {
         let (nats_port, redis_port) = (free_port()?, free_port()?);
         let nats_bin = find_binary("nats-server")?;
         let redis_bin = find_binary("redis-server")?;
-        let nats = Command::new(&nats_bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string()])
+        let mut nats = Command::new(&nats_bin);
+        nats.args(["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string()])
             .arg("-sd")
-            .arg(dir.join("nats"))
+            .arg(dir.join("nats"));
+        // Go profiles of nats-server on this port, for finding where its
+        // share of the cores goes (`/debug/pprof/profile?seconds=N`).
+        if let Ok(port) = std::env::var("ORDERD_BENCH_NATS_PROFILE") {
+            nats.args(["--profile", &port]);
+        }
+        let nats = nats
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -338,6 +355,72 @@ fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// CPU seconds a process and its reaped children have used (`/proc/<pid>/stat`:
+/// utime, stime, cutime, cstime). The children count: Redis rewrites its
+/// append-only file in a forked child.
+fn cpu_secs(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which may hold spaces: state is the
+    // first, utime the 12th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let used: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    used as f64 / ticks
+}
+
+/// CPU seconds used so far by each process of the run: nats-server,
+/// redis-server, orderd, the bench itself.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    nats: f64,
+    redis: f64,
+    orderd: f64,
+    bench: f64,
+}
+
+impl CpuUse {
+    fn now(stack: &Stack, orderd: u32) -> Self {
+        Self {
+            nats: cpu_secs(stack.nats.id()),
+            redis: cpu_secs(stack.redis.id()),
+            orderd: cpu_secs(orderd),
+            bench: cpu_secs(std::process::id()),
+        }
+    }
+
+    /// Milliseconds of CPU per lifecycle since `before`.
+    fn per_lifecycle_ms(self, before: Self, lifecycles: f64) -> Self {
+        let per = |a: f64, b: f64| (a - b) * 1e3 / lifecycles;
+        Self {
+            nats: per(self.nats, before.nats),
+            redis: per(self.redis, before.redis),
+            orderd: per(self.orderd, before.orderd),
+            bench: per(self.bench, before.bench),
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.nats + self.redis + self.orderd + self.bench
+    }
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -375,6 +458,9 @@ struct Tracker {
     sent: HashMap<String, Instant>,
     recording: bool,
     latencies_us: Vec<u32>,
+    /// With `ORDERD_BENCH_TRACE`: each recorded latency with its command's
+    /// publish time, to tell stalls (clustered) from queueing (spread).
+    trace: Option<Vec<(Instant, u32)>>,
     lifecycle_us: Vec<u32>,
     completed: u64,
     duplicates: u64,
@@ -548,6 +634,9 @@ impl Player {
         if let Some(at) = t.sent.remove(&e.command_id) {
             let us = u32::try_from(now.duration_since(at).as_micros()).unwrap_or(u32::MAX);
             t.latencies_us.push(us);
+            if let Some(trace) = &mut t.trace {
+                trace.push((at, us));
+            }
         }
         let Some(o) = t.orders.get_mut(&e.order_id) else {
             return true;
@@ -817,6 +906,123 @@ async fn open_loop(
     Ok(achieved)
 }
 
+/// Round trips to each server and to orderd, timed every few milliseconds
+/// beside the half-saturation phase (with `ORDERD_BENCH_TRACE`): a stall
+/// in the commands' latency that one of them shares points at its cause.
+type ProbeLog = Arc<Mutex<Vec<(Instant, &'static str, u32)>>>;
+
+fn start_probes(
+    nats: &async_nats::Client,
+    js: &jetstream::Context,
+    redis_url: &str,
+    stop: &Arc<AtomicBool>,
+) -> (ProbeLog, Vec<tokio::task::JoinHandle<()>>) {
+    let log: ProbeLog = Arc::default();
+    let every = Duration::from_millis(5);
+    let mut tasks = Vec::new();
+    let record = |log: &ProbeLog, what: &'static str, at: Instant| {
+        let us = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
+        if let Ok(mut l) = log.lock() {
+            l.push((at, what, us));
+        }
+    };
+    {
+        let (nats, log, stop) = (nats.clone(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                if nats.flush().await.is_ok() {
+                    record(&log, "nats_ping", at);
+                }
+                let at = Instant::now();
+                if health(&nats).await.is_some() {
+                    record(&log, "orderd_health", at);
+                }
+                tokio::time::sleep(every).await;
+            }
+        }));
+    }
+    {
+        let (js, log, stop) = (js.clone(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = js
+                .get_or_create_stream(stream::Config {
+                    name: "BENCH_PROBE".into(),
+                    subjects: vec!["bench.probe".into()],
+                    max_messages: 1_000,
+                    ..Default::default()
+                })
+                .await;
+            while !stop.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                if let Ok(ack) = js.publish("bench.probe", "p".into()).await {
+                    if ack.await.is_ok() {
+                        record(&log, "js_publish", at);
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        }));
+    }
+    {
+        let (url, log, stop) = (redis_url.to_owned(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let Ok(client) = redis::Client::open(url) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    record(&log, "redis_ping", at);
+                }
+                tokio::time::sleep(every).await;
+            }
+        }));
+    }
+    (log, tasks)
+}
+
+/// Writes the half-saturation phase's latencies and probes as CSV:
+/// milliseconds since the phase began, what, latency in milliseconds.
+fn write_trace(
+    player: &Player,
+    probes: &ProbeLog,
+    since: Instant,
+    path: &Path,
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut rows: Vec<(Instant, &'static str, u32)> = player
+        .tracker
+        .lock()
+        .map(|mut t| t.trace.as_mut().map(std::mem::take).unwrap_or_default())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(at, us)| (at, "command", us))
+        .collect();
+    rows.extend(
+        probes
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default(),
+    );
+    rows.sort_by_key(|r| r.0);
+    let mut csv = String::from("at_ms,what,latency_ms\n");
+    for (at, what, us) in rows {
+        let _ = writeln!(
+            csv,
+            "{:.3},{what},{:.3}",
+            at.saturating_duration_since(since).as_secs_f64() * 1e3,
+            f64::from(us) / 1e3
+        );
+    }
+    std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
+}
+
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 struct Percentiles {
     samples: usize,
@@ -992,6 +1198,7 @@ async fn redis_counts(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::R
 #[allow(clippy::too_many_lines)]
 async fn bench(args: Args) -> anyhow::Result<bool> {
     let load_start = load_average();
+    let trace_path = std::env::var_os("ORDERD_BENCH_TRACE").map(PathBuf::from);
     eprintln!(
         "orderd-bench: {} cores ({}), load average {load_start}",
         std::thread::available_parallelism().map_or(0, usize::from),
@@ -1023,7 +1230,10 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         tenant: tenant.clone(),
         upstream: jetstream::new(upstream.clone()),
         dispatch: jetstream::new(dispatch.clone()),
-        tracker: Arc::new(Mutex::new(Tracker::default())),
+        tracker: Arc::new(Mutex::new(Tracker {
+            trace: trace_path.as_ref().map(|_| Vec::new()),
+            ..Tracker::default()
+        })),
         next_id: Arc::new(AtomicU64::new(1)),
         failed_publishes: Arc::new(AtomicU64::new(0)),
         create_body: Arc::new(FLOWS.map(create_body)),
@@ -1090,6 +1300,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let js0 = stream_messages(&control_js).await?;
     let (w0, r0) = redis_counts(&mut redis_conn).await?;
     let done0 = player.completed();
+    let cpu0 = CpuUse::now(&stack, pid);
     let saturated = closed_loop(
         &player,
         &progress,
@@ -1100,6 +1311,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     )
     .await?;
     let lifecycles = (player.completed() - done0).max(1) as f64;
+    let cpu = CpuUse::now(&stack, pid).per_lifecycle_ms(cpu0, lifecycles);
     let js_per = (stream_messages(&control_js).await? - js0) as f64 / lifecycles;
     let (w1, r1) = redis_counts(&mut redis_conn).await?;
     let redis_per = (w1 - w0) as f64 / lifecycles;
@@ -1111,7 +1323,19 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         &progress,
         &format!("latency at half saturation ({half:.0}/s)"),
     );
+    let stop_probes = Arc::new(AtomicBool::new(false));
+    let half_start = Instant::now();
+    let probes = trace_path
+        .as_ref()
+        .map(|_| start_probes(&control, &control_js, &stack.redis_url, &stop_probes));
     let half_achieved = open_loop(&player, &progress, "half", half, args.secs).await?;
+    stop_probes.store(true, Ordering::Relaxed);
+    if let (Some(path), Some((log, tasks))) = (&trace_path, probes) {
+        for t in tasks {
+            let _ = t.await;
+        }
+        write_trace(&player, &log, half_start, path)?;
+    }
     let (cmd_half, life_half) = player.take_latencies();
     note(&progress, "latency, one order in flight");
     closed_loop(
@@ -1260,6 +1484,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let life_half_p = percentiles(life_half);
     let life_one_p = percentiles(life_one);
     let load_end = load_average();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!();
@@ -1289,6 +1514,17 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     row("Redis reads per lifecycle", format!("{redis_reads_per:.2}"));
     row("raw budget lifecycles/s", format!("{budget:.0}"));
     row("ratio to raw budget", format!("{:.1}%", ratio * 100.0));
+    row(
+        "CPU ms per lifecycle: nats/redis/orderd/bench",
+        format!(
+            "{:.3}/{:.3}/{:.3}/{:.3}",
+            cpu.nats, cpu.redis, cpu.orderd, cpu.bench
+        ),
+    );
+    row(
+        "  all four; lifecycles/s the cores allow",
+        format!("{:.3}; {:.0}", cpu.total(), cores * 1e3 / cpu.total()),
+    );
     row(
         &format!("command→event p50/p99/p99.9 ms @ {half:.0}/s"),
         format!(
@@ -1346,6 +1582,14 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
             "saturation_inflight": args.saturation,
             "raw_budget_lifecycles_per_sec": budget,
             "ratio_to_raw": ratio,
+            "cpu_ms_per_lifecycle": {
+                "nats": cpu.nats,
+                "redis": cpu.redis,
+                "orderd": cpu.orderd,
+                "bench": cpu.bench,
+                "total": cpu.total(),
+            },
+            "lifecycles_per_sec_cores_allow": cores * 1e3 / cpu.total(),
             "js_raw_msgs_per_sec": js_raw,
             "js_raw_msgs_per_sec_start_end": [js_raw_1, js_raw_2],
             "redis_raw_writes_per_sec": redis_raw,
