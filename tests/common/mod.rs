@@ -246,11 +246,20 @@ impl App {
         let task = tokio::spawn(orderd::app::run(settings, async move {
             let _ = rx.await;
         }));
-        let app = Self {
+        let mut app = Self {
             stop: Some(tx),
             task: Some(task),
         };
-        wait_healthy(nats).await;
+        // An orderd that ends before it is healthy says why, instead of
+        // the wait running out in silence.
+        let ended = tokio::select! {
+            () = wait_healthy(nats) => None,
+            ended = app.task.as_mut().expect("orderd task") => Some(ended),
+        };
+        if let Some(ended) = ended {
+            app.task = None;
+            panic!("orderd ended before it became healthy: {ended:?}");
+        }
         app
     }
 
@@ -286,16 +295,21 @@ pub async fn wait_healthy(nats: &async_nats::Client) {
             nats.request(subjects::API_HEALTH, "{}".into()),
         )
         .await;
-        if let Ok(Ok(msg)) = answer {
-            if let Ok(v) = serde_json::from_slice::<Value>(&msg.payload) {
-                if v["ok"] == json!(true) {
-                    return;
+        let last = match answer {
+            Ok(Ok(msg)) => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&msg.payload) {
+                    if v["ok"] == json!(true) {
+                        return;
+                    }
                 }
+                String::from_utf8_lossy(&msg.payload).into_owned()
             }
-        }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 500 ms".to_owned(),
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "orderd did not become healthy"
+            "orderd did not become healthy; its last answer: {last}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
