@@ -118,7 +118,9 @@ pub struct Intake {
 
 impl Intake {
     /// Pulls `consumer` until `shutdown` turns true, then puts back the
-    /// messages it had prefetched.
+    /// messages it had prefetched. Ends early when the consumer no longer
+    /// exists at the server (deleted by an operator, or lost): whoever
+    /// opened it opens it again ([`crate::lanes::Lanes::sync`]).
     pub async fn run(
         self,
         consumer: jetstream::consumer::PullConsumer,
@@ -134,6 +136,9 @@ impl Intake {
             let mut messages = match stream {
                 Ok(m) => m,
                 Err(e) => {
+                    if Self::gone(&consumer).await {
+                        return;
+                    }
                     tracing::warn!(error = %e, "cannot pull; retrying");
                     tokio::select! {
                         _ = shutdown.changed() => return,
@@ -161,12 +166,32 @@ impl Intake {
                     Some(Ok(msg)) => self.accept(msg, permit).await,
                     Some(Err(e)) => {
                         // Missed heartbeats while NATS is away, and the like:
-                        // the stream recovers by itself.
+                        // the stream recovers by itself, unless the consumer
+                        // itself is gone.
                         tracing::debug!(error = %e, "pull stream hiccup");
+                        if Self::gone(&consumer).await {
+                            return;
+                        }
                     }
                     None => continue 'reconnect,
                 }
             }
+        }
+    }
+
+    /// The server says `consumer` does not exist (not merely that it cannot
+    /// answer now, as while NATS is away).
+    async fn gone(consumer: &jetstream::consumer::PullConsumer) -> bool {
+        use jetstream::context::ConsumerInfoErrorKind;
+        match consumer.get_info().await {
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+                tracing::warn!(
+                    consumer = %consumer.cached_info().name,
+                    "the consumer is gone at the server; its lane will be opened again"
+                );
+                true
+            }
+            _ => false,
         }
     }
 

@@ -16,7 +16,8 @@
 //!   may lie before it.
 //! - Every few seconds each instance lists the lanes on the streams and
 //!   pulls those it does not yet pull, so instances share every lane,
-//!   whoever opened it.
+//!   whoever opened it; and it opens again those of its lanes whose pull
+//!   loop ended because the consumer vanished at the server.
 //! - Each lane has its own bound on messages between pull and ack
 //!   (`runtime.max_in_flight`); the server bounds each lane's unacked
 //!   messages (`consumers.max_ack_pending`).
@@ -81,6 +82,14 @@ impl Lanes {
     /// Opens and pulls `tenant`'s lane on `spec` (creating the consumer
     /// when needed); nothing if already pulled here.
     pub async fn open(&self, spec: StreamSpec, tenant: &TenantId) -> Result<(), BusError> {
+        if *self.stop.borrow() {
+            // Shutting down: lanes end, none opens (and the discovery does
+            // not acknowledge a tenant's first message as if it had).
+            return Err(BusError::Consumer {
+                consumer: bus::lane_name(spec, tenant, &self.settings),
+                why: "orderd is shutting down".to_owned(),
+            });
+        }
         let mut running = self.running.lock().await;
         let key = (spec.name, tenant.clone());
         if running.get(&key).is_some_and(|l| !l.task.is_finished()) {
@@ -108,10 +117,26 @@ impl Lanes {
     }
 
     /// Pulls every lane that exists on the streams (opened by this instance
-    /// or another).
+    /// or another), and opens again each lane of this instance whose pull
+    /// loop ended (its consumer vanished at the server): the consumer is
+    /// created again and reads the tenant's messages from the first one
+    /// the stream holds; those already decided come back as duplicates.
     pub async fn sync(&self) -> Result<(), BusError> {
         for spec in bus::intake_streams() {
             for tenant in bus::lanes(&self.js, spec, &self.settings).await? {
+                self.open(spec, &tenant).await?;
+            }
+        }
+        let ended: Vec<(&'static str, TenantId)> = self
+            .running
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, lane)| lane.task.is_finished())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (name, tenant) in ended {
+            if let Some(spec) = bus::intake_streams().into_iter().find(|s| s.name == name) {
                 self.open(spec, &tenant).await?;
             }
         }

@@ -506,6 +506,11 @@ async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
     // Five more; orderd starts again and its discovery sees these first.
     orders.extend(publish_creates(&t, 5).await);
     t.app = Some(common::App::start(settings, &t.nats).await);
+    wait_for_orders(&t, &orders, "the first five were skipped").await;
+}
+
+/// Waits until every one of `orders` has its events in the stream.
+async fn wait_for_orders(t: &TestApp, orders: &[OrderId], what: &str) {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
         let stored = stored_events(&t.js, &t.tenant).await;
@@ -514,13 +519,35 @@ async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
             .filter(|o| stored.contains_key(&o.to_string()))
             .count();
         if created == orders.len() {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{created} of {} orders created: the first five were skipped",
+            "{created} of {} orders created: {what}",
             orders.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn a_lane_deleted_at_the_server_is_opened_again_while_orderd_runs() {
+    let t = common::spawn_app().await;
+    let mut orders = publish_creates(&t, 1).await;
+    wait_for_orders(&t, &orders, "the lane never worked").await;
+    // An operator deletes the tenant's commands lane.
+    let settings = t.servers.settings();
+    let spec = orderd::bus::intake_streams()[0];
+    let lane = orderd::bus::lane_name(spec, &t.tenant, &settings);
+    let stream = t.js.get_stream(spec.name).await.expect("stream");
+    let deleted = stream.delete_consumer(&lane).await.expect("lane deleted");
+    assert!(deleted.success, "the lane existed");
+    // The tenant's next create is decided without a restart.
+    orders.extend(publish_creates(&t, 1).await);
+    wait_for_orders(&t, &orders, "the deleted lane was not opened again").await;
+    let again = stream
+        .consumer_info(&lane)
+        .await
+        .expect("the lane exists again");
+    assert_eq!(again.name, lane);
 }
