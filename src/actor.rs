@@ -544,8 +544,15 @@ impl OrderActorState {
             match execute(&snap.order, envelope, &ctx) {
                 Outcome::Duplicate => verdicts.push(Verdict::Duplicate(summary(&snap.order))),
                 Outcome::Refused(rejection) => {
-                    exec.span
-                        .in_scope(|| tracing::info!(code = rejection.code(), "command refused"));
+                    exec.span.in_scope(|| {
+                        tracing::info!(
+                            order_id = %envelope.order_id,
+                            tenant = %envelope.tenant,
+                            command = envelope.command.verb(),
+                            code = rejection.code(),
+                            "command refused"
+                        );
+                    });
                     refused = true;
                     verdicts.push(Verdict::Refused(rejection));
                 }

@@ -240,7 +240,10 @@ impl Intake {
         };
         let order_id = envelope.order_id;
         let tenant = envelope.tenant.clone();
-        let span = tracing::info_span!(
+        // At debug: a span at the default level costs every command a
+        // formatted copy of its fields (about 5% of orderd's CPU in the
+        // bench). The log lines a command can cause name it themselves.
+        let span = tracing::debug_span!(
             "command",
             order_id = %order_id,
             tenant = %envelope.tenant,
@@ -416,13 +419,13 @@ impl Intake {
         .await;
         match published {
             Ok(_) => {
-                tracing::warn!(code, error = %why, delivered, "dead-lettered after its last delivery");
+                tracing::warn!(code, error = %why, stream, stream_seq, delivered, "dead-lettered after its last delivery");
                 if let Err(e) = msg.ack_with(AckKind::Term).await {
-                    tracing::warn!(error = %e, "termination not sent");
+                    tracing::warn!(error = %e, stream, stream_seq, "termination not sent");
                 }
             }
             Err(e) => {
-                tracing::error!(code, error = %why, dlq_error = %e, "last delivery failed and the dead letter could not be published: the server drops the message");
+                tracing::error!(code, error = %why, dlq_error = %e, stream, stream_seq, "last delivery failed and the dead letter could not be published: the server drops the message");
                 self.settle(msg, fate, delivered).await;
             }
         }
@@ -433,7 +436,8 @@ impl Intake {
         if let Err(e) = msg.ack_with(kind).await {
             // The server redelivers after the ack wait; the order's record of
             // applied command ids makes that harmless.
-            tracing::warn!(error = %e, "acknowledgement not sent");
+            let stream_seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+            tracing::warn!(error = %e, subject = %msg.subject, stream_seq, "acknowledgement not sent");
         }
     }
 }

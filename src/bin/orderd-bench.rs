@@ -155,11 +155,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--serve`: orderd itself, configured by the `ORDERD_*` environment.
+/// `--serve`: orderd itself, configured by the `ORDERD_*` environment, and
+/// logging as the `orderd` binary does by default (`info`; `RUST_LOG`
+/// wins), to the standard error the bench sends to a file: what a log
+/// level costs is part of what users run.
 fn serve() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(Settings::default().log.filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let mut settings = Settings::default();
     if let Err(e) = settings
         .apply_env(|k| std::env::var(k).ok())
@@ -288,12 +294,14 @@ impl Stack {
         nats: &async_nats::Client,
         passivate_ms: u64,
     ) -> anyhow::Result<u32> {
+        let log = std::fs::File::create(self.dir.join("orderd.log")).context("orderd's log")?;
         let child = Command::new(std::env::current_exe()?)
             .arg("--serve")
             .env("ORDERD_NATS_URL", &self.nats_url)
             .env("ORDERD_REDIS_URL", &self.redis_url)
             .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string())
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("orderd")?;
         let pid = child.id();
@@ -301,7 +309,13 @@ impl Stack {
         let deadline = Instant::now() + Duration::from_secs(30);
         while health(nats).await.is_none() {
             if Instant::now() > deadline {
-                bail!("orderd did not become healthy");
+                let log = std::fs::read_to_string(self.dir.join("orderd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "orderd did not become healthy; its log ends:\n{}",
+                    tail.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
