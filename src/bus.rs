@@ -58,7 +58,7 @@ pub enum BusError {
 }
 
 /// One of orderd's streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamSpec {
     /// Its name.
     pub name: &'static str,

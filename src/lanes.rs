@@ -59,7 +59,7 @@ pub struct Lanes {
     /// Every lane's intake is a copy of this one, with its own permits.
     intake: Intake,
     stop: watch::Receiver<bool>,
-    running: Mutex<HashMap<(&'static str, TenantId), Lane>>,
+    running: Mutex<HashMap<(StreamSpec, TenantId), Lane>>,
 }
 
 impl Lanes {
@@ -91,7 +91,7 @@ impl Lanes {
             });
         }
         let mut running = self.running.lock().await;
-        let key = (spec.name, tenant.clone());
+        let key = (spec, tenant.clone());
         if running.get(&key).is_some_and(|l| !l.task.is_finished()) {
             return Ok(());
         }
@@ -127,7 +127,7 @@ impl Lanes {
                 self.open(spec, &tenant).await?;
             }
         }
-        let ended: Vec<(&'static str, TenantId)> = self
+        let ended: Vec<(StreamSpec, TenantId)> = self
             .running
             .lock()
             .await
@@ -135,10 +135,8 @@ impl Lanes {
             .filter(|(_, lane)| lane.task.is_finished())
             .map(|(key, _)| key.clone())
             .collect();
-        for (name, tenant) in ended {
-            if let Some(spec) = bus::intake_streams().into_iter().find(|s| s.name == name) {
-                self.open(spec, &tenant).await?;
-            }
+        for (spec, tenant) in ended {
+            self.open(spec, &tenant).await?;
         }
         Ok(())
     }

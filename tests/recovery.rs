@@ -383,6 +383,8 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
         }
     };
     let cid = |s: &str| CommandId::parse(s).expect("id");
+    let applied =
+        |snap: &Snapshot, command: &str| snap.order.applied_commands.contains(&cid(command));
     // A new order (seq 1, version 1) that applied one command.
     let applied_one = |command: &str| {
         let mut order =
@@ -401,10 +403,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
         "not in the snapshot"
     );
     let loaded = store.load(id).await.unwrap().unwrap();
-    assert!(loaded
-        .order
-        .applied_commands
-        .contains(&cid("first-command")));
+    assert!(applied(&loaded, "first-command"));
     assert!(loaded.new_command_ids.is_empty(), "nothing left to append");
 
     // A second change appends its id; a stale write appends nothing.
@@ -445,10 +444,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
         .await
         .unwrap();
     let loaded = store.load(legacy_id).await.unwrap().unwrap();
-    assert!(loaded
-        .order
-        .applied_commands
-        .contains(&cid("legacy-command")));
+    assert!(applied(&loaded, "legacy-command"));
     assert_eq!(loaded.new_command_ids, [cid("legacy-command")]);
     let mut next = loaded.clone();
     next.version = 2;
@@ -458,10 +454,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
         "moved out"
     );
     let loaded = store.load(legacy_id).await.unwrap().unwrap();
-    assert!(loaded
-        .order
-        .applied_commands
-        .contains(&cid("legacy-command")));
+    assert!(applied(&loaded, "legacy-command"));
 }
 
 /// A tenant's commands that are still unacknowledged at the tenant
