@@ -4,7 +4,7 @@
 //! redis-server on a free port (in a temporary directory, no persistence),
 //! writes the orders' snapshots and index entries with pipelined writes (as
 //! the save script would leave them), then measures:
-//! - the query endpoint's work ([`orderd::query::run`]: plan, one page of
+//! - the query endpoint's work ([`orderd::api::query::run`]: plan, one page of
 //!   the driving index, the page's snapshots, the filters) for each kind of
 //!   filter, 200 times each;
 //! - the save script (snapshot compare-and-set plus index upkeep) for new
@@ -334,7 +334,7 @@ async fn measure_queries(store: &RedisStore, tenant: &TenantId, n: usize) -> any
         for k in 0..RUNS {
             let req = make(k);
             let started = Instant::now();
-            let page = orderd::query::run(store, &req, 50).await?;
+            let page = orderd::api::query::run(store, &req, 50).await?;
             samples.push(started.elapsed());
             returned += page.orders.len();
         }

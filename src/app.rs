@@ -18,12 +18,10 @@ use ractor::rpc::CallResult;
 use ractor::Actor;
 use tokio::sync::{watch, Semaphore};
 
-use crate::actor::{system_clock, Clock, Deps};
+use crate::api::{self, Reader, ServiceError};
 use crate::bus::{self, BusError, JetStreamPublisher};
-use crate::intake::Intake;
-use crate::lanes::Lanes;
-use crate::router::{Router, RouterMsg};
-use crate::service::{self, Reader, ServiceError};
+use crate::intake::{Intake, Lanes};
+use crate::order::{system_clock, Clock, Deps, Router, RouterMsg};
 use crate::settings::Settings;
 use crate::store::{RedisStore, StoreError, TenantConfigs};
 
@@ -68,7 +66,7 @@ pub async fn run_with_clock(
     }
     let store = RedisStore::connect(&settings.redis).await?;
 
-    let (plugin_requests, plugin_asks) = crate::plugins::PluginRequests::channel();
+    let (plugin_requests, plugin_asks) = crate::order::plugins::PluginRequests::channel();
     let deps = Deps {
         store: Arc::new(store.clone()),
         publisher: Arc::new(JetStreamPublisher::new(js.clone())),
@@ -100,7 +98,7 @@ pub async fn run_with_clock(
         tracing::warn!(error = %e, "cannot list the lanes yet; trying again shortly");
     }
     let lane_keeper = tokio::spawn(lanes.clone().run());
-    let sweeper = tokio::spawn(crate::timers::sweep(
+    let sweeper = tokio::spawn(crate::order::timers::sweep(
         store.clone(),
         router.clone(),
         clock,
@@ -108,8 +106,8 @@ pub async fn run_with_clock(
         settings.runtime.timer_fire_per_sec,
         stop_rx.clone(),
     ));
-    let plugin_task = tokio::spawn(crate::plugins::run(
-        crate::plugins::Asker {
+    let plugin_task = tokio::spawn(crate::order::plugins::run(
+        crate::order::plugins::Asker {
             client: client.clone(),
             router: router.clone(),
             store: store.clone(),
@@ -117,7 +115,7 @@ pub async fn run_with_clock(
         },
         plugin_asks,
     ));
-    let resume = tokio::spawn(crate::plugins::resume_waiting(
+    let resume = tokio::spawn(crate::order::plugins::resume_waiting(
         store.clone(),
         router.clone(),
     ));
@@ -127,7 +125,7 @@ pub async fn run_with_clock(
         backfill_wake.clone(),
         stop_rx.clone(),
     ));
-    let service = service::start(Reader {
+    let service = api::service::start(Reader {
         store: store.clone(),
         router: router.clone(),
         js: js.clone(),

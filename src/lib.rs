@@ -5,62 +5,55 @@
 //! the shell around it.
 //!
 //! # Layout
-//! Wire contract:
-//! - [`subjects`]: every NATS subject orderd builds or reads, the stream
-//!   names and filters, the read service's endpoints, and the catalogue that
-//!   `subjects/orderd.asyncapi.yaml` mirrors.
-//! - [`headers`]: every message header name, and the `Nats-Msg-Id` values
-//!   orderd derives.
-//! - [`wire`]: the payloads: command bodies and their decoding into core
-//!   commands, outcomes, event messages, job commands for dispatch, order
-//!   views and read requests, with their stable error codes.
+//! Each folder is one concern, with a `//!` page that says what lives there
+//! and what it may import. Bottom to top; a module imports only from its
+//! own layer or the layers below it (`tests/layout.rs` checks it):
 //!
-//! Runtime (a command flows down this list):
-//! - [`settings`]: the one `Settings` struct, file < environment, validated.
-//! - [`bus`]: the NATS connection, the five streams, the durable pull
-//!   consumers and the outbox publisher.
-//! - [`intake`]: pulls commands and job updates, parses them into envelopes,
-//!   hands them to the router, and acks/naks/terms them (one function decides).
-//! - [`router`]: the registry of live order actors; spawning, forwarding in
-//!   order, passivation.
-//! - [`actor`]: the order actor, the thin shell around `orderd_core::execute`:
-//!   decide → persist (compare-and-set) → answer → publish the outbox.
-//! - [`outbox`]: the messages a persisted change owes NATS.
-//! - [`store`]: Redis snapshots, indexes, personal data, tenant configuration.
-//! - [`indexes`]: the query indexes a snapshot keeps (creation time,
-//!   sub-state, indexed custom attributes), written with it atomically.
-//! - [`config_store`]: tenant configurations, one immutable version per
-//!   change, and the current pointer.
-//! - [`backfill`]: after a version makes an attribute indexed, writes its
-//!   index entries for the tenant's older orders, in the background.
-//! - [`plugins`]: asks an INITIATED order's validation plugins from its own
-//!   tasks and feeds the verdicts back as commands.
-//! - [`timers`]: wakes orders whose timers are due, at a bounded rate.
-//! - [`service`]: the read endpoints (NATS Services API), with
-//!   [`query`] (the query planner) and [`config_api`] (the `config.*`
-//!   endpoints, dry run included, which replays recorded histories with
-//!   [`replay`], pure).
-//! - [`app`]: `run(settings, shutdown)`, the single entry point, and the
-//!   shutdown order.
+//! 1. The wire contract, pure (no I/O):
+//!    - [`subjects`]: every NATS subject orderd builds or reads, the stream
+//!      names and filters, the read service's endpoints, and the catalogue
+//!      that `subjects/orderd.asyncapi.yaml` mirrors;
+//!    - [`headers`]: every message header name, and the `Nats-Msg-Id`
+//!      values orderd derives;
+//!    - [`wire`]: the payloads: command bodies and their decoding into core
+//!      commands, outcomes, event messages, job commands, order views and
+//!      read requests, with their stable error codes;
+//!    - [`outbox`]: the messages a persisted change owes NATS;
+//!    - [`settings`]: the one `Settings` struct, file < environment,
+//!      validated.
+//! 2. The servers, one module each, nothing above them:
+//!    - [`store`]: Redis: every key format and every Redis command
+//!      (snapshots with their outbox and command ids, personal data,
+//!      indexes, timers, tenant configurations, backfill);
+//!    - [`bus`]: NATS: the connection, the five streams, the outbox
+//!      publisher.
+//! 3. [`order`]: the order actors (decide → persist → publish → answer),
+//!    their router and messages, and the timer and plugin tasks that feed
+//!    them.
+//! 4. The two ways in, side by side (neither imports the other):
+//!    - [`intake`]: the lanes (durable consumers of commands and job
+//!      updates), the pull loop and the ack policy;
+//!    - [`api`]: the read service (NATS Services API): get, explain, query,
+//!      history, outcome, health and the `config.*` endpoints.
+//! 5. [`app`]: `run(settings, shutdown)`, the single entry point, which
+//!    wires them together, and the shutdown order.
+//!
+//! One command, NATS to Redis to its event: `intake/pull.rs` (pull, parse
+//! with `wire`) → `order/router.rs` → `order/actor.rs` (decide in
+//! `orderd_core`; persist with `store`; publish the outbox with `bus`) →
+//! `intake/pull.rs` (answer the client, ack).
 
-pub mod actor;
+pub mod api;
 pub mod app;
 pub mod backfill;
 pub mod bus;
-pub mod config_api;
 pub mod config_store;
 pub mod headers;
 pub mod indexes;
 pub mod intake;
-pub mod lanes;
+pub mod order;
 pub mod outbox;
-pub mod plugins;
-pub mod query;
-pub mod replay;
-pub mod router;
-pub mod service;
 pub mod settings;
 pub mod store;
 pub mod subjects;
-pub mod timers;
 pub mod wire;

@@ -1,8 +1,10 @@
 //! The outbox: the messages a persisted change still owes NATS (its event and
 //! its job commands for dispatch). They are written in the order's snapshot in
-//! the same compare-and-set as the change itself, published after the command
-//! is acknowledged, and re-published from the snapshot after a crash; the
-//! stream's `Nats-Msg-Id` dedupe drops the doubles.
+//! the same compare-and-set as the change itself, published right after that
+//! write and before the command is answered and its message acknowledged,
+//! and re-published from the snapshot after a crash (or when a publish
+//! failed: the message is then not acknowledged, and its redelivery retries
+//! the publish); the stream's `Nats-Msg-Id` dedupe drops the doubles.
 //!
 //! This is the one place that turns a core [`Change`] into wire messages.
 

@@ -574,6 +574,13 @@ pub fn parse_inbound(subject: &str) -> Result<Inbound, SubjectError> {
     }
 }
 
+/// The tenant token of an orderd subject (`orderd.v1.<tenant>.…`), not yet
+/// parsed: the intake's discovery reads it before it opens the tenant's
+/// lanes (empty when the subject has fewer tokens).
+pub fn tenant_token(subject: &str) -> &str {
+    subject.split('.').nth(2).unwrap_or_default()
+}
+
 /// Parses a tenant token as it appears in a subject or a request body:
 /// a valid [`TenantId`] that is not [`RESERVED_TENANT`].
 pub fn parse_tenant(token: &str) -> Result<TenantId, SubjectError> {

@@ -646,14 +646,16 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
         json!({"tenant": tn, "customAttributes": {"region": "north"}, "limit": 500}),
     )
     .unwrap();
-    let refused = orderd::query::run(&store, &north, 500).await.unwrap_err();
+    let refused = orderd::api::query::run(&store, &north, 500)
+        .await
+        .unwrap_err();
     assert_eq!(refused.body().code, "ORD-503-INDEX_BUILDING");
     // A filter on something else is not held up.
     let by_state: orderd::wire::QueryRequest =
         serde_json::from_value(json!({"tenant": tn, "state": "IN_PROGRESS", "limit": 500}))
             .unwrap();
     assert_eq!(
-        orderd::query::run(&store, &by_state, 500)
+        orderd::api::query::run(&store, &by_state, 500)
             .await
             .unwrap()
             .orders
@@ -755,7 +757,7 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
             json!({"tenant": tn, "customAttributes": {"region": region}, "limit": 500}),
         )
         .unwrap();
-        let answered: BTreeSet<String> = orderd::query::run(&store, &req, 500)
+        let answered: BTreeSet<String> = orderd::api::query::run(&store, &req, 500)
             .await
             .unwrap()
             .orders

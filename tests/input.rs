@@ -39,8 +39,8 @@ fn code(o: &orderd::wire::Outcome) -> String {
 async fn all_settled(t: &TestApp) {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     let settings = orderd::settings::Settings::default();
-    for spec in orderd::bus::intake_streams() {
-        let mut durables = vec![orderd::bus::discovery_name(spec, &settings)];
+    for spec in orderd::intake::consumers::intake_streams() {
+        let mut durables = vec![orderd::intake::consumers::discovery_name(spec, &settings)];
         loop {
             let info = consumer_info(t, spec.name, &durables[0]).await;
             if info.num_pending == 0 && info.num_ack_pending == 0 {
@@ -49,12 +49,14 @@ async fn all_settled(t: &TestApp) {
             assert!(tokio::time::Instant::now() < deadline, "{info:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let lanes = orderd::bus::lanes(&t.js, spec, &settings).await.unwrap();
+        let lanes = orderd::intake::consumers::lanes(&t.js, spec, &settings)
+            .await
+            .unwrap();
         assert!(!lanes.is_empty(), "{}: no lane", spec.name);
         durables.extend(
             lanes
                 .iter()
-                .map(|tenant| orderd::bus::lane_name(spec, tenant, &settings)),
+                .map(|tenant| orderd::intake::consumers::lane_name(spec, tenant, &settings)),
         );
         for durable in &durables[1..] {
             loop {

@@ -137,8 +137,8 @@ async fn a_million_orders_fit() {
         .get_stream(subjects::STREAM_COMMANDS)
         .await
         .expect("stream")
-        .get_consumer(&orderd::bus::lane_name(
-            orderd::bus::intake_streams()[0],
+        .get_consumer(&orderd::intake::consumers::lane_name(
+            orderd::intake::consumers::intake_streams()[0],
             &tenant,
             &orderd::settings::Settings::default(),
         ))

@@ -206,16 +206,16 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
         let js = js.clone();
         tokio::spawn(async move {
             let settings = orderd::settings::Settings::default();
-            let spec = orderd::bus::intake_streams()[0];
+            let spec = orderd::intake::consumers::intake_streams()[0];
             loop {
                 // The most unacknowledged messages on any tenant's lane.
                 let mut pending = 0_u64;
-                let lanes = orderd::bus::lanes(&js, spec, &settings)
+                let lanes = orderd::intake::consumers::lanes(&js, spec, &settings)
                     .await
                     .unwrap_or_default();
                 if let Ok(stream) = js.get_stream(spec.name).await {
                     for tenant in lanes {
-                        let name = orderd::bus::lane_name(spec, &tenant, &settings);
+                        let name = orderd::intake::consumers::lane_name(spec, &tenant, &settings);
                         if let Ok(mut c) = stream
                             .get_consumer::<jetstream::consumer::pull::Config>(&name)
                             .await
@@ -316,8 +316,8 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
         .get_stream(subjects::STREAM_COMMANDS)
         .await
         .expect("stream")
-        .get_consumer(&orderd::bus::lane_name(
-            orderd::bus::intake_streams()[0],
+        .get_consumer(&orderd::intake::consumers::lane_name(
+            orderd::intake::consumers::intake_streams()[0],
             &hot,
             &orderd::settings::Settings::default(),
         ))

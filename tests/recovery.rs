@@ -471,12 +471,12 @@ async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
     // Another instance takes them from the discovery, and vanishes.
     let mut settings = t.servers.settings();
     adjust(&mut settings);
-    let spec = orderd::bus::intake_streams()[0];
+    let spec = orderd::intake::consumers::intake_streams()[0];
     let discovery: async_nats::jetstream::consumer::PullConsumer =
         t.js.get_stream(spec.name)
             .await
             .expect("stream")
-            .get_consumer(&orderd::bus::discovery_name(spec, &settings))
+            .get_consumer(&orderd::intake::consumers::discovery_name(spec, &settings))
             .await
             .expect("discovery");
     let mut discovery = discovery;
@@ -530,8 +530,8 @@ async fn a_lane_deleted_at_the_server_is_opened_again_while_orderd_runs() {
     wait_for_orders(&t, &orders, "the lane never worked").await;
     // An operator deletes the tenant's commands lane.
     let settings = t.servers.settings();
-    let spec = orderd::bus::intake_streams()[0];
-    let lane = orderd::bus::lane_name(spec, &t.tenant, &settings);
+    let spec = orderd::intake::consumers::intake_streams()[0];
+    let lane = orderd::intake::consumers::lane_name(spec, &t.tenant, &settings);
     let stream = t.js.get_stream(spec.name).await.expect("stream");
     let deleted = stream.delete_consumer(&lane).await.expect("lane deleted");
     assert!(deleted.success, "the lane existed");

@@ -12,52 +12,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use orderd_core::{Order, OrderId};
+use orderd_core::OrderId;
 
-use crate::actor::{Deps, OrderActor, OrderArgs, OrderMsg, Routed};
+use super::actor::{Deps, OrderActor, OrderArgs};
+use super::messages::{NotLive, OrderMsg, Routed, RouterMsg};
 
 /// The router (zero-sized; its state is [`RouterState`]).
 pub struct Router;
-
-/// The router's messages.
-pub enum RouterMsg {
-    /// Forward to the order's actor, spawning it when needed.
-    Route {
-        /// The order.
-        order_id: OrderId,
-        /// The message.
-        msg: Routed,
-    },
-    /// The order as its live actor holds it; `None` when no actor is live
-    /// (the caller then reads the snapshot) or the order does not exist.
-    Read {
-        /// The order.
-        order_id: OrderId,
-        /// Where the answer goes: `Err(())` when no actor is live.
-        reply: RpcReplyPort<Result<Option<Box<Order>>, NotLive>>,
-    },
-    /// An actor has been idle for its passivation time.
-    Idle {
-        /// Its order.
-        order_id: OrderId,
-        /// The actor.
-        actor: ActorId,
-        /// Routed messages it handled.
-        handled: u64,
-    },
-    /// How many order actors are live.
-    LiveCount(RpcReplyPort<usize>),
-    /// Stop every order actor after its queued messages (shutdown).
-    StopAll(RpcReplyPort<()>),
-}
-
-/// No actor is live for the order: read its snapshot instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotLive;
 
 struct Live {
     actor: ActorRef<OrderMsg>,

@@ -34,35 +34,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use uuid::Uuid;
 
 use orderd_core::{
     apply_change, execute, Command, CommandId, Ctx, Envelope, Order, OrderId, OrderState, Outcome,
-    Rejection, TenantId, Timestamp,
+    TenantId,
 };
 
+use super::messages::{
+    Clock, Execution, OrderMsg, RetryReason, Routed, RouterMsg, Summary, Verdict,
+};
 use crate::bus::Publisher;
 use crate::outbox;
-use crate::router::RouterMsg;
 use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
 
 /// The most commands decided in one batch (one snapshot write).
 pub const MAX_BATCH: usize = 512;
-
-/// Reads the wall clock; a function so tests can set the time.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The system clock, in Unix milliseconds.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
-    })
-}
 
 /// What every order actor shares: storage, the publisher, the clock, limits.
 #[derive(Clone)]
@@ -83,7 +71,7 @@ pub struct Deps {
     pub hold_back: Duration,
     /// Where an INITIATED order asks for its validation plugins' verdicts
     /// (`None`: nobody asks, as in tests without NATS).
-    pub plugins: Option<crate::plugins::PluginRequests>,
+    pub plugins: Option<super::plugins::PluginRequests>,
 }
 
 /// A scheduled message to the actor itself.
@@ -100,82 +88,6 @@ pub struct OrderArgs {
     pub deps: Deps,
     /// The router that owns it (told when the actor is idle).
     pub router: ActorRef<RouterMsg>,
-}
-
-/// A command for the order, with the port its verdict goes to.
-pub struct Execution {
-    /// The command and who sent it.
-    pub envelope: Envelope,
-    /// Where the verdict goes (the intake, which acks the message).
-    pub reply: Option<RpcReplyPort<Verdict>>,
-    /// The command's tracing span.
-    pub span: tracing::Span,
-}
-
-/// Messages the router forwards; the router counts them, to know when an
-/// actor has nothing left to do.
-pub enum Routed {
-    /// Decide a command.
-    Execute(Box<Execution>),
-    /// The order as the actor holds it (fresh), `None` if it does not exist.
-    Read(RpcReplyPort<Option<Box<Order>>>),
-    /// Fire due timers (the timer sweeper found one).
-    FireTimers,
-}
-
-/// The order actor's messages.
-pub enum OrderMsg {
-    /// From the router.
-    Routed(Routed),
-    /// Decide the commands queued since the last batch.
-    Flush,
-    /// The actor's own timer came due.
-    TimerDue,
-    /// The actor's own idle check.
-    IdleCheck,
-    /// Publishing the outbox failed earlier: try again.
-    RetryPublish,
-    /// The router approved passivation (or shutdown): tidy up and stop.
-    Stop(Option<RpcReplyPort<()>>),
-}
-
-/// What became of a command, for the intake: how to acknowledge the message
-/// and what to tell the client.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// Applied and persisted.
-    Applied(Summary),
-    /// Already applied earlier: nothing changed.
-    Duplicate(Summary),
-    /// Refused by the core: permanent.
-    Refused(Rejection),
-    /// Not decided because of a passing failure: redeliver later.
-    Retry(RetryReason),
-}
-
-/// The order after a command, for the client's outcome.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    /// The order.
-    pub order_id: OrderId,
-    /// Its sequence number.
-    pub seq: u64,
-    /// Its state.
-    pub state: OrderState,
-    /// The order owes NATS nothing (its outbox is published). When false
-    /// the message is redelivered later, which retries the publish.
-    pub published: bool,
-}
-
-/// Why a command must be redelivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryReason {
-    /// Redis failed or timed out.
-    Store(String),
-    /// Another instance wrote the order twice while we decided.
-    Conflict,
-    /// An earlier command of this order failed and must go first.
-    WaitingForEarlier,
 }
 
 /// The order actor's state.
@@ -787,9 +699,10 @@ mod tests {
 
     use super::*;
     use crate::bus::BusError;
+    use crate::order::Router;
     use crate::outbox::OutboxMsg;
-    use crate::router::{Router, RouterMsg};
     use crate::store::TenantConfigs;
+    use orderd_core::{Rejection, Timestamp};
 
     #[derive(Default)]
     struct MemStore {

@@ -1,5 +1,5 @@
 //! Replaying an order's recorded history under a tenant configuration: the
-//! pure half of the dry run (`config.dryrun`, [`crate::config_api`]). No
+//! pure half of the dry run (`config.dryrun`, [`super::config`]). No
 //! I/O and no clock: the shell reads the event messages and the time, this
 //! module derives and replays.
 //!

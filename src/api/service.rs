@@ -1,7 +1,7 @@
 //! The read side: a NATS Services API service (`orderd`, discoverable with
 //! `$SRV.PING|INFO|STATS`) with the endpoints get, explain, query, history
 //! and health, and the configuration endpoints `config.*`
-//! ([`crate::config_api`]).
+//! ([`super::config`]).
 //!
 //! Invariants:
 //! - reads of a live order go through its actor (the freshest state), else
@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use async_nats::service::{Request, ServiceExt};
 use async_nats::HeaderMap;
 use futures::StreamExt;
@@ -24,11 +24,12 @@ use serde::Serialize;
 
 use orderd_core::{Order, OrderId, TenantId};
 
-use crate::router::RouterMsg;
+use super::config;
+use crate::order::RouterMsg;
 use crate::settings::Settings;
 use crate::store::{RedisStore, SnapshotStore, StoreError};
 use crate::wire::{self, ErrorBody, Format, WireError};
-use crate::{config_api, headers, subjects};
+use crate::{headers, subjects};
 
 /// The most orders a query page, or events a history page, holds.
 pub const MAX_PAGE: usize = 500;
@@ -239,23 +240,21 @@ impl Reader {
                     .await
                     .map(|v| wire::encode_as(&v, format)),
                 Endpoint::Health => Ok(wire::encode_as(&self.health().await, format)),
-                Endpoint::ConfigGet => self.config(ct, body, config_api::get, format).await,
-                Endpoint::ConfigValidate => {
-                    self.config(ct, body, config_api::validate, format).await
-                }
+                Endpoint::ConfigGet => self.config(ct, body, config::get, format).await,
+                Endpoint::ConfigValidate => self.config(ct, body, config::validate, format).await,
                 Endpoint::ConfigPublish => {
-                    let published = self.config(ct, body, config_api::publish, format).await;
+                    let published = self.config(ct, body, config::publish, format).await;
                     self.backfill.wake();
                     published
                 }
                 Endpoint::ConfigAttributes => {
-                    let published = self.config(ct, body, config_api::attributes, format).await;
+                    let published = self.config(ct, body, config::attributes, format).await;
                     self.backfill.wake();
                     published
                 }
                 Endpoint::ConfigDryRun => {
                     let js = &self.js;
-                    let dry_run = |store, req| config_api::dry_run(store, js, req);
+                    let dry_run = |store, req| config::dry_run(store, js, req);
                     self.config(ct, body, dry_run, format).await
                 }
                 Endpoint::Outcome => self
@@ -294,7 +293,7 @@ impl Reader {
     where
         Req: serde::de::DeserializeOwned,
         Rep: Serialize,
-        F: std::future::Future<Output = Result<Rep, config_api::ConfigError>>,
+        F: std::future::Future<Output = Result<Rep, config::ConfigError>>,
     {
         let req: Req = wire::decode(ct, body, self.max_body())?;
         match handler(&self.store, req).await {
@@ -396,7 +395,7 @@ impl Reader {
             .limit
             .map_or(DEFAULT_PAGE, |l| usize::try_from(l).unwrap_or(MAX_PAGE))
             .clamp(1, MAX_PAGE);
-        crate::query::run(&self.store, &req, limit)
+        super::query::run(&self.store, &req, limit)
             .await
             .map_err(|e| Failure(e.body()))
     }
@@ -416,7 +415,7 @@ impl Reader {
             .limit
             .map_or(MAX_PAGE, |l| usize::try_from(l).unwrap_or(MAX_PAGE))
             .clamp(1, MAX_PAGE);
-        let events = read_events(&self.js, &tenant, order_id)
+        let events = super::history::read_events(&self.js, &tenant, order_id)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "history read failed");
@@ -478,55 +477,4 @@ pub struct Health {
     pub live_orders: Option<usize>,
     /// orderd's version.
     pub version: &'static str,
-}
-
-/// Every event message of one order, oldest first, read back from the
-/// events stream through a short-lived consumer filtered on the order.
-pub async fn read_events(
-    js: &jetstream::Context,
-    tenant: &TenantId,
-    order_id: OrderId,
-) -> Result<Vec<wire::EventMessage>, async_nats::Error> {
-    let stream = js.get_stream(subjects::STREAM_EVENTS).await?;
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subjects::events_of_order(tenant, order_id),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            inactive_threshold: Duration::from_secs(30),
-            ..Default::default()
-        })
-        .await?;
-    let mut consumer = consumer;
-    let pending = consumer.info().await?.num_pending;
-    let name = consumer.cached_info().name.clone();
-    let mut out = Vec::new();
-    let mut remaining = usize::try_from(pending).unwrap_or(usize::MAX);
-    while remaining > 0 {
-        let batch = remaining.min(256);
-        let mut messages = consumer
-            .fetch()
-            .max_messages(batch)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await?;
-        let mut got = 0;
-        while let Some(msg) = messages.next().await {
-            let msg = msg?;
-            got += 1;
-            match serde_json::from_slice::<wire::EventMessage>(&msg.payload) {
-                Ok(event) => out.push(event),
-                Err(e) => tracing::warn!(error = %e, "undecodable event in the stream"),
-            }
-        }
-        if got == 0 {
-            break;
-        }
-        remaining = remaining.saturating_sub(got);
-    }
-    // Ephemeral anyway; deleting it now keeps the server tidy.
-    let _ = stream.delete_consumer(&name).await;
-    out.sort_by_key(|e| e.seq);
-    out.dedup_by_key(|e| e.seq);
-    Ok(out)
 }

@@ -24,10 +24,10 @@
 //! For each of the tenant's most recent orders (newest first, by the
 //! creation-time index), the dry run reads the order's event messages back
 //! from the events stream (`orderd.v1.<tenant>.evt.<orderId>.>`, the reader
-//! of the `history` endpoint, [`crate::service::read_events`]), derives the
+//! of the `history` endpoint, [`super::history::read_events`]), derives the
 //! commands they record, and replays them through the pure core twice:
 //! under the version the order was created under and under the draft
-//! ([`crate::replay`]). It reports each order whose replay comes out
+//! ([`super::replay`]). It reports each order whose replay comes out
 //! differently (how each ends, and the first command whose outcome
 //! differs), and each order it could not replay with the reason (events
 //! expired from the stream, a gap, not yet published, a replay under its
@@ -39,9 +39,9 @@ use futures::StreamExt;
 
 use orderd_core::{OrderId, TenantConfig, TenantId, Timestamp};
 
+use super::replay::{self, Unreplayable};
 use crate::config_store::{self, PublishError};
 use crate::indexes;
-use crate::replay::{self, Unreplayable};
 use crate::store::{RedisStore, SnapshotStore, StoreError};
 use crate::wire::{
     AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
@@ -254,7 +254,7 @@ pub async fn dry_run(
         .map(|(id, seq, version)| {
             let tenant = &tenant;
             async move {
-                let events = crate::service::read_events(js, tenant, id).await;
+                let events = super::history::read_events(js, tenant, id).await;
                 (id, seq, version, events)
             }
         })

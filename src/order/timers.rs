@@ -21,8 +21,7 @@ use tokio::time::Instant;
 
 use orderd_core::OrderId;
 
-use crate::actor::{Clock, Routed};
-use crate::router::RouterMsg;
+use super::messages::{Clock, Routed, RouterMsg};
 use crate::store::RedisStore;
 
 /// How long a woken order is left alone before it may be woken again.

@@ -12,7 +12,7 @@
 //!
 //! Timeouts follow the order's `pluginPolicy`: `timeoutMs` per request,
 //! `retries` more requests, then `onTimeout` (FAIL: the order is rejected
-//! with the reason "plugin <name> did not answer"; PASS: accepted). "No
+//! with the reason "plugin `<name>` did not answer"; PASS: accepted). "No
 //! responders" counts as a timeout (after waiting `timeoutMs`, so a plugin
 //! that is restarting gets its retries spread out).
 //!
@@ -32,8 +32,7 @@ use orderd_core::command::PluginVerdict;
 use orderd_core::config::OnTimeout;
 use orderd_core::{Command, CommandId, Envelope, Order, OrderId};
 
-use crate::actor::{Execution, Routed, Verdict};
-use crate::router::RouterMsg;
+use super::messages::{Execution, Routed, RouterMsg, Verdict};
 use crate::store::{RedisStore, SnapshotStore};
 use crate::subjects;
 use crate::wire::{OrderView, PluginReply, PluginRequest};

@@ -1,5 +1,5 @@
-//! Intake: reads one tenant's lane (a durable pull consumer, see
-//! [`crate::lanes`]), turns each message into an envelope for its order,
+//! The pull loop: reads one tenant's lane (a durable pull consumer, see
+//! [`super::lanes`]), turns each message into an envelope for its order,
 //! hands it to the router, and once the order actor has decided,
 //! acknowledges the message and answers the client.
 //!
@@ -9,8 +9,8 @@
 //! - at most `runtime.max_in_flight` messages of a lane are between pull and
 //!   ack (each lane has its own permits);
 //! - a message is acked only after the actor reported its change persisted
-//!   (or that it was a duplicate); [`ack_kind`] is the one place that decides
-//!   between ack, nak and term;
+//!   (or that it was a duplicate); [`super::ack::ack_kind`] is the one place
+//!   that decides between ack, nak and term;
 //! - a message still failing on its last delivery (`consumers.max_deliver`)
 //!   is not dropped silently: it is published, with its error, to the
 //!   tenant's dead-letter subject (`orderd.v1.<tenant>.dlq.<source>`, kept by
@@ -27,79 +27,12 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use orderd_core::{Command, CommandId, Envelope, OrderId};
 
-use crate::actor::{Execution, Routed, Summary, Verdict};
+use super::ack::{ack_kind, outcome_for, Fate};
 use crate::headers;
-use crate::router::RouterMsg;
+use crate::order::{Execution, Routed, RouterMsg, Verdict};
 use crate::settings::Settings;
 use crate::subjects::{self, Inbound};
-use crate::wire::{self, ErrorBody, Format, WireError};
-
-/// What became of a message, for acknowledging it and answering the client.
-#[derive(Debug)]
-pub enum Fate {
-    /// The order actor decided.
-    Decided(Verdict),
-    /// The message is not a valid command: permanent.
-    Malformed(WireError),
-    /// The order actor went away before deciding (it failed, or shutdown).
-    Undecided,
-}
-
-/// The one decision of how a message is acknowledged: applied or duplicate,
-/// with the order's outbox published → ack; refused or malformed → term
-/// (redelivery cannot change the answer); passing trouble, or an outbox not
-/// yet published → nak, redelivered after a delay that grows with the
-/// delivery count (the redelivery is a duplicate that retries the publish).
-pub fn ack_kind(fate: &Fate, delivered: i64, settings: &Settings) -> AckKind {
-    let nak = || AckKind::Nak(Some(settings.nak_delay(delivered)));
-    match fate {
-        Fate::Decided(Verdict::Applied(s) | Verdict::Duplicate(s)) => {
-            if s.published {
-                AckKind::Ack
-            } else {
-                nak()
-            }
-        }
-        Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => AckKind::Term,
-        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => nak(),
-    }
-}
-
-/// What the client hears on its reply subject; `None` when the command was
-/// not decided and will be redelivered. An applied command is answered at
-/// once, even if its outbox is still to be published: it is durable.
-pub fn outcome_for(
-    fate: &Fate,
-    order_id: Option<OrderId>,
-    last_delivery: bool,
-) -> Option<wire::Outcome> {
-    let decided = |s: &Summary, duplicate: bool| wire::Outcome {
-        ok: true,
-        order_id: Some(s.order_id.to_string()),
-        seq: Some(s.seq),
-        duplicate,
-        state: Some(s.state.as_str().to_owned()),
-        error: None,
-    };
-    match fate {
-        Fate::Decided(Verdict::Applied(s)) => Some(decided(s, false)),
-        Fate::Decided(Verdict::Duplicate(s)) => Some(decided(s, true)),
-        Fate::Decided(Verdict::Refused(r)) => {
-            Some(wire::Outcome::refused(order_id, ErrorBody::from(r)))
-        }
-        Fate::Malformed(e) => Some(wire::Outcome::refused(order_id, ErrorBody::from(e))),
-        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided if last_delivery => {
-            Some(wire::Outcome::refused(
-                order_id,
-                ErrorBody::error(
-                    "ORD-503-UNAVAILABLE",
-                    "the command could not be processed and will not be retried",
-                ),
-            ))
-        }
-        Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => None,
-    }
-}
+use crate::wire::{self, Format, WireError};
 
 /// Everything the intake needs, shared by the consumers' loops.
 #[derive(Clone)]
@@ -120,7 +53,7 @@ impl Intake {
     /// Pulls `consumer` until `shutdown` turns true, then puts back the
     /// messages it had prefetched. Ends early when the consumer no longer
     /// exists at the server (deleted by an operator, or lost): whoever
-    /// opened it opens it again ([`crate::lanes::Lanes::sync`]).
+    /// opened it opens it again ([`super::lanes::Lanes::sync`]).
     pub async fn run(
         self,
         consumer: jetstream::consumer::PullConsumer,
@@ -509,72 +442,5 @@ impl Reply {
         {
             tracing::warn!(error = %e, "outcome not sent to the client");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::actor::RetryReason;
-    use orderd_core::{OrderState, Rejection};
-
-    fn summary() -> Summary {
-        Summary {
-            order_id: OrderId(uuid::Uuid::nil()),
-            seq: 3,
-            state: OrderState::InProgress,
-            published: true,
-        }
-    }
-
-    #[test]
-    fn one_table_decides_every_acknowledgement() {
-        let s = Settings::default();
-        let cases = [
-            (Fate::Decided(Verdict::Applied(summary())), "ack"),
-            (Fate::Decided(Verdict::Duplicate(summary())), "ack"),
-            (
-                Fate::Decided(Verdict::Applied(Summary {
-                    published: false,
-                    ..summary()
-                })),
-                "nak",
-            ),
-            (
-                Fate::Decided(Verdict::Refused(Rejection::OrderNotFound)),
-                "term",
-            ),
-            (Fate::Malformed(WireError::Malformed("x".into())), "term"),
-            (Fate::Decided(Verdict::Retry(RetryReason::Conflict)), "nak"),
-            (Fate::Undecided, "nak"),
-        ];
-        for (fate, want) in cases {
-            let got = match ack_kind(&fate, 2, &s) {
-                AckKind::Ack => "ack",
-                AckKind::Term => "term",
-                AckKind::Nak(Some(d)) if d == s.nak_delay(2) => "nak",
-                other => panic!("{other:?}"),
-            };
-            assert_eq!(got, want, "{fate:?}");
-        }
-    }
-
-    #[test]
-    fn clients_hear_an_answer_only_when_it_is_final() {
-        let applied =
-            outcome_for(&Fate::Decided(Verdict::Applied(summary())), None, false).unwrap();
-        assert!(applied.ok && !applied.duplicate && applied.seq == Some(3));
-        let dup = outcome_for(&Fate::Decided(Verdict::Duplicate(summary())), None, false).unwrap();
-        assert!(dup.ok && dup.duplicate);
-        let refused = outcome_for(
-            &Fate::Decided(Verdict::Refused(Rejection::OrderNotFound)),
-            None,
-            false,
-        )
-        .unwrap();
-        assert_eq!(refused.error.unwrap().code, "ORD-404-ORDER_NOT_FOUND");
-        assert!(outcome_for(&Fate::Undecided, None, false).is_none());
-        let gave_up = outcome_for(&Fate::Undecided, None, true).unwrap();
-        assert_eq!(gave_up.error.unwrap().code, "ORD-503-UNAVAILABLE");
     }
 }

@@ -36,9 +36,11 @@ use tokio::task::JoinHandle;
 
 use orderd_core::TenantId;
 
-use crate::bus::{self, BusError, StreamSpec};
-use crate::intake::Intake;
+use super::consumers;
+use super::pull::{refuse_unroutable, Intake};
+use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
+use crate::subjects;
 
 /// How often each instance looks for lanes opened by others.
 const SYNC_EVERY: Duration = Duration::from_secs(2);
@@ -86,7 +88,7 @@ impl Lanes {
             // Shutting down: lanes end, none opens (and the discovery does
             // not acknowledge a tenant's first message as if it had).
             return Err(BusError::Consumer {
-                consumer: bus::lane_name(spec, tenant, &self.settings),
+                consumer: consumers::lane_name(spec, tenant, &self.settings),
                 why: "orderd is shutting down".to_owned(),
             });
         }
@@ -95,8 +97,8 @@ impl Lanes {
         if running.get(&key).is_some_and(|l| !l.task.is_finished()) {
             return Ok(());
         }
-        let wanted = bus::lane_config(spec, tenant, &self.settings);
-        let consumer = bus::open_consumer(&self.js, spec, wanted).await?;
+        let wanted = consumers::lane_config(spec, tenant, &self.settings);
+        let consumer = consumers::open_consumer(&self.js, spec, wanted).await?;
         let permits = Arc::new(Semaphore::new(self.settings.runtime.max_in_flight));
         let intake = Intake {
             permits: permits.clone(),
@@ -110,7 +112,7 @@ impl Lanes {
 
     /// Opens `tenant`'s lanes on both intake streams.
     async fn open_tenant(&self, tenant: &TenantId) -> Result<(), BusError> {
-        for spec in bus::intake_streams() {
+        for spec in consumers::intake_streams() {
             self.open(spec, tenant).await?;
         }
         Ok(())
@@ -122,8 +124,8 @@ impl Lanes {
     /// created again and reads the tenant's messages from the first one
     /// the stream holds; those already decided come back as duplicates.
     pub async fn sync(&self) -> Result<(), BusError> {
-        for spec in bus::intake_streams() {
-            for tenant in bus::lanes(&self.js, spec, &self.settings).await? {
+        for spec in consumers::intake_streams() {
+            for tenant in consumers::lanes(&self.js, spec, &self.settings).await? {
                 self.open(spec, &tenant).await?;
             }
         }
@@ -144,7 +146,7 @@ impl Lanes {
     /// Keeps the lanes in step with the streams until stopped: discovery of
     /// new tenants on both intake streams, and a periodic [`Lanes::sync`].
     pub async fn run(self: Arc<Self>) {
-        let discoveries: Vec<_> = bus::intake_streams()
+        let discoveries: Vec<_> = consumers::intake_streams()
             .into_iter()
             .map(|spec| tokio::spawn(self.clone().discover(spec)))
             .collect();
@@ -171,15 +173,15 @@ impl Lanes {
         let mut stop = self.stop.clone();
         'reconnect: loop {
             let opened = async {
-                let wanted = bus::discovery_config(spec, &self.settings);
-                let consumer = bus::open_consumer(&self.js, spec, wanted).await?;
+                let wanted = consumers::discovery_config(spec, &self.settings);
+                let consumer = consumers::open_consumer(&self.js, spec, wanted).await?;
                 consumer
                     .stream()
                     .max_messages_per_batch(DISCOVERY_BATCH)
                     .messages()
                     .await
                     .map_err(|e| BusError::Consumer {
-                        consumer: bus::discovery_name(spec, &self.settings),
+                        consumer: consumers::discovery_name(spec, &self.settings),
                         why: e.to_string(),
                     })
             };
@@ -210,11 +212,11 @@ impl Lanes {
                     }
                     None => continue 'reconnect,
                 };
-                let token = msg.subject.split('.').nth(2).unwrap_or_default();
+                let token = subjects::tenant_token(&msg.subject);
                 if !known.contains(token) {
                     let Ok(tenant) = TenantId::parse(token) else {
                         // No lane will ever read it: answer it here.
-                        crate::intake::refuse_unroutable(&self.intake.client, &msg).await;
+                        refuse_unroutable(&self.intake.client, &msg).await;
                         let _ = msg.ack().await;
                         continue;
                     };

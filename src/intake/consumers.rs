@@ -1,0 +1,181 @@
+//! The intake's durable consumers: their names, their configurations, and
+//! opening them. Each tenant has one lane per intake stream (commands, job
+//! updates); each intake stream has one discovery consumer that finds new
+//! tenants (see [`super::lanes`]).
+
+use async_nats::jetstream::{self, consumer::pull};
+
+use orderd_core::TenantId;
+
+use crate::bus::{stream_specs, BusError, StreamSpec};
+use crate::settings::Settings;
+use crate::subjects;
+
+/// The streams that feed orderd (commands, job updates), each read through
+/// one lane per tenant ([`lane_config`]).
+pub fn intake_streams() -> [StreamSpec; 2] {
+    let [cmd, job, ..] = stream_specs();
+    [cmd, job]
+}
+
+/// The token that names a stream's consumers: `cmd` or `job`.
+fn stream_token(spec: StreamSpec) -> &'static str {
+    if spec.name == subjects::STREAM_COMMANDS {
+        "cmd"
+    } else {
+        "job"
+    }
+}
+
+/// The durable name of one tenant's lane on `spec`:
+/// `<prefix>-cmd_<tenant>` or `<prefix>-job_<tenant>`.
+pub fn lane_name(spec: StreamSpec, tenant: &TenantId, settings: &Settings) -> String {
+    format!(
+        "{}-{}_{tenant}",
+        settings.nats.consumer_prefix,
+        stream_token(spec)
+    )
+}
+
+/// The tenant whose lane `name` is, if it is one of orderd's lanes on `spec`.
+pub fn lane_tenant(spec: StreamSpec, name: &str, settings: &Settings) -> Option<TenantId> {
+    let prefix = format!("{}-{}_", settings.nats.consumer_prefix, stream_token(spec));
+    TenantId::parse(name.strip_prefix(&prefix)?).ok()
+}
+
+/// The durable name of the consumer that finds new tenants on `spec`:
+/// `<prefix>-cmd-discovery` or `<prefix>-job-discovery`.
+pub fn discovery_name(spec: StreamSpec, settings: &Settings) -> String {
+    format!(
+        "{}-{}-discovery",
+        settings.nats.consumer_prefix,
+        stream_token(spec)
+    )
+}
+
+/// One tenant's lane on `spec`: a durable pull consumer of the tenant's
+/// subjects only, with explicit acks, a bounded number out at once, and
+/// redelivery after the ack wait.
+pub fn lane_config(spec: StreamSpec, tenant: &TenantId, settings: &Settings) -> pull::Config {
+    let filter = if spec.name == subjects::STREAM_COMMANDS {
+        subjects::commands_of_tenant(tenant)
+    } else {
+        subjects::job_updates_of_tenant(tenant)
+    };
+    pull::Config {
+        durable_name: Some(lane_name(spec, tenant, settings)),
+        description: Some(format!("orderd intake of {} for {tenant}", spec.name)),
+        filter_subject: filter,
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        // Every message the stream holds for the tenant, whenever the lane
+        // is opened: no other lane reads them, and one already decided is a
+        // duplicate. (Starting where the discovery first saw the tenant
+        // skipped the tenant's earlier messages when they were still
+        // pending at the discovery, as after a nats-server restart.)
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ack_wait: settings.ack_wait(),
+        max_deliver: settings.consumers.max_deliver,
+        max_ack_pending: settings.consumers.max_ack_pending,
+        ..Default::default()
+    }
+}
+
+/// The discovery consumer of `spec`: reads only the headers of every
+/// message, to learn which tenants have a lane to open; each message is
+/// acknowledged once its tenant's lanes are open.
+pub fn discovery_config(spec: StreamSpec, settings: &Settings) -> pull::Config {
+    pull::Config {
+        durable_name: Some(discovery_name(spec, settings)),
+        description: Some(format!("orderd tenant discovery on {}", spec.name)),
+        // Each message acknowledged once its tenant's lanes are open, and
+        // only then: a cumulative acknowledgement would also settle
+        // messages this instance never saw (delivered to another instance,
+        // or lost on the way when the connection dropped), and a tenant
+        // whose only messages those were would never get a lane.
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        headers_only: true,
+        ack_wait: settings.ack_wait(),
+        max_ack_pending: 100_000,
+        ..Default::default()
+    }
+}
+
+/// Opens (creating when needed) the durable consumer `wanted` on `spec`'s
+/// stream, and brings its limits up to date.
+pub async fn open_consumer(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    wanted: pull::Config,
+) -> Result<jetstream::consumer::PullConsumer, BusError> {
+    let name = wanted.durable_name.clone().unwrap_or_default();
+    let err = |why: String| BusError::Consumer {
+        consumer: name.clone(),
+        why,
+    };
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| err(format!("stream {}: {e}", spec.name)))?;
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(&name, wanted.clone())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    // The server's answer to the get or create says how the consumer is set.
+    if consumer.cached_info().config.ack_policy != wanted.ack_policy {
+        // An acknowledgement policy cannot change in place (the discovery
+        // acknowledged cumulatively before): a new consumer replaces it.
+        // For the discovery that only means reading the headers again.
+        tracing::info!(consumer = %name, "replacing the consumer: its acknowledgement policy changed");
+        stream
+            .delete_consumer(&name)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        consumer = stream
+            .create_consumer(wanted.clone())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let current = &consumer.cached_info().config;
+    if current.ack_wait != wanted.ack_wait
+        || current.max_deliver != wanted.max_deliver
+        || current.max_ack_pending != wanted.max_ack_pending
+    {
+        // The start position cannot change: keep the one it has.
+        let update = pull::Config {
+            deliver_policy: current.deliver_policy,
+            ..wanted
+        };
+        match stream.create_consumer(update).await {
+            Ok(updated) => consumer = updated,
+            Err(e) => tracing::warn!(consumer = %name, error = %e, "cannot update consumer limits"),
+        }
+    }
+    Ok(consumer)
+}
+
+/// The tenants that have a lane on `spec` (whoever opened it).
+pub async fn lanes(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    settings: &Settings,
+) -> Result<Vec<TenantId>, BusError> {
+    use futures::TryStreamExt;
+    let err = |why: String| BusError::Stream {
+        stream: spec.name,
+        why,
+    };
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let names: Vec<String> = stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| lane_tenant(spec, n, settings))
+        .collect())
+}

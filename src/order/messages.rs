@@ -1,0 +1,137 @@
+//! The messages of the order actors and their router, and the clock they
+//! share: the vocabulary between the intake, the read service, the timer
+//! sweeper, the plugin asker and the actors. Types only, no behaviour.
+//!
+//! May import: `orderd_core`, ractor, tracing. Nothing else of the crate.
+
+use std::sync::Arc;
+
+use ractor::{ActorId, RpcReplyPort};
+
+use orderd_core::{Envelope, Order, OrderId, OrderState, Rejection, Timestamp};
+
+/// Reads the wall clock; a function so tests can set the time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock, in Unix milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+    })
+}
+
+/// A command for the order, with the port its verdict goes to.
+pub struct Execution {
+    /// The command and who sent it.
+    pub envelope: Envelope,
+    /// Where the verdict goes (the intake, which acks the message).
+    pub reply: Option<RpcReplyPort<Verdict>>,
+    /// The command's tracing span.
+    pub span: tracing::Span,
+}
+
+/// Messages the router forwards; the router counts them, to know when an
+/// actor has nothing left to do.
+pub enum Routed {
+    /// Decide a command.
+    Execute(Box<Execution>),
+    /// The order as the actor holds it (fresh), `None` if it does not exist.
+    Read(RpcReplyPort<Option<Box<Order>>>),
+    /// Fire due timers (the timer sweeper found one).
+    FireTimers,
+}
+
+/// The order actor's messages.
+pub enum OrderMsg {
+    /// From the router.
+    Routed(Routed),
+    /// Decide the commands queued since the last batch.
+    Flush,
+    /// The actor's own timer came due.
+    TimerDue,
+    /// The actor's own idle check.
+    IdleCheck,
+    /// Publishing the outbox failed earlier: try again.
+    RetryPublish,
+    /// The router approved passivation (or shutdown): tidy up and stop.
+    Stop(Option<RpcReplyPort<()>>),
+}
+
+/// What became of a command, for the intake: how to acknowledge the message
+/// and what to tell the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Applied and persisted.
+    Applied(Summary),
+    /// Already applied earlier: nothing changed.
+    Duplicate(Summary),
+    /// Refused by the core: permanent.
+    Refused(Rejection),
+    /// Not decided because of a passing failure: redeliver later.
+    Retry(RetryReason),
+}
+
+/// The order after a command, for the client's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its state.
+    pub state: OrderState,
+    /// The order owes NATS nothing (its outbox is published). When false
+    /// the message is redelivered later, which retries the publish.
+    pub published: bool,
+}
+
+/// Why a command must be redelivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryReason {
+    /// Redis failed or timed out.
+    Store(String),
+    /// Another instance wrote the order twice while we decided.
+    Conflict,
+    /// An earlier command of this order failed and must go first.
+    WaitingForEarlier,
+}
+
+/// The router's messages.
+pub enum RouterMsg {
+    /// Forward to the order's actor, spawning it when needed.
+    Route {
+        /// The order.
+        order_id: OrderId,
+        /// The message.
+        msg: Routed,
+    },
+    /// The order as its live actor holds it; `None` when no actor is live
+    /// (the caller then reads the snapshot) or the order does not exist.
+    Read {
+        /// The order.
+        order_id: OrderId,
+        /// Where the answer goes: `Err(())` when no actor is live.
+        reply: RpcReplyPort<Result<Option<Box<Order>>, NotLive>>,
+    },
+    /// An actor has been idle for its passivation time.
+    Idle {
+        /// Its order.
+        order_id: OrderId,
+        /// The actor.
+        actor: ActorId,
+        /// Routed messages it handled.
+        handled: u64,
+    },
+    /// How many order actors are live.
+    LiveCount(RpcReplyPort<usize>),
+    /// Stop every order actor after its queued messages (shutdown).
+    StopAll(RpcReplyPort<()>),
+}
+
+/// No actor is live for the order: read its snapshot instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotLive;
