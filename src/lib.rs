@@ -26,13 +26,12 @@
 //! - [`actor`]: the order actor, the thin shell around `orderd_core::execute`:
 //!   decide → persist (compare-and-set) → answer → publish the outbox.
 //! - [`outbox`]: the messages a persisted change owes NATS.
-//! - [`store`]: Redis snapshots, indexes, personal data, tenant configuration.
-//! - [`indexes`]: the query indexes a snapshot keeps (creation time,
-//!   sub-state, indexed custom attributes), written with it atomically.
-//! - [`config_store`]: tenant configurations, one immutable version per
-//!   change, and the current pointer.
-//! - [`backfill`]: after a version makes an attribute indexed, writes its
-//!   index entries for the tenant's older orders, in the background.
+//! - [`store`]: everything in Redis, and the only module that talks to it
+//!   (every key in [`store::keys`]): snapshots written by compare-and-set
+//!   with their query indexes, personal data and timers in one atomic step;
+//!   tenant configurations, one immutable version per change; the index
+//!   backfill ([`store::backfill`]), which writes a newly indexed
+//!   attribute's entries for the tenant's older orders, in the background.
 //! - [`plugins`]: asks an INITIATED order's validation plugins from its own
 //!   tasks and feeds the verdicts back as commands.
 //! - [`timers`]: wakes orders whose timers are due, at a bounded rate.
@@ -45,12 +44,9 @@
 
 pub mod actor;
 pub mod app;
-pub mod backfill;
 pub mod bus;
 pub mod config_api;
-pub mod config_store;
 pub mod headers;
-pub mod indexes;
 pub mod intake;
 pub mod lanes;
 pub mod outbox;
