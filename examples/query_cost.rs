@@ -18,7 +18,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use orderd::settings::{RedisSettings, SecretUrl};
-use orderd::store::{self, RedisStore, Snapshot, SnapshotStore};
+use orderd::store::{self, keys, RedisStore, Snapshot, SnapshotStore};
 use orderd::wire::{QueryRequest, RangeBody};
 use orderd_core::command::{CreateOrder, WorkOrderSpec};
 use orderd_core::model::{Client, ExecutionFlow, OrderSummary};
@@ -164,10 +164,10 @@ async fn fill(
             let snap = Snapshot::new(order, Vec::new(), 1);
             let o = &snap.order;
             let id = o.id.to_string();
-            let entries = orderd::indexes::entries(o, config);
+            let entries = store::indexes::entries(o, config);
             let idx: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
             pipe.cmd("HSET")
-                .arg(store::order_key(&o.id))
+                .arg(keys::order(&o.id))
                 .arg("v")
                 .arg(1)
                 .arg("snap")
@@ -176,12 +176,12 @@ async fn fill(
                 .arg(idx.join("\n"))
                 .ignore();
             pipe.cmd("ZADD")
-                .arg(store::state_index_key(&o.tenant, o.state))
+                .arg(keys::state_index(&o.tenant, o.state))
                 .arg(o.created_at.0)
                 .arg(&id)
                 .ignore();
             pipe.cmd("ZADD")
-                .arg(store::client_order_index_key(&o.tenant, &o.client_order_id))
+                .arg(keys::client_order_index(&o.tenant, &o.client_order_id))
                 .arg(o.created_at.0)
                 .arg(&id)
                 .ignore();
@@ -448,20 +448,15 @@ async fn run(port: u16, n: usize) -> anyhow::Result<()> {
     let version = store.put_tenant_config(&tenant, &config).await?;
     let config = TenantConfig { version, ..config };
     let template = template(&tenant, &config)?;
-    println!(
-        "orders: {n}; empty redis: {}",
-        used_memory(store.connection()).await?
-    );
-    fill(store.connection(), &template, &config, n).await?;
-    println!(
-        "redis used memory: {}",
-        used_memory(store.connection()).await?
-    );
-    let mut conn = store.connection().clone();
-    let created: u64 = redis::cmd("ZCARD")
-        .arg(orderd::indexes::created_key(&tenant))
-        .query_async(&mut conn)
+    // The fill writes what the save script would, without it: a connection
+    // of its own, as any tool's.
+    let conn = redis::Client::open(settings.url.expose())?
+        .get_connection_manager()
         .await?;
+    println!("orders: {n}; empty redis: {}", used_memory(&conn).await?);
+    fill(&conn, &template, &config, n).await?;
+    println!("redis used memory: {}", used_memory(&conn).await?);
+    let created = store.order_count(&tenant).await?;
     println!("created index: {created} orders");
     measure_queries(&store, &tenant, n).await?;
     measure_upkeep(&store, &template, &plain_tenant, n).await?;

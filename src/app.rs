@@ -119,8 +119,8 @@ pub async fn run_with_clock(
         store.clone(),
         router.clone(),
     ));
-    let backfill_wake = crate::backfill::Wake::default();
-    let backfill = tokio::spawn(crate::backfill::run(
+    let backfill_wake = crate::store::backfill::Wake::default();
+    let backfill = tokio::spawn(crate::store::backfill::run(
         store.clone(),
         backfill_wake.clone(),
         stop_rx.clone(),

@@ -24,7 +24,8 @@
 //! 2. The servers, one module each, nothing above them:
 //!    - [`store`]: Redis: every key format and every Redis command
 //!      (snapshots with their outbox and command ids, personal data,
-//!      indexes, timers, tenant configurations, backfill);
+//!      indexes, timers, tenant configurations, the index backfill; every
+//!      key in [`store::keys`]);
 //!    - [`bus`]: NATS: the connection, the five streams, the outbox
 //!      publisher.
 //! 3. [`order`]: the order actors (decide → persist → publish → answer),
@@ -45,11 +46,8 @@
 
 pub mod api;
 pub mod app;
-pub mod backfill;
 pub mod bus;
-pub mod config_store;
 pub mod headers;
-pub mod indexes;
 pub mod intake;
 pub mod order;
 pub mod outbox;

@@ -73,8 +73,11 @@ async fn versions_attributes_invalid_drafts_and_orders_keep_their_version() {
     assert_eq!(v2["config"]["attributes"].as_array().unwrap().len(), 3);
 
     // Stored in Redis before the reply: the version and the pointer.
-    let store = t.servers.store().await;
-    let mut conn = store.connection().clone();
+    let mut conn = redis::Client::open(t.servers.redis_url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
     let current: String = redis::cmd("GET")
         .arg(format!("orderd:tenant:{tn}:config:current"))
         .query_async(&mut conn)
@@ -542,7 +545,7 @@ async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
     assert_eq!(v2["indexing"], json!([]), "no orders yet: nothing to build");
     let_it_take_effect().await;
     // More than one page of the backfill's walk.
-    let orders = create_weighed(&t, orderd::backfill::PAGE + 50).await;
+    let orders = create_weighed(&t, orderd::store::backfill::PAGE + 50).await;
     let refused = query(&t, json!({"customAttributes": {"region": "north"}}))
         .await
         .unwrap_err();
@@ -576,7 +579,7 @@ async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
             .collect()
     };
     let north = ids(&|r, _| r == "north");
-    assert_eq!(north.len(), (orderd::backfill::PAGE + 50) / 2);
+    assert_eq!(north.len(), (orderd::store::backfill::PAGE + 50) / 2);
     assert_eq!(
         found(&t, json!({"customAttributes": {"region": "north"}})).await,
         north
@@ -625,21 +628,26 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
     let tn = tenant(&t);
     publish_weighed(&t, false).await;
     let_it_take_effect().await;
-    let n = 2 * orderd::backfill::PAGE + 10;
+    let n = 2 * orderd::store::backfill::PAGE + 10;
     let orders = create_weighed(&t, n).await;
     // No orderd from here on: the backfill runs only when this test says.
     t.stop_app().await;
     let store = t.servers.store().await;
-    let conn = store.connection().clone();
+    let conn = redis::Client::open(t.servers.redis_url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
 
     let indexed: orderd_core::TenantConfig =
         serde_json::from_value(json!({"attributes": weighed_attributes(true)})).unwrap();
-    let published = orderd::config_store::publish(&conn, &t.tenant, &indexed, None)
+    let published = store
+        .publish_config(&t.tenant, &indexed, None)
         .await
         .unwrap();
     assert_eq!(published.newly_indexed, ["region", "weightKg"]);
     assert_eq!(
-        orderd::backfill::pending(&conn, &t.tenant).await.unwrap(),
+        store.backfill_pending(&t.tenant).await.unwrap(),
         ["region", "weightKg"]
     );
     let north: orderd::wire::QueryRequest = serde_json::from_value(
@@ -671,13 +679,13 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
         let _ = stop_tx.send(true);
         stop_tx
     });
-    let stopped = orderd::backfill::backfill_tenant(&store, &t.tenant, Some(&stop_rx))
+    let stopped = orderd::store::backfill::backfill_tenant(&store, &t.tenant, Some(&stop_rx))
         .await
         .unwrap();
     assert_eq!(stopped, None, "stopped before the end");
     drop(stopper.await);
     let cursor: Option<String> = redis::cmd("HGET")
-        .arg(orderd::indexes::backfill_key(&t.tenant))
+        .arg(orderd::store::keys::backfill(&t.tenant))
         .arg("cursor")
         .query_async(&mut conn.clone())
         .await
@@ -701,28 +709,26 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
             }
         })
     };
-    let finished = orderd::backfill::backfill_tenant(&store, &t.tenant, None)
+    let finished = orderd::store::backfill::backfill_tenant(&store, &t.tenant, None)
         .await
         .unwrap()
         .expect("the backfill finishes");
     writer.await.unwrap();
     assert_eq!(finished.attributes, ["region", "weightKg"]);
     assert!(finished.orders < n, "resumed at the cursor: {finished:?}");
-    assert!(orderd::backfill::pending(&conn, &t.tenant)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.backfill_pending(&t.tenant).await.unwrap().is_empty());
 
     // Every order is in exactly the entries its snapshot says.
     let mut c = conn.clone();
-    let key = |region: &str| orderd::indexes::attribute_key(&t.tenant, "region", &json!(region));
+    let key =
+        |region: &str| orderd::store::keys::attribute_index(&t.tenant, "region", &json!(region));
     let (north_ids, south_ids, west_ids) = (
         members(&mut c, &key("north")).await,
         members(&mut c, &key("south")).await,
         members(&mut c, &key("west")).await,
     );
     let weights: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(orderd::indexes::number_key(&t.tenant, "weightKg"))
+        .arg(orderd::store::keys::number_index(&t.tenant, "weightKg"))
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")

@@ -109,7 +109,7 @@ async fn personal_data_goes_to_its_own_store_and_reads_are_tenant_fenced() {
         .to_owned();
     let store = t.servers.store().await;
     let raw = store
-        .raw(&orderd::store::contact_key(&contact_id))
+        .stored_contact(&contact_id)
         .await
         .unwrap()
         .expect("the contact is stored apart");

@@ -19,7 +19,7 @@ const CRATE: &[(&str, &[&str])] = &[
     ("wire", &["subjects", "headers"]),
     ("outbox", &["subjects", "headers", "wire"]),
     // 2. The servers.
-    ("store", &["settings", "outbox", "subjects"]),
+    ("store", &["settings", "outbox"]),
     ("bus", &["settings", "outbox", "subjects", "headers"]),
     // 3. The order actors.
     (
@@ -46,6 +46,19 @@ const CRATE: &[(&str, &[&str])] = &[
 
 /// What each file inside a folder may import from its siblings.
 const FOLDERS: &[(&str, &[(&str, &[&str])])] = &[
+    (
+        "store",
+        &[
+            ("keys", &[]),
+            ("indexes", &["keys"]),
+            ("personal", &["keys"]),
+            ("paging", &["keys"]),
+            ("timers", &["keys"]),
+            ("backfill", &["keys"]),
+            ("configs", &["indexes", "keys"]),
+            ("snapshots", &["configs", "indexes", "keys", "personal"]),
+        ],
+    ),
     (
         "order",
         &[

@@ -350,7 +350,7 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
             .await
             .expect("redis");
         redis::cmd("HSTRLEN")
-            .arg(orderd::store::order_key(&order))
+            .arg(orderd::store::keys::order(&order))
             .arg("snap")
             .query_async(&mut con)
             .await

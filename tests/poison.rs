@@ -158,7 +158,7 @@ async fn run(
         if kind == Kind::Poison {
             // A snapshot key of the wrong type: every read of the order fails.
             let _: () = redis::cmd("SET")
-                .arg(orderd::store::order_key(&order))
+                .arg(orderd::store::keys::order(&order))
                 .arg("corrupt")
                 .query_async(&mut con)
                 .await

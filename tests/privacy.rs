@@ -227,8 +227,8 @@ async fn personal_data_is_only_in_the_contact_and_location_store() {
             all.extend_from_slice(&d);
         }
         let found = markers_in(&all);
-        let vault = key.starts_with(&orderd::store::contact_key(""))
-            || key.starts_with(&orderd::store::location_key(""));
+        let vault = key.starts_with(&orderd::store::keys::contact(""))
+            || key.starts_with(&orderd::store::keys::location(""));
         if vault {
             vault_keys += 1;
             if !found.is_empty() {

@@ -204,8 +204,11 @@ async fn every_filter_pages_and_the_indexes_follow_the_snapshots() {
     );
     let (ids, _) = all_pages(&t, json!({"customAttributes": {"weight": 1.5}}), 10).await;
     assert!(ids.is_empty());
-    let store = t.servers.store().await;
-    let mut conn = store.connection().clone();
+    let mut conn = redis::Client::open(t.servers.redis_url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
     let in_north: bool = redis::cmd("ZSCORE")
         .arg(format!("orderd:idx:{}:attr:region:\"north\"", t.tenant))
         .arg(orders[0].to_string())

@@ -374,7 +374,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
         let mut con = reader.clone();
         async move {
             let b: Vec<u8> = redis::cmd("HGET")
-                .arg(orderd::store::order_key(&id))
+                .arg(orderd::store::keys::order(&id))
                 .arg("snap")
                 .query_async(&mut con)
                 .await
@@ -435,7 +435,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
     let legacy = applied_one("legacy-command");
     let legacy_id = legacy.order.id;
     let _: () = redis::cmd("HSET")
-        .arg(orderd::store::order_key(&legacy_id))
+        .arg(orderd::store::keys::order(&legacy_id))
         .arg("v")
         .arg(1)
         .arg("snap")

@@ -16,7 +16,7 @@
 //!
 //! A version that makes an attribute indexed answers at once; the index
 //! entries of the tenant's older orders are written after the reply by
-//! [`crate::backfill`], and the replies of publish, attributes and get list
+//! [`crate::store::backfill`], and the replies of publish, attributes and get list
 //! the attributes still being built in `indexing` (a query on one of them
 //! is refused with `ORD-503-INDEX_BUILDING` until it is done).
 //!
@@ -40,9 +40,7 @@ use futures::StreamExt;
 use orderd_core::{OrderId, TenantConfig, TenantId, Timestamp};
 
 use super::replay::{self, Unreplayable};
-use crate::config_store::{self, PublishError};
-use crate::indexes;
-use crate::store::{RedisStore, SnapshotStore, StoreError};
+use crate::store::{PublishError, RedisStore, SnapshotStore, StoreError};
 use crate::wire::{
     AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
     ErrorBody, FieldProblemBody, OrderDifference, UnreplayableOrder, ValidateReply, WireError,
@@ -137,19 +135,18 @@ fn check(config: &TenantConfig) -> Result<(), ConfigError> {
 /// `config.get`.
 pub async fn get(store: &RedisStore, req: ConfigRequest) -> Result<ConfigReply, ConfigError> {
     let tenant = req.tenant()?;
-    let conn = store.connection();
-    let (current_version, current) = config_store::current(conn, &tenant).await?;
+    let (current_version, current) = store.current_config(&tenant).await?;
     let (version, config) = match req.version {
         None => (current_version, current),
         Some(v) if v == 0 || v > current_version => return Err(ConfigError::NoSuchVersion(v)),
-        Some(v) => (v, config_store::at(conn, &tenant, v).await?),
+        Some(v) => (v, store.config_at(&tenant, v).await?),
     };
     Ok(ConfigReply {
         tenant: tenant.to_string(),
         version,
         current_version,
         config,
-        indexing: crate::backfill::pending(conn, &tenant).await?,
+        indexing: store.backfill_pending(&tenant).await?,
     })
 }
 
@@ -157,7 +154,7 @@ pub async fn get(store: &RedisStore, req: ConfigRequest) -> Result<ConfigReply, 
 pub async fn validate(store: &RedisStore, req: ConfigDraft) -> Result<ValidateReply, ConfigError> {
     let tenant = req.tenant()?;
     check(&req.config)?;
-    let current = config_store::current_version(store.connection(), &tenant).await?;
+    let current = store.current_config_version(&tenant).await?;
     Ok(ValidateReply {
         tenant: tenant.to_string(),
         valid: true,
@@ -172,7 +169,7 @@ async fn publish_checked(
     expected: Option<u64>,
 ) -> Result<ConfigReply, ConfigError> {
     check(config)?;
-    let published = config_store::publish(store.connection(), tenant, config, expected).await?;
+    let published = store.publish_config(tenant, config, expected).await?;
     let version = published.version;
     tracing::info!(
         %tenant,
@@ -187,7 +184,7 @@ async fn publish_checked(
         version,
         current_version: version,
         config,
-        indexing: crate::backfill::pending(store.connection(), tenant).await?,
+        indexing: store.backfill_pending(tenant).await?,
     })
 }
 
@@ -204,7 +201,7 @@ pub async fn attributes(
     req: AttributesRequest,
 ) -> Result<ConfigReply, ConfigError> {
     let tenant = req.tenant()?;
-    let (current_version, mut config) = config_store::current(store.connection(), &tenant).await?;
+    let (current_version, mut config) = store.current_config(&tenant).await?;
     if let Some(expected) = req.expected_version.filter(|e| *e != current_version) {
         return Err(ConfigError::VersionConflict {
             expected,
@@ -234,7 +231,7 @@ pub async fn dry_run(
             usize::try_from(l).unwrap_or(MAX_DRY_RUN)
         })
         .clamp(1, MAX_DRY_RUN);
-    let current_version = config_store::current_version(store.connection(), &tenant).await?;
+    let current_version = store.current_config_version(&tenant).await?;
     let mut draft = req.config.clone();
     draft.version = current_version + 1;
     // Timers of the replays fire up to now, the shell's clock.
@@ -243,7 +240,7 @@ pub async fn dry_run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
     );
-    let ids = recent_orders(store, &tenant, limit).await?;
+    let ids = store.recent_orders(&tenant, limit).await?;
     let snapshots = store.load_many(&ids).await?;
     let orders: Vec<(OrderId, u64, u64)> = snapshots
         .iter()
@@ -319,20 +316,4 @@ fn replay_both(
     replay::reproduces(&recorded, &now)?;
     let under_draft = replay::replay(id, tenant, &recorded, draft, horizon);
     Ok(replay::compare(&now, &under_draft))
-}
-
-/// The tenant's most recently created orders, newest first.
-async fn recent_orders(
-    store: &RedisStore,
-    tenant: &TenantId,
-    limit: usize,
-) -> Result<Vec<OrderId>, StoreError> {
-    let mut conn = store.connection().clone();
-    let ids: Vec<String> = redis::cmd("ZREVRANGE")
-        .arg(indexes::created_key(tenant))
-        .arg(0)
-        .arg(limit.saturating_sub(1))
-        .query_async(&mut conn)
-        .await?;
-    Ok(ids.iter().filter_map(|s| OrderId::parse(s).ok()).collect())
 }

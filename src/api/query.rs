@@ -11,7 +11,7 @@
 //! Invariants: only attributes the tenant's current configuration marks as
 //! indexed can be filtered on (`ORD-400-ATTRIBUTE_NOT_INDEXED`), and not
 //! while their index is still being built for older orders
-//! (`ORD-503-INDEX_BUILDING`, see [`crate::backfill`]), so a query never
+//! (`ORD-503-INDEX_BUILDING`, see [`crate::store::backfill`]), so a query never
 //! misses an order for want of its index entry; the indexes are written
 //! with the snapshots in one atomic step, and every filter is checked again
 //! on the snapshot, so a page never shows an order that does not match. A
@@ -19,8 +19,8 @@
 
 use orderd_core::{Order, TenantConfig, TenantId};
 
-use crate::indexes::{self, Lookup};
-use crate::store::{self, Page, RedisStore, SnapshotStore, StoreError};
+use crate::store::indexes::{self, Lookup};
+use crate::store::{Index, Page, RedisStore, SnapshotStore, StoreError};
 use crate::wire::{ErrorBody, OrderView, QueryRequest, QueryResponse, RangeBody, WireError};
 
 /// Why a query was refused.
@@ -75,8 +75,8 @@ impl QueryError {
 /// The index a query pages over, with its score bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// The sorted set.
-    pub key: String,
+    /// The index.
+    pub index: Index,
     /// Lowest score (inclusive).
     pub min: f64,
     /// Highest score (inclusive).
@@ -99,8 +99,8 @@ pub fn plan(
 ) -> Result<Plan, QueryError> {
     let from = parse_time("createdFrom", req.created_from.as_deref())?.unwrap_or(f64::MIN);
     let to = parse_time("createdTo", req.created_to.as_deref())?.unwrap_or(f64::MAX);
-    let by_created = |key: String| Plan {
-        key,
+    let by_created = |index: Index| Plan {
+        index,
         min: from,
         max: to,
     };
@@ -116,13 +116,13 @@ pub fn plan(
                         "expected a string or a boolean",
                     ));
                 }
-                string_eq.get_or_insert_with(|| indexes::attribute_key(tenant, name, value));
+                string_eq.get_or_insert_with(|| Index::attribute(tenant, name, value));
             }
             Some(Lookup::Numeric) => {
                 let n = value
                     .as_f64()
                     .ok_or(QueryError::BadFilter(name.clone(), "expected a number"))?;
-                number.get_or_insert((indexes::number_key(tenant, name), n, n));
+                number.get_or_insert((Index::number(tenant, name), n, n));
             }
         }
     }
@@ -137,7 +137,7 @@ pub fn plan(
             }
             Some(Lookup::Numeric) => {
                 number.get_or_insert((
-                    indexes::number_key(tenant, name),
+                    Index::number(tenant, name),
                     min.unwrap_or(f64::MIN),
                     max.unwrap_or(f64::MAX),
                 ));
@@ -145,17 +145,17 @@ pub fn plan(
         }
     }
     Ok(if let Some(coid) = &req.client_order_id {
-        by_created(store::client_order_index_key(tenant, coid))
-    } else if let Some(key) = string_eq {
-        by_created(key)
-    } else if let Some((key, min, max)) = number {
-        Plan { key, min, max }
+        by_created(Index::client_order_id(tenant, coid))
+    } else if let Some(index) = string_eq {
+        by_created(index)
+    } else if let Some((index, min, max)) = number {
+        Plan { index, min, max }
     } else if let Some(sub) = &req.sub_state {
-        by_created(indexes::sub_state_key(tenant, sub))
+        by_created(Index::sub_state(tenant, sub))
     } else if let Some(state) = req.state {
-        by_created(store::state_index_key(tenant, state))
+        by_created(Index::state(tenant, state))
     } else {
-        by_created(indexes::created_key(tenant))
+        by_created(Index::created(tenant))
     })
 }
 
@@ -167,7 +167,7 @@ pub async fn page(
     limit: usize,
 ) -> Result<Page, StoreError> {
     store
-        .page(&plan.key, plan.min, plan.max, cursor, limit)
+        .page(&plan.index, plan.min, plan.max, cursor, limit)
         .await
 }
 
@@ -215,7 +215,7 @@ pub async fn run(
         .chain(req.custom_attribute_ranges.keys())
         .collect();
     if !filtered.is_empty() {
-        let building = crate::backfill::pending(store.connection(), &tenant).await?;
+        let building = store.backfill_pending(&tenant).await?;
         if let Some(name) = filtered.into_iter().find(|n| building.contains(n)) {
             return Err(QueryError::IndexBuilding(name.clone()));
         }

@@ -57,7 +57,7 @@ pub struct Reader {
     /// Limits.
     pub settings: Arc<Settings>,
     /// Wakes the index backfill after a publish.
-    pub backfill: crate::backfill::Wake,
+    pub backfill: crate::store::backfill::Wake,
 }
 
 /// A request that failed, as the client sees it.

@@ -1285,7 +1285,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         let mut snap_total = 0u64;
         for id in &ids {
             let n: u64 = redis::cmd("HSTRLEN")
-                .arg(orderd::store::order_key(id))
+                .arg(orderd::store::keys::order(id))
                 .arg("snap")
                 .query_async(&mut redis_conn)
                 .await?;

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use orderd_core::command::PluginVerdict;
 use orderd_core::config::OnTimeout;
-use orderd_core::{Command, CommandId, Envelope, Order, OrderId};
+use orderd_core::{Command, CommandId, Envelope, Order, OrderId, OrderState};
 
 use super::messages::{Execution, Routed, RouterMsg, Verdict};
 use crate::store::{RedisStore, SnapshotStore};
@@ -228,41 +228,16 @@ impl Asker {
 /// At start-up: loads every INITIATED order of every tenant, so each asks
 /// its plugins again.
 pub async fn resume_waiting(store: RedisStore, router: ActorRef<RouterMsg>) {
-    let mut conn = store.connection().clone();
-    // The state index of store.rs: `orderd:idx:<tenant>:state:INITIATED`.
-    let keys: Vec<String> = {
-        let mut out = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let scanned: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("orderd:idx:*:state:INITIATED")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await;
-            let Ok((next, keys)) = scanned else {
-                tracing::warn!("cannot look for INITIATED orders at start-up");
-                return;
-            };
-            out.extend(keys);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        out
+    let Ok(tenants) = store.tenants_with_orders_in(OrderState::Initiated).await else {
+        tracing::warn!("cannot look for INITIATED orders at start-up");
+        return;
     };
-    for key in keys {
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(9_999)
-            .query_async(&mut conn)
+    for tenant in tenants {
+        let ids = store
+            .oldest_orders_in(&tenant, OrderState::Initiated, 10_000)
             .await
             .unwrap_or_default();
-        let loads = futures::stream::iter(ids.into_iter().filter_map(|s| OrderId::parse(&s).ok()))
+        let loads = futures::stream::iter(ids)
             .map(|order_id| {
                 let router = router.clone();
                 async move {

@@ -1,6 +1,7 @@
 //! Wakes orders whose timers are due but which have no live actor (after a
 //! restart, or passivated): the timers live in the snapshots, and the
-//! `orderd:timers` index names the orders with their earliest due time.
+//! timer set ([`crate::store::keys::TIMERS`]) names the orders with their
+//! earliest due time.
 //!
 //! Invariants:
 //! - each timer fires once: firing is a command on the order

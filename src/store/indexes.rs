@@ -1,18 +1,18 @@
 //! The secondary indexes a snapshot keeps, beyond state and client order id:
 //! creation time, sub-state and the tenant's indexed custom attributes.
 //!
-//! Each index is a sorted set of order ids:
-//! - `orderd:idx:<tenant>:created`: every order, scored by createdAt (ms);
-//! - `orderd:idx:<tenant>:sub:<subState>`: scored by createdAt;
-//! - `orderd:idx:<tenant>:attr:<name>:<json value>`: strings and booleans,
-//!   scored by createdAt (equality);
-//! - `orderd:idx:<tenant>:num:<name>`: numbers, scored by the value
-//!   (equality and ranges).
+//! Each index is a sorted set of order ids ([`super::keys`]):
+//! - [`keys::created_index`]: every order, scored by createdAt (ms);
+//! - [`keys::sub_state_index`]: scored by createdAt;
+//! - [`keys::attribute_index`]: strings and booleans, scored by createdAt
+//!   (equality);
+//! - [`keys::number_index`]: numbers, scored by the value (equality and
+//!   ranges).
 //!
 //! Invariants: the entries are a pure function of the order and the
 //! tenant's **current** configuration version ([`entries`]), the same
 //! version the query endpoint reads to decide what may be filtered on. The
-//! save script (`store.rs`) writes them in the same atomic step as the
+//! save script (`snapshots.rs`) writes them in the same atomic step as the
 //! snapshot, only while that version is still current (it compares the
 //! tenant's current pointer), and removes the entries of the previous
 //! snapshot that no longer hold, so an index never disagrees with a stored
@@ -20,54 +20,25 @@
 //!
 //! When a published version makes an attribute indexed (or changes how it
 //! is indexed), the orders written before it lack its entries: the publish
-//! marks the attribute in `orderd:idx:<tenant>:backfill` in the same script
-//! that moves the pointer, and [`crate::backfill`] rewrites every order's
-//! entries; until it is done, queries on that attribute are refused with
+//! marks the attribute in [`keys::backfill`] in the same script that moves
+//! the pointer, and [`super::backfill`] rewrites every order's entries;
+//! until it is done, queries on that attribute are refused with
 //! `ORD-503-INDEX_BUILDING`.
 
 use orderd_core::config::DataType;
-use orderd_core::{Order, TenantConfig, TenantId};
+use orderd_core::{Order, TenantConfig};
+
+use super::keys;
 
 /// String values longer than this are not indexed (a key per value).
 pub const MAX_INDEXED_VALUE: usize = 256;
 
-/// Every order of the tenant, by createdAt.
-pub fn created_key(tenant: &TenantId) -> String {
-    format!("orderd:idx:{tenant}:created")
-}
-
-/// Orders in a sub-state, by createdAt.
-pub fn sub_state_key(tenant: &TenantId, sub_state: &str) -> String {
-    format!("orderd:idx:{tenant}:sub:{sub_state}")
-}
-
-/// Orders whose string or boolean attribute has this value, by createdAt.
-pub fn attribute_key(tenant: &TenantId, name: &str, value: &serde_json::Value) -> String {
-    format!("orderd:idx:{tenant}:attr:{name}:{value}")
-}
-
-/// Orders with a number attribute, scored by its value.
-pub fn number_key(tenant: &TenantId, name: &str) -> String {
-    format!("orderd:idx:{tenant}:num:{name}")
-}
-
-/// A tenant's index backfill in progress: a hash `{attrs, cursor, version}`
-/// (the attributes being filled in, newline-separated and sorted; the
-/// cursor of the next page of [`created_key`]; the version that asked for
-/// them). Absent when none is running.
-pub fn backfill_key(tenant: &TenantId) -> String {
-    format!("orderd:idx:{tenant}:backfill")
-}
-
-/// The tenants with an index backfill in progress (a set).
-pub const BACKFILLS_KEY: &str = "orderd:backfills";
-
 /// How an attribute can be looked up, if at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Equality, through [`attribute_key`].
+    /// Equality, through [`keys::attribute_index`].
     Equality,
-    /// Equality and ranges, through [`number_key`].
+    /// Equality and ranges, through [`keys::number_index`].
     Numeric,
 }
 
@@ -108,15 +79,15 @@ pub fn newly_indexed(previous: &TenantConfig, next: &TenantConfig) -> Vec<String
 pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
     #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly
     let created = order.created_at.0 as f64;
-    let mut out = vec![(created_key(&order.tenant), created)];
+    let mut out = vec![(keys::created_index(&order.tenant), created)];
     if let Some(sub) = &order.sub_state {
-        out.push((sub_state_key(&order.tenant, sub), created));
+        out.push((keys::sub_state_index(&order.tenant, sub), created));
     }
     for (name, value) in &order.custom {
         match lookup(config, name) {
             Some(Lookup::Numeric) => {
                 if let Some(n) = value.as_f64().filter(|n| n.is_finite()) {
-                    out.push((number_key(&order.tenant, name), n));
+                    out.push((keys::number_index(&order.tenant, name), n));
                 }
             }
             Some(Lookup::Equality) => {
@@ -126,7 +97,7 @@ pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
                     _ => false,
                 };
                 if indexable {
-                    out.push((attribute_key(&order.tenant, name, value), created));
+                    out.push((keys::attribute_index(&order.tenant, name, value), created));
                 }
             }
             None => {}
@@ -139,7 +110,7 @@ pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
 mod tests {
     use super::*;
     use orderd_core::config::{AttributeDef, AttributeValidation};
-    use orderd_core::{OrderId, Timestamp};
+    use orderd_core::{OrderId, TenantId, Timestamp};
 
     fn def(name: &str, data_type: DataType, indexed: bool) -> AttributeDef {
         AttributeDef {

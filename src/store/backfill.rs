@@ -5,8 +5,8 @@
 //! How it runs, and why in the background: a tenant may have millions of
 //! orders, far more than a request/reply can wait for, so the publish
 //! answers at once and the backfill runs after it, here. The publish marks
-//! the attributes in `orderd:idx:<tenant>:backfill` (and the tenant in
-//! `orderd:backfills`) in the same Lua script that makes the version
+//! the attributes in [`keys::backfill`] (and the tenant in
+//! [`keys::BACKFILLS`]) in the same Lua script that makes the version
 //! current, so a crash between the two cannot lose the backfill. Until the
 //! backfill is done:
 //! - the publish reply, and `config.get`, list the attributes in
@@ -16,7 +16,7 @@
 //!   partial result.
 //!
 //! The walk: the tenant's orders, page by page ([`PAGE`] orders) over the
-//! creation-time index `orderd:idx:<tenant>:created`, each order's entries
+//! creation-time index [`keys::created_index`], each order's entries
 //! rewritten by [`RedisStore::reindex`]: a compare-and-set on the snapshot's
 //! version, which also checks that the configuration version the entries
 //! were computed with is still current. An actor that writes the order
@@ -30,18 +30,19 @@
 //!
 //! Progress is logged (`index backfill progress`, with the orders done and
 //! the total) at most every few seconds, and once at the end.
+//!
+//! The walk needs nothing but Redis, so the whole task lives here: the
+//! marker's reads and scripts are the private methods below, the walk
+//! ([`backfill_tenant`]) and the runner ([`run`]) call them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use tokio::sync::{watch, Notify};
 
 use orderd_core::TenantId;
 
-use crate::indexes::{backfill_key, created_key, BACKFILLS_KEY};
-use crate::store::{RedisStore, Reindexed, StoreError};
-use crate::subjects;
+use super::{keys, Index, RedisStore, Reindexed, StoreError};
 
 /// Orders rewritten per page of the walk.
 pub const PAGE: usize = 200;
@@ -97,30 +98,89 @@ impl Marker {
     }
 }
 
-async fn marker(conn: &ConnectionManager, tenant: &TenantId) -> Result<Option<Marker>, StoreError> {
-    let mut conn = conn.clone();
-    let (attrs, cursor): (Option<String>, Option<String>) = redis::cmd("HMGET")
-        .arg(backfill_key(tenant))
-        .arg("attrs")
-        .arg("cursor")
-        .query_async(&mut conn)
-        .await?;
-    Ok(attrs.map(|attrs| Marker {
-        attrs,
-        cursor: cursor.filter(|c| !c.is_empty()),
-    }))
-}
+impl RedisStore {
+    /// The attributes whose index is being built for the tenant's existing
+    /// orders (sorted; empty when none is).
+    pub async fn backfill_pending(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .backfill_marker(tenant)
+            .await?
+            .map(|m| m.attributes())
+            .unwrap_or_default())
+    }
 
-/// The attributes whose index is being built for the tenant's existing
-/// orders (sorted; empty when none is).
-pub async fn pending(
-    conn: &ConnectionManager,
-    tenant: &TenantId,
-) -> Result<Vec<String>, StoreError> {
-    Ok(marker(conn, tenant)
-        .await?
-        .map(|m| m.attributes())
-        .unwrap_or_default())
+    /// The tenant's backfill in progress, if any.
+    async fn backfill_marker(&self, tenant: &TenantId) -> Result<Option<Marker>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (attrs, cursor): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(keys::backfill(tenant))
+            .arg("attrs")
+            .arg("cursor")
+            .query_async(&mut conn)
+            .await?;
+        Ok(attrs.map(|attrs| Marker {
+            attrs,
+            cursor: cursor.filter(|c| !c.is_empty()),
+        }))
+    }
+
+    /// The tenants with a backfill in progress.
+    async fn backfill_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::BACKFILLS)
+            .query_async(&mut conn)
+            .await?;
+        Ok(names
+            .iter()
+            .filter_map(|n| TenantId::parse(n).ok())
+            .collect())
+    }
+
+    /// Saves the walk's cursor; false when a publish changed the attributes
+    /// meanwhile (the walk starts again).
+    async fn keep_backfill_cursor(
+        &self,
+        tenant: &TenantId,
+        marker: &Marker,
+        cursor: &str,
+    ) -> Result<bool, StoreError> {
+        let kept: i64 = redis::Script::new(CURSOR_SCRIPT)
+            .key(keys::backfill(tenant))
+            .arg(&marker.attrs)
+            .arg(cursor)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(kept == 1)
+    }
+
+    /// Clears the finished backfill; false when a publish changed the
+    /// attributes meanwhile (the walk starts again).
+    async fn finish_backfill(
+        &self,
+        tenant: &TenantId,
+        marker: &Marker,
+    ) -> Result<bool, StoreError> {
+        let finished: i64 = redis::Script::new(FINISH_SCRIPT)
+            .key(keys::backfill(tenant))
+            .key(keys::BACKFILLS)
+            .arg(&marker.attrs)
+            .arg(tenant.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(finished == 1)
+    }
+
+    /// Forgets a tenant whose backfill is gone (finished elsewhere).
+    async fn forget_backfill(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let _: i64 = redis::Script::new(FORGET_SCRIPT)
+            .key(keys::backfill(tenant))
+            .key(keys::BACKFILLS)
+            .arg(tenant.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
 }
 
 /// Wakes the runner (after a publish), so it need not wait for its poll.
@@ -143,11 +203,11 @@ pub struct Finished {
     pub orders: usize,
 }
 
-/// Runs until `stop`: backfills every tenant in `orderd:backfills`, then
+/// Runs until `stop`: backfills every tenant in [`keys::BACKFILLS`], then
 /// waits to be woken, or for its poll.
 pub async fn run(store: RedisStore, wake: Wake, mut stop: watch::Receiver<bool>) {
     loop {
-        match tenants(store.connection()).await {
+        match store.backfill_tenants().await {
             Ok(tenants) => {
                 for tenant in tenants {
                     if *stop.borrow() {
@@ -169,18 +229,6 @@ pub async fn run(store: RedisStore, wake: Wake, mut stop: watch::Receiver<bool>)
     }
 }
 
-async fn tenants(conn: &ConnectionManager) -> Result<Vec<TenantId>, StoreError> {
-    let mut conn = conn.clone();
-    let names: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(BACKFILLS_KEY)
-        .query_async(&mut conn)
-        .await?;
-    Ok(names
-        .iter()
-        .filter_map(|n| subjects::parse_tenant(n).ok())
-        .collect())
-}
-
 /// Walks the tenant's orders until every one has the entries of the
 /// current configuration, then clears the backfill. `Ok(None)`: nothing
 /// to do, or stopped by `stop` (the cursor is kept).
@@ -189,17 +237,13 @@ pub async fn backfill_tenant(
     tenant: &TenantId,
     stop: Option<&watch::Receiver<bool>>,
 ) -> Result<Option<Finished>, StoreError> {
-    let conn = store.connection();
     'walk: loop {
-        let Some(marker) = marker(conn, tenant).await? else {
-            forget(conn, tenant).await?;
+        let Some(marker) = store.backfill_marker(tenant).await? else {
+            store.forget_backfill(tenant).await?;
             return Ok(None);
         };
         let attributes = marker.attributes();
-        let total: u64 = redis::cmd("ZCARD")
-            .arg(created_key(tenant))
-            .query_async(&mut conn.clone())
-            .await?;
+        let total = store.order_count(tenant).await?;
         tracing::info!(
             %tenant,
             attributes = ?attributes,
@@ -216,7 +260,7 @@ pub async fn backfill_tenant(
             }
             let page = match store
                 .page(
-                    &created_key(tenant),
+                    &Index::created(tenant),
                     f64::MIN,
                     f64::MAX,
                     cursor.as_deref(),
@@ -245,14 +289,7 @@ pub async fn backfill_tenant(
             }
             done += page.ids.len();
             let Some(next) = page.next else {
-                let finished: i64 = redis::Script::new(FINISH_SCRIPT)
-                    .key(backfill_key(tenant))
-                    .key(BACKFILLS_KEY)
-                    .arg(&marker.attrs)
-                    .arg(tenant.as_str())
-                    .invoke_async(&mut conn.clone())
-                    .await?;
-                if finished == 0 {
+                if !store.finish_backfill(tenant, &marker).await? {
                     // A publish added attributes meanwhile: walk again.
                     continue 'walk;
                 }
@@ -262,13 +299,7 @@ pub async fn backfill_tenant(
                     orders: done,
                 }));
             };
-            let kept: i64 = redis::Script::new(CURSOR_SCRIPT)
-                .key(backfill_key(tenant))
-                .arg(&marker.attrs)
-                .arg(&next)
-                .invoke_async(&mut conn.clone())
-                .await?;
-            if kept == 0 {
+            if !store.keep_backfill_cursor(tenant, &marker, &next).await? {
                 continue 'walk;
             }
             cursor = Some(next);
@@ -278,14 +309,4 @@ pub async fn backfill_tenant(
             }
         }
     }
-}
-
-async fn forget(conn: &ConnectionManager, tenant: &TenantId) -> Result<(), StoreError> {
-    let _: i64 = redis::Script::new(FORGET_SCRIPT)
-        .key(backfill_key(tenant))
-        .key(BACKFILLS_KEY)
-        .arg(tenant.as_str())
-        .invoke_async(&mut conn.clone())
-        .await?;
-    Ok(())
 }

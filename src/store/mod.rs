@@ -1,0 +1,254 @@
+//! Everything orderd keeps in Redis, and the only code that talks to it: as
+//! [`crate::subjects`] is for NATS subjects, this folder is for Redis keys
+//! and commands. Nothing outside it formats a key or sends a command; the
+//! rest of the crate calls the named methods of [`RedisStore`] (and the
+//! order actor the small [`SnapshotStore`] trait, so it can be tested
+//! without servers).
+//!
+//! # Layout
+//! - this page: [`RedisStore`] (the connection and its start-up checks),
+//!   [`StoreError`], the [`SnapshotStore`] trait;
+//! - [`keys`]: every key format, one function per key;
+//! - `snapshots`: an order's snapshot with its outbox, loaded (one, or
+//!   many for reading), and saved by one Lua script that compares-and-sets
+//!   its version and updates every index, the timer set and the personal
+//!   data in the same atomic step; the order's applied command ids, kept
+//!   beside it;
+//! - `personal`: contacts and addresses, stored apart from the order;
+//! - [`indexes`]: the query index entries a snapshot keeps, a pure
+//!   function of the order and the tenant's current configuration;
+//! - `paging`: the index reads of the query endpoint, the dry run and the
+//!   start-up scan (keyset pages over an index, recent orders, the orders
+//!   in a state);
+//! - `timers`: the set of orders by their earliest due timer;
+//! - `configs`: tenant configurations, one immutable version per change and
+//!   the current pointer, their caches, and the publish script;
+//! - [`backfill`]: the background walk that writes the index entries a
+//!   newly indexed attribute lacks, and its marker.
+//!
+//! # Imports
+//! The folder imports `orderd_core`, [`crate::settings`] (the connection
+//! settings) and [`crate::outbox`] (the messages saved with a snapshot), and
+//! nothing else of the crate: the runtime modules import the store, never
+//! the other way round.
+//!
+//! # Invariants
+//! - a snapshot write whose expected version is not the stored one fails
+//!   with [`StoreError::StaleVersion`] and changes nothing: that is what
+//!   fences two orderd instances that both hold the same order;
+//! - an index entry, the timer set and the personal data change only in the
+//!   atomic step that writes the snapshot they follow;
+//! - a configuration version, once written, never changes.
+
+pub mod backfill;
+mod configs;
+pub mod indexes;
+pub mod keys;
+mod paging;
+mod personal;
+mod snapshots;
+mod timers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use orderd_core::{OrderId, OrderState, TenantConfig, TenantId};
+
+use crate::settings::RedisSettings;
+
+pub use configs::{PublishError, Published, TenantConfigs};
+pub use paging::{Index, Page};
+pub use snapshots::{Reindexed, Snapshot};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached or answered with an error: passing.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Another writer moved the order on: reload and decide again.
+    #[error("stale snapshot version for order {order}: expected {expected}, found {found}")]
+    StaleVersion {
+        /// The order.
+        order: OrderId,
+        /// The version this writer read.
+        expected: u64,
+        /// The version in Redis.
+        found: u64,
+    },
+    /// A stored value does not decode.
+    #[error("stored value under {key} does not decode: {source}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why.
+        source: rmp_serde::decode::Error,
+    },
+    /// An order's command ids hold something that is not a command id.
+    #[error("the command ids under {0} do not decode")]
+    CorruptIds(String),
+    /// A value does not encode (a bug).
+    #[error("cannot encode value: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// A query cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
+    /// The order's snapshot was not loaded (a bug in the caller).
+    #[error("snapshot not loaded")]
+    NotLoaded,
+    /// Redis runs without the append-only file.
+    #[error("redis must run with appendonly yes (found appendonly {0})")]
+    NoAppendOnly(String),
+    /// The tenant's configuration kept changing while an order's index
+    /// entries were computed: passing.
+    #[error("the configuration of tenant {0} kept changing during a write")]
+    ConfigChanging(TenantId),
+}
+
+impl StoreError {
+    /// Worth retrying later (Redis unreachable or slow).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Redis(_) | StoreError::ConfigChanging(_))
+    }
+}
+
+/// What the order actor needs from storage. Small, so an actor can be tested
+/// with an in-memory store; [`RedisStore`] is the real one.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// The order's snapshot, if it was ever written.
+    fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>>;
+
+    /// Writes `snapshot` if the stored version is `snapshot.version - 1`
+    /// (0: nothing stored), updating the indexes; `previous_state` is the
+    /// state of the snapshot being replaced, `None` when there is none. The
+    /// same write stores the snapshot's new command ids and personal data,
+    /// and on success clears them from it.
+    fn save<'a>(
+        &'a self,
+        snapshot: &'a mut Snapshot,
+        previous_state: Option<OrderState>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The stored version of the order's snapshot (0: none), to check that
+    /// a refusal was decided on the latest state.
+    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// The tenant's configuration; the default when it has none.
+    fn tenant_config<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<TenantConfig, StoreError>>;
+
+    /// One version of the tenant's configuration, the one an order was
+    /// created under (shared: versions never change, so a store may cache
+    /// them). Stores without versions answer the current one.
+    fn tenant_config_at<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        _version: u64,
+    ) -> BoxFuture<'a, Result<Arc<TenantConfig>, StoreError>> {
+        Box::pin(async move { self.tenant_config(tenant).await.map(Arc::new) })
+    }
+}
+
+/// The Redis store: the [`SnapshotStore`], plus the named reads and writes
+/// of the rest of the crate (queries, configurations, timers, backfill).
+/// Cheap to clone: one multiplexed connection, shared.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Private to the folder: no raw connection leaves it.
+    conn: ConnectionManager,
+    save_script: redis::Script,
+    versions: Arc<configs::ConfigVersions>,
+    /// The current configuration version last seen per tenant: the guess a
+    /// write computes its index entries with (the save script checks it).
+    current: Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisStore")
+    }
+}
+
+impl RedisStore {
+    /// Connects, and checks that Redis keeps an append-only file when asked to.
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.expose())?;
+        let timeout = Duration::from_millis(settings.response_timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        let store = Self {
+            conn,
+            save_script: redis::Script::new(snapshots::SAVE_SCRIPT),
+            versions: Arc::default(),
+            current: Arc::default(),
+        };
+        if settings.require_appendonly {
+            store.check_appendonly().await?;
+        }
+        Ok(store)
+    }
+
+    async fn check_appendonly(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        match redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+        {
+            Ok(pair) => match pair.get(1).map(String::as_str) {
+                Some("yes") => {
+                    self.check_fsync().await;
+                    Ok(())
+                }
+                other => Err(StoreError::NoAppendOnly(
+                    other.unwrap_or("unknown").to_owned(),
+                )),
+            },
+            // Managed Redis often disables CONFIG: we cannot check, so say so.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check that redis runs with appendonly yes");
+                Ok(())
+            }
+        }
+    }
+
+    /// Says what a host crash of Redis can lose under its fsync policy
+    /// (see docs/runtime.md).
+    async fn check_fsync(&self) {
+        let mut conn = self.conn.clone();
+        let policy = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .ok()
+            .and_then(|pair| pair.get(1).cloned())
+            .unwrap_or_default();
+        if policy != "always" {
+            tracing::warn!(
+                appendfsync = %policy,
+                "redis does not fsync every write: a crash of the redis host can lose the last \
+                 second of snapshots of commands already acknowledged; use appendfsync always \
+                 where that matters"
+            );
+        }
+    }
+
+    /// Answers PING.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+}
