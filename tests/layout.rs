@@ -279,3 +279,37 @@ fn the_checker_sees_every_kind_of_reference() {
     assert_eq!(ident_after(text, "super::"), ["messages"]);
     assert!(ident_after("mycrate::x", "crate::").is_empty());
 }
+
+/// How every Redis key orderd writes begins (`src/store/keys.rs`).
+const REDIS_KEY_PREFIXES: &[&str] = &[
+    "orderd:backfills",
+    "orderd:contact",
+    "orderd:idx",
+    "orderd:location",
+    "orderd:order",
+    "orderd:tenant",
+    "orderd:timers",
+];
+
+/// No Redis client call and no Redis key outside `src/store/` (the bench,
+/// in `src/bin/`, measures the raw server with keys of its own).
+#[test]
+fn only_the_store_talks_to_redis() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let store = src().join("store");
+    let bins = src().join("bin");
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|p| !p.starts_with(&store) && !p.starts_with(&bins))
+        .filter(|p| {
+            let text = code(p);
+            text.contains("redis::") || REDIS_KEY_PREFIXES.iter().any(|k| text.contains(k))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "Redis commands or key formats outside src/store/: {offenders:?}"
+    );
+}
