@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, Reader, ServiceError};
 use crate::bus::{self, BusError, JetStreamPublisher};
-use crate::intake::{Intake, Lanes};
+use crate::intake::{Intake, Lanes, Ownership};
 use crate::order::{system_clock, Clock, Deps, Router, RouterMsg};
 use crate::settings::Settings;
 use crate::store::{RedisStore, StoreError, TenantConfigs};
@@ -90,7 +90,16 @@ pub async fn run_with_clock(
         settings: settings.clone(),
         permits: Arc::new(Semaphore::new(settings.runtime.max_in_flight)),
     };
-    let lanes = Lanes::new(js.clone(), settings.clone(), intake, stop_rx.clone());
+    let instance = instance_id(&settings);
+    let ownership = Ownership::open(&js, &settings, instance.clone()).await?;
+    tracing::info!(instance = %instance, "instance id");
+    let lanes = Lanes::new(
+        js.clone(),
+        settings.clone(),
+        intake,
+        stop_rx.clone(),
+        ownership,
+    );
     // The lanes that exist already, before anything else is read. A failure
     // here (another instance creating the streams at the same moment, say)
     // is not fatal: the keeper lists them again every few seconds.
@@ -158,6 +167,8 @@ pub async fn run_with_clock(
     }
     router.stop(None);
     let _ = router_task.await;
+    // Only now: the actors have published what they owed.
+    lanes.release_all().await;
 
     plugin_task.abort();
     service.stop().await;
@@ -167,4 +178,23 @@ pub async fn run_with_clock(
     drop(store);
     tracing::info!("orderd stopped");
     Ok(())
+}
+
+/// This instance's id in the membership: its name (letters, digits, `-`
+/// and `_` kept) and a random part, new at every start, so a restarted
+/// process never passes for the one before it.
+fn instance_id(settings: &Settings) -> String {
+    let name: String = crate::intake::lanes::instance_name(settings)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{name}-{}", &random[..8])
 }

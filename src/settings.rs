@@ -113,6 +113,8 @@ pub struct Settings {
     pub consumers: ConsumerSettings,
     /// Order actors and command handling.
     pub runtime: RuntimeSettings,
+    /// Several instances: which one pulls which tenant's lanes.
+    pub ownership: OwnershipSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -239,6 +241,30 @@ impl Default for RuntimeSettings {
     }
 }
 
+/// Several instances on one NATS and Redis: each tenant's lanes are pulled
+/// by one instance at a time, its owner, which holds a lease in NATS KV.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OwnershipSettings {
+    /// This instance's name, shown to operators beside its id (empty: the
+    /// host name).
+    pub instance_name: String,
+    /// How long an owner's lease lasts without renewal. An owner that could
+    /// not renew for half of it stops pulling; another instance takes over
+    /// once it has expired, so a killed instance's tenants move within
+    /// about this long.
+    pub lease_ms: u64,
+}
+
+impl Default for OwnershipSettings {
+    fn default() -> Self {
+        Self {
+            instance_name: String::new(),
+            lease_ms: 3_000,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -327,6 +353,10 @@ impl Settings {
             };
         }
         parse_env(&env, "ORDERD_MAX_BODY", &mut self.runtime.max_body_bytes)?;
+        if let Some(v) = env("ORDERD_INSTANCE_NAME") {
+            self.ownership.instance_name = v;
+        }
+        parse_env(&env, "ORDERD_LEASE_MS", &mut self.ownership.lease_ms)?;
         parse_env(
             &env,
             "ORDERD_MAX_IN_FLIGHT",
@@ -394,6 +424,11 @@ impl Settings {
                 || self.redis.url.expose().starts_with("rediss://"),
             "redis.url",
             "must start with redis:// or rediss://",
+        )?;
+        check(
+            (500..=60_000).contains(&self.ownership.lease_ms),
+            "ownership.lease_ms",
+            "must be between 500 and 60000",
         )?;
         check(
             self.nats.duplicate_window_secs >= 1,

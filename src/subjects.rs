@@ -69,6 +69,19 @@ pub const STREAMS: [(&str, &str); 5] = [
     (STREAM_DEAD_LETTERS, FILTER_DEAD_LETTERS),
 ];
 
+/// The JetStream key-value bucket where each live instance announces itself
+/// (`<prefix>_members`, one key per instance id, expiring unless renewed).
+pub fn members_bucket(consumer_prefix: &str) -> String {
+    format!("{consumer_prefix}_members")
+}
+
+/// The JetStream key-value bucket of the tenants' owners
+/// (`<prefix>_owners`, one key per tenant, its value the owning instance's
+/// id, expiring unless renewed).
+pub fn owners_bucket(consumer_prefix: &str) -> String {
+    format!("{consumer_prefix}_owners")
+}
+
 /// Where a dead letter came from: the intake stream whose message it was
 /// (the last token of its subject).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -75,7 +75,8 @@ const FOLDERS: &[(&str, &[(&str, &[&str])])] = &[
             ("consumers", &[]),
             ("ack", &[]),
             ("pull", &["ack"]),
-            ("lanes", &["consumers", "pull"]),
+            ("ownership", &[]),
+            ("lanes", &["consumers", "pull", "ownership"]),
         ],
     ),
     (

@@ -179,3 +179,53 @@ pub async fn lanes(
         .filter_map(|n| lane_tenant(spec, n, settings))
         .collect())
 }
+
+/// Opens `tenant`'s lane on `spec` for a new owner. When messages of the
+/// lane are still out with a previous owner (unacknowledged: it was killed,
+/// or lost its lease while deciding), the consumer is created anew from
+/// its ack floor, so those messages come again at once and in stream
+/// order, before the ones after them, instead of after their ack wait
+/// behind newer ones. Messages above the floor that were already decided
+/// come back as duplicates. The old consumer's deletion also fences the
+/// previous owner: its pulls and acks have nowhere to go.
+pub async fn take_over(
+    js: &jetstream::Context,
+    spec: StreamSpec,
+    tenant: &TenantId,
+    settings: &Settings,
+) -> Result<jetstream::consumer::PullConsumer, BusError> {
+    let wanted = lane_config(spec, tenant, settings);
+    let mut consumer = open_consumer(js, spec, wanted.clone()).await?;
+    let name = lane_name(spec, tenant, settings);
+    let err = |why: String| BusError::Consumer {
+        consumer: name.clone(),
+        why,
+    };
+    let info = consumer.info().await.map_err(|e| err(e.to_string()))?;
+    if info.num_ack_pending == 0 {
+        return Ok(consumer);
+    }
+    let start_sequence = info.ack_floor.stream_sequence + 1;
+    tracing::info!(
+        consumer = %name,
+        unacknowledged = info.num_ack_pending,
+        start_sequence,
+        "taking over a lane with messages out: reading again from its ack floor"
+    );
+    let stream = js
+        .get_stream(spec.name)
+        .await
+        .map_err(|e| err(format!("stream {}: {e}", spec.name)))?;
+    stream
+        .delete_consumer(&name)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            ..wanted
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(consumer)
+}

@@ -4,9 +4,9 @@
 //! shared consumer would make every tenant wait behind the busiest one.
 //!
 //! - A **discovery** consumer per intake stream reads only the headers of
-//!   every message; the first message of a tenant without a lane opens the
+//!   every message; the first message of a tenant without lanes makes the
 //!   tenant's lanes (on both streams) before the discovery acknowledges it,
-//!   so after a crash the discovery sees it again, and opening is
+//!   so after a crash the discovery sees it again, and making them is
 //!   idempotent. Each message is acknowledged on its own: a message that
 //!   was delivered but never seen (the connection dropped on the way, or
 //!   another instance took it and stopped) comes back after the ack wait.
@@ -14,10 +14,20 @@
 //!   not at the message that opened it: messages of the tenant that were
 //!   still unacknowledged at the discovery (as after a nats-server restart)
 //!   may lie before it.
-//! - Every few seconds each instance lists the lanes on the streams and
-//!   pulls those it does not yet pull, so instances share every lane,
-//!   whoever opened it; and it opens again those of its lanes whose pull
-//!   loop ended because the consumer vanished at the server.
+//! - **One instance pulls a tenant's lanes**: its owner
+//!   ([`super::ownership`]), so an order's commands are decided in stream
+//!   order even with several instances. Every quarter lease each instance
+//!   renews its membership, and for every tenant with lanes: takes it when
+//!   it should own it and nobody live does, gives it up (gracefully: stop
+//!   pulling, let the commands in flight finish, then release) when another
+//!   live instance should own it, and stops at once when its claim is gone.
+//!   A watchdog stops every lane when the membership could not be renewed
+//!   for half a lease: by the time the member key expires and another
+//!   instance may take over, this one has stopped pulling.
+//! - Every few seconds each instance lists the lanes on the streams, to
+//!   learn the tenants another instance discovered; and it opens again those
+//!   of its lanes whose pull loop ended because the consumer vanished at
+//!   the server.
 //! - Each lane has its own bound on messages between pull and ack
 //!   (`runtime.max_in_flight`); the server bounds each lane's unacked
 //!   messages (`consumers.max_ack_pending`).
@@ -27,22 +37,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::sync::{watch, Mutex, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use orderd_core::TenantId;
 
 use super::consumers;
+use super::ownership::{owner_of, Ownership};
 use super::pull::{refuse_unroutable, Intake};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
 use crate::subjects;
 
-/// How often each instance looks for lanes opened by others.
+/// How often each instance looks for lanes made by others.
 const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// The most headers the discovery reads per pull.
@@ -54,14 +65,53 @@ struct Lane {
     permits: Arc<Semaphore>,
 }
 
-/// The lanes this instance pulls, and how to open more.
+/// A tenant this instance owns, and its lanes.
+struct Held {
+    /// The owners key's revision when this instance took it.
+    revision: u64,
+    /// Ends the tenant's pull loops.
+    stop: watch::Sender<bool>,
+    lanes: Vec<(StreamSpec, Lane)>,
+}
+
+impl Held {
+    /// Ends its pull loops (they put back what they prefetched).
+    fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// What an operator sees of the lanes of this instance.
+#[derive(Debug, Clone, Default)]
+pub struct LaneReport {
+    /// This instance's id.
+    pub instance: String,
+    /// The live instances.
+    pub members: Vec<String>,
+    /// The tenants this instance pulls.
+    pub owned: Vec<String>,
+}
+
+/// The lanes this instance pulls, and how it comes to own them.
 pub struct Lanes {
     js: jetstream::Context,
     settings: Arc<Settings>,
     /// Every lane's intake is a copy of this one, with its own permits.
     intake: Intake,
     stop: watch::Receiver<bool>,
-    running: Mutex<HashMap<(StreamSpec, TenantId), Lane>>,
+    ownership: Ownership,
+    /// Tenants with lanes on the streams (whoever made them).
+    known: Mutex<HashSet<TenantId>>,
+    /// Tenants this instance owns.
+    held: Mutex<HashMap<TenantId, Held>>,
+    /// Tenants being handed over (pull stopped, commands finishing).
+    releasing: Mutex<HashSet<TenantId>>,
+    /// When a membership renewal last succeeded (when it was sent).
+    renewed: std::sync::Mutex<Option<Instant>>,
+    /// The live instances at the last pass.
+    members: std::sync::Mutex<Vec<String>>,
+    /// Asks for an ownership pass now (a new tenant).
+    wake: Notify,
 }
 
 impl Lanes {
@@ -71,104 +121,299 @@ impl Lanes {
         settings: Arc<Settings>,
         intake: Intake,
         stop: watch::Receiver<bool>,
+        ownership: Ownership,
     ) -> Arc<Self> {
         Arc::new(Self {
             js,
             settings,
             intake,
             stop,
-            running: Mutex::new(HashMap::new()),
+            ownership,
+            known: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
+            releasing: Mutex::new(HashSet::new()),
+            renewed: std::sync::Mutex::new(None),
+            members: std::sync::Mutex::new(Vec::new()),
+            wake: Notify::new(),
         })
     }
 
-    /// Opens and pulls `tenant`'s lane on `spec` (creating the consumer
-    /// when needed); nothing if already pulled here.
-    pub async fn open(&self, spec: StreamSpec, tenant: &TenantId) -> Result<(), BusError> {
+    /// Makes `tenant`'s lanes on both intake streams (their consumers),
+    /// and asks for an ownership pass so its owner pulls them soon.
+    async fn make_lanes(&self, tenant: &TenantId) -> Result<(), BusError> {
         if *self.stop.borrow() {
-            // Shutting down: lanes end, none opens (and the discovery does
-            // not acknowledge a tenant's first message as if it had).
+            // Shutting down: the discovery does not acknowledge a tenant's
+            // first message as if its lanes were there.
             return Err(BusError::Consumer {
-                consumer: consumers::lane_name(spec, tenant, &self.settings),
+                consumer: consumers::lane_name(
+                    consumers::intake_streams()[0],
+                    tenant,
+                    &self.settings,
+                ),
                 why: "orderd is shutting down".to_owned(),
             });
         }
-        let mut running = self.running.lock().await;
-        let key = (spec, tenant.clone());
-        if running.get(&key).is_some_and(|l| !l.task.is_finished()) {
-            return Ok(());
-        }
-        let wanted = consumers::lane_config(spec, tenant, &self.settings);
-        let consumer = consumers::open_consumer(&self.js, spec, wanted).await?;
-        let permits = Arc::new(Semaphore::new(self.settings.runtime.max_in_flight));
-        let intake = Intake {
-            permits: permits.clone(),
-            ..self.intake.clone()
-        };
-        let task = tokio::spawn(intake.run(consumer, self.stop.clone()));
-        tracing::info!(stream = spec.name, tenant = %tenant, "lane open");
-        running.insert(key, Lane { task, permits });
-        Ok(())
-    }
-
-    /// Opens `tenant`'s lanes on both intake streams.
-    async fn open_tenant(&self, tenant: &TenantId) -> Result<(), BusError> {
         for spec in consumers::intake_streams() {
-            self.open(spec, tenant).await?;
+            let wanted = consumers::lane_config(spec, tenant, &self.settings);
+            consumers::open_consumer(&self.js, spec, wanted).await?;
         }
+        self.known.lock().await.insert(tenant.clone());
+        self.wake.notify_one();
         Ok(())
     }
 
-    /// Pulls every lane that exists on the streams (opened by this instance
-    /// or another), and opens again each lane of this instance whose pull
-    /// loop ended (its consumer vanished at the server): the consumer is
-    /// created again and reads the tenant's messages from the first one
-    /// the stream holds; those already decided come back as duplicates.
+    /// Learns the tenants whose lanes exist on the streams (made by this
+    /// instance or another), and forgets the lanes of this instance whose
+    /// pull loop ended (their consumer vanished at the server): the next
+    /// pass takes the tenant again and makes its consumers anew.
     pub async fn sync(&self) -> Result<(), BusError> {
+        let mut found = HashSet::new();
         for spec in consumers::intake_streams() {
-            for tenant in consumers::lanes(&self.js, spec, &self.settings).await? {
-                self.open(spec, &tenant).await?;
+            found.extend(consumers::lanes(&self.js, spec, &self.settings).await?);
+        }
+        self.known.lock().await.extend(found);
+        let mut held = self.held.lock().await;
+        let ended: Vec<TenantId> = held
+            .iter()
+            .filter(|(_, h)| h.lanes.iter().any(|(_, l)| l.task.is_finished()))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for tenant in ended {
+            if let Some(h) = held.remove(&tenant) {
+                // Still its owner: the next pass opens the lanes again.
+                h.stop();
+                self.ownership.release(&tenant, h.revision).await;
             }
         }
-        let ended: Vec<(StreamSpec, TenantId)> = self
-            .running
-            .lock()
-            .await
-            .iter()
-            .filter(|(_, lane)| lane.task.is_finished())
-            .map(|(key, _)| key.clone())
-            .collect();
-        for (spec, tenant) in ended {
-            self.open(spec, &tenant).await?;
+        Ok(())
+    }
+
+    /// Renews this instance's membership.
+    async fn heartbeat(&self) -> Result<(), BusError> {
+        let sent = Instant::now();
+        let info = serde_json::json!({
+            "name": instance_name(&self.settings),
+            "pid": std::process::id(),
+        });
+        self.ownership
+            .heartbeat(bytes::Bytes::from(info.to_string()))
+            .await?;
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(sent);
+        Ok(())
+    }
+
+    /// The membership was renewed less than half a lease ago.
+    fn fresh(&self) -> bool {
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        renewed.is_some_and(|at| at.elapsed() <= self.ownership.lease() / 2)
+    }
+
+    /// One ownership pass: take, keep or give up each known tenant.
+    async fn pass(self: &Arc<Self>) -> Result<(), BusError> {
+        if !self.fresh() {
+            return Ok(());
+        }
+        let mut members = self.ownership.members().await?;
+        let me = self.ownership.me().to_owned();
+        if !members.contains(&me) {
+            members.push(me.clone());
+            members.sort();
+        }
+        *self.members.lock().unwrap_or_else(|e| e.into_inner()) = members.clone();
+        let known: Vec<TenantId> = self.known.lock().await.iter().cloned().collect();
+        for tenant in known {
+            if *self.stop.borrow() {
+                return Ok(());
+            }
+            if self.releasing.lock().await.contains(&tenant) {
+                continue;
+            }
+            let want = owner_of(&tenant, &members) == Some(me.as_str());
+            let held_revision = self.held.lock().await.get(&tenant).map(|h| h.revision);
+            match (held_revision, want) {
+                (Some(revision), true) => {
+                    let claim = self.ownership.claim(&tenant).await?;
+                    if claim.is_none_or(|c| c.owner != me || c.revision != revision) {
+                        tracing::warn!(tenant = %tenant, "lost the tenant's claim: stopping its lanes");
+                        if let Some(h) = self.held.lock().await.remove(&tenant) {
+                            h.stop();
+                        }
+                    }
+                }
+                (Some(_), false) => self.hand_over(tenant),
+                (None, true) => {
+                    let claim = self.ownership.claim(&tenant).await?;
+                    let taken = match &claim {
+                        None => self.ownership.take(&tenant, None).await?,
+                        Some(c) if c.owner == me => Some(c.revision),
+                        Some(c) if !members.contains(&c.owner) => {
+                            self.ownership.take(&tenant, Some(c)).await?
+                        }
+                        // Its owner is live: it hands over when it sees us.
+                        Some(_) => None,
+                    };
+                    if let Some(revision) = taken {
+                        self.pull(&tenant, revision).await;
+                    }
+                }
+                (None, false) => {}
+            }
         }
         Ok(())
     }
 
-    /// Keeps the lanes in step with the streams until stopped: discovery of
-    /// new tenants on both intake streams, and a periodic [`Lanes::sync`].
+    /// Starts pulling `tenant`'s lanes, which this instance now owns.
+    async fn pull(&self, tenant: &TenantId, revision: u64) {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut lanes = Vec::new();
+        for spec in consumers::intake_streams() {
+            let consumer = match consumers::take_over(&self.js, spec, tenant, &self.settings).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, tenant = %tenant, "cannot open the lane; the next pass tries again");
+                    let _ = stop.send(true);
+                    self.ownership.release(tenant, revision).await;
+                    return;
+                }
+            };
+            let permits = Arc::new(Semaphore::new(self.settings.runtime.max_in_flight));
+            let intake = Intake {
+                permits: permits.clone(),
+                ..self.intake.clone()
+            };
+            let task = tokio::spawn(intake.run(consumer, stop_rx.clone()));
+            lanes.push((spec, Lane { task, permits }));
+        }
+        tracing::info!(tenant = %tenant, "owner of the tenant: pulling its lanes");
+        self.held.lock().await.insert(
+            tenant.clone(),
+            Held {
+                revision,
+                stop,
+                lanes,
+            },
+        );
+    }
+
+    /// Gives `tenant` to the instance that should own it, in the
+    /// background: stop pulling, let the commands in flight finish (at most
+    /// the shutdown grace), then release the claim.
+    fn hand_over(self: &Arc<Self>, tenant: TenantId) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Some(held) = this.held.lock().await.remove(&tenant) else {
+                return;
+            };
+            this.releasing.lock().await.insert(tenant.clone());
+            held.stop();
+            let grace = Duration::from_millis(this.settings.runtime.shutdown_grace_ms);
+            let settled = settle(&held, this.settings.runtime.max_in_flight, grace).await;
+            this.ownership.release(&tenant, held.revision).await;
+            this.releasing.lock().await.remove(&tenant);
+            tracing::info!(tenant = %tenant, settled, "handed the tenant over");
+            this.wake.notify_one();
+        });
+    }
+
+    /// Stops every lane at once, keeping the claims (the membership could
+    /// not be renewed: another instance may soon take the tenants over).
+    async fn fence(&self) {
+        let mut held = self.held.lock().await;
+        if held.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            tenants = held.len(),
+            "membership not renewed for half a lease: stopped pulling"
+        );
+        for (_, h) in held.drain() {
+            h.stop();
+        }
+    }
+
+    /// Keeps the lanes in step with the streams and the other instances
+    /// until stopped: discovery of new tenants on both intake streams,
+    /// ownership passes every quarter lease (or at once for a new tenant),
+    /// the watchdog, and a periodic [`Lanes::sync`].
     pub async fn run(self: Arc<Self>) {
         let discoveries: Vec<_> = consumers::intake_streams()
             .into_iter()
             .map(|spec| tokio::spawn(self.clone().discover(spec)))
             .collect();
+        let lease = self.ownership.lease();
+        let heartbeats = {
+            let this = self.clone();
+            let mut stop = self.stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(lease / 4);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut first = true;
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tick.tick() => {}
+                    }
+                    match this.heartbeat().await {
+                        Ok(()) if first => {
+                            // Take tenants at once, not a tick later.
+                            first = false;
+                            this.wake.notify_one();
+                        }
+                        Ok(()) => {}
+                        Err(e) => tracing::debug!(error = %e, "membership renewal failed"),
+                    }
+                }
+            })
+        };
+        let passes = {
+            let this = self.clone();
+            let mut stop = self.stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(lease / 4);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tick.tick() => {}
+                        () = this.wake.notified() => {}
+                    }
+                    if let Err(e) = this.pass().await {
+                        tracing::debug!(error = %e, "ownership pass failed; trying again");
+                    }
+                }
+            })
+        };
         let mut stop = self.stop.clone();
-        let mut tick = tokio::time::interval(SYNC_EVERY);
+        let mut sync = tokio::time::interval(SYNC_EVERY);
+        let mut watchdog = tokio::time::interval(lease / 8);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = tick.tick() => {
+                _ = sync.tick() => {
                     if let Err(e) = self.sync().await {
                         tracing::debug!(error = %e, "lane sync failed; trying again");
                     }
                 }
+                _ = watchdog.tick() => {
+                    if !self.fresh() {
+                        self.fence().await;
+                    }
+                }
             }
+        }
+        let _ = heartbeats.await;
+        let _ = passes.await;
+        for h in self.held.lock().await.values() {
+            h.stop();
         }
         for d in discoveries {
             let _ = d.await;
         }
     }
 
-    /// Reads the headers of `spec`'s messages and opens a lane for each new
-    /// tenant.
+    /// Reads the headers of `spec`'s messages and makes the lanes of each new
+    /// tenant (their consumers; the tenant's owner pulls them).
     async fn discover(self: Arc<Self>, spec: StreamSpec) {
         let mut stop = self.stop.clone();
         'reconnect: loop {
@@ -221,7 +466,7 @@ impl Lanes {
                         continue;
                     };
                     // Until it opens, the message stays unacknowledged.
-                    while let Err(e) = self.open_tenant(&tenant).await {
+                    while let Err(e) = self.make_lanes(&tenant).await {
                         tracing::warn!(error = %e, tenant = %tenant, "cannot open lane; retrying");
                         tokio::select! {
                             _ = stop.changed() => return,
@@ -238,25 +483,75 @@ impl Lanes {
     /// Waits up to `grace` for every lane's messages in flight to be
     /// settled (after [`Lanes::join`]); true when they all were.
     pub async fn drain(&self, grace: Duration) -> bool {
-        let all = u32::try_from(self.settings.runtime.max_in_flight).unwrap_or(u32::MAX);
-        let permits: Vec<Arc<Semaphore>> = self
-            .running
-            .lock()
-            .await
-            .values()
-            .map(|l| l.permits.clone())
-            .collect();
-        let settled = futures::future::join_all(permits.into_iter().map(|p| async move {
-            let _ = p.acquire_many(all).await;
-        }));
-        tokio::time::timeout(grace, settled).await.is_ok()
+        let held = self.held.lock().await;
+        let all = self.settings.runtime.max_in_flight;
+        let settled = futures::future::join_all(held.values().map(|h| settle(h, all, grace)));
+        settled.await.into_iter().all(|s| s)
     }
 
     /// Waits for every lane's pull loop to end (after stop).
     pub async fn join(&self) {
-        let mut running = self.running.lock().await;
-        for lane in running.values_mut() {
-            let _ = (&mut lane.task).await;
+        let mut held = self.held.lock().await;
+        for h in held.values_mut() {
+            for (_, lane) in &mut h.lanes {
+                let _ = (&mut lane.task).await;
+            }
         }
     }
+
+    /// Releases every tenant and leaves the membership (at shutdown, after
+    /// [`Lanes::drain`] and once the actors have stopped), so the other
+    /// instances take the tenants over at their next pass, not after a
+    /// lease.
+    pub async fn release_all(&self) {
+        let mut held = self.held.lock().await;
+        for (tenant, h) in held.drain() {
+            self.ownership.release(&tenant, h.revision).await;
+        }
+        self.ownership.leave().await;
+    }
+
+    /// Who this instance is, the live instances, and the tenants it pulls.
+    pub async fn report(&self) -> LaneReport {
+        let mut owned: Vec<String> = self
+            .held
+            .lock()
+            .await
+            .keys()
+            .map(|t| t.to_string())
+            .collect();
+        owned.sort();
+        LaneReport {
+            instance: self.ownership.me().to_owned(),
+            members: self
+                .members
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            owned,
+        }
+    }
+}
+
+/// Waits up to `grace` until none of `held`'s messages are between pull
+/// and ack; true when that happened.
+async fn settle(held: &Held, max_in_flight: usize, grace: Duration) -> bool {
+    let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+    let permits: Vec<Arc<Semaphore>> = held.lanes.iter().map(|(_, l)| l.permits.clone()).collect();
+    let settled = futures::future::join_all(permits.into_iter().map(|p| async move {
+        let _ = p.acquire_many(all).await;
+    }));
+    tokio::time::timeout(grace, settled).await.is_ok()
+}
+
+/// This instance's name for operators: the setting, else the host name.
+pub fn instance_name(settings: &Settings) -> String {
+    if !settings.ownership.instance_name.is_empty() {
+        return settings.ownership.instance_name.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "orderd".to_owned())
 }

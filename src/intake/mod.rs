@@ -3,8 +3,12 @@
 //! - [`consumers`]: the durable consumers' names and configurations, and
 //!   opening them: one lane per tenant and intake stream, one discovery per
 //!   intake stream;
-//! - [`lanes`]: which lanes this instance pulls; the discovery that opens a
-//!   new tenant's lanes, and the sync that pulls lanes opened elsewhere;
+//! - [`ownership`]: with several instances, which one pulls a tenant's
+//!   lanes (membership and claims in JetStream key-value buckets, rendezvous
+//!   hashing, the fence);
+//! - [`lanes`]: which lanes this instance pulls; the discovery that makes a
+//!   new tenant's lanes, the ownership passes that take, keep and hand over
+//!   tenants, and the sync that learns lanes made elsewhere;
 //! - [`pull`]: one lane's pull loop: parse a message into an envelope, hand
 //!   it to the router, wait for the verdict, acknowledge and answer;
 //! - [`ack`]: the ack policy, in one function.
@@ -16,7 +20,9 @@
 pub mod ack;
 pub mod consumers;
 pub mod lanes;
+pub mod ownership;
 pub mod pull;
 
-pub use lanes::Lanes;
+pub use lanes::{LaneReport, Lanes};
+pub use ownership::Ownership;
 pub use pull::Intake;

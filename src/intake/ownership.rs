@@ -1,0 +1,343 @@
+//! Ownership: with several instances on one NATS and Redis, each tenant's
+//! lanes are pulled by one instance at a time, its owner, so an order's
+//! commands are decided in stream order by one process. Built on JetStream
+//! key-value buckets, no consensus of orderd's own:
+//!
+//! - **Members** (`<prefix>_members`): each instance puts its id there every
+//!   quarter lease; the bucket's `max_age` (the lease) removes the key of an
+//!   instance that stopped renewing. The live instances are the keys present.
+//! - **Owners** (`<prefix>_owners`): one key per tenant, its value the
+//!   owning instance's id. Every change is a compare-and-set on the key's
+//!   revision, so two instances never both take a tenant.
+//! - **Who should own a tenant**: the live instance that ranks first for it
+//!   by rendezvous hashing ([`owner_of`]): every instance computes the same
+//!   answer from the same members, work spreads evenly, and a join or a
+//!   leave moves only the tenants that rank the changed instance first.
+//!
+//! The fence, step by step: an instance pulls a tenant's lanes only while
+//! the owners key names it AND its own member key was renewed less than
+//! half a lease ago. Another instance takes the tenant over (compare-and-set
+//! on the owners key) only once the owner's member key is gone, which the
+//! server does a whole lease after the owner's last renewal: by then the
+//! owner has stopped pulling for at least half a lease. Commands it had
+//! already handed to its actors may still be decided; the snapshot's
+//! compare-and-set makes either write lose to the other, and the new owner
+//! reads every unacknowledged message again from the lane's ack floor, in
+//! stream order ([`super::consumers::take_over`]). A graceful hand-over (a
+//! join, or shutdown) does not wait for the lease: the owner stops pulling,
+//! waits for its commands in flight, then deletes its owners key.
+//!
+//! This module is the KV side and the pure ranking; [`super::lanes`] acts on
+//! it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use orderd_core::TenantId;
+
+use crate::bus::BusError;
+use crate::settings::Settings;
+use crate::subjects;
+
+/// FNV-1a, 64 bits: a hash that every instance computes alike, whatever its
+/// build (the standard library's hasher may change between releases).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The member that should own `tenant`: the one with the highest rendezvous
+/// score (ties, which need equal hashes, go to the smaller id). `None` when
+/// there are no members.
+pub fn owner_of<'a>(tenant: &TenantId, members: &'a [String]) -> Option<&'a str> {
+    members
+        .iter()
+        .map(|m| (fnv1a(&[m.as_bytes(), tenant.as_str().as_bytes()]), m))
+        .max_by(|(a, ma), (b, mb)| a.cmp(b).then_with(|| mb.cmp(ma)))
+        .map(|(_, m)| m.as_str())
+}
+
+/// A tenant's owners key as read: who, and the revision to compare against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The owning instance's id.
+    pub owner: String,
+    /// The key's revision.
+    pub revision: u64,
+}
+
+/// The two buckets, and this instance's id.
+#[derive(Clone)]
+pub struct Ownership {
+    members: kv::Store,
+    owners: kv::Store,
+    me: String,
+    lease: Duration,
+}
+
+fn kv_err(what: &'static str) -> impl Fn(String) -> BusError {
+    move |why| BusError::Stream { stream: what, why }
+}
+
+impl Ownership {
+    /// Opens (creating when needed) the two buckets; `me` is this
+    /// instance's id, unique per process start.
+    pub async fn open(
+        js: &jetstream::Context,
+        settings: &Settings,
+        me: String,
+    ) -> Result<Self, BusError> {
+        let lease = Duration::from_millis(settings.ownership.lease_ms);
+        let prefix = &settings.nats.consumer_prefix;
+        let members = bucket(
+            js,
+            kv::Config {
+                bucket: subjects::members_bucket(prefix),
+                description: "orderd: live instances (a key expires unless renewed)".into(),
+                history: 1,
+                max_age: lease,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let owners = bucket(
+            js,
+            kv::Config {
+                bucket: subjects::owners_bucket(prefix),
+                description: "orderd: the instance that pulls each tenant's lanes".into(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            members,
+            owners,
+            me,
+            lease,
+        })
+    }
+
+    /// This instance's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The lease.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Announces this instance as live for another lease; `value` is what
+    /// operators read (name, start time).
+    pub async fn heartbeat(&self, value: Bytes) -> Result<(), BusError> {
+        self.members
+            .put(&self.me, value)
+            .await
+            .map(|_| ())
+            .map_err(|e| kv_err("members")(e.to_string()))
+    }
+
+    /// Leaves at once (shutdown), instead of expiring a lease later.
+    pub async fn leave(&self) {
+        if let Err(e) = self.members.purge(&self.me).await {
+            tracing::debug!(error = %e, "cannot remove the member key");
+        }
+    }
+
+    /// The live instances' ids, sorted.
+    pub async fn members(&self) -> Result<Vec<String>, BusError> {
+        let keys = self
+            .members
+            .keys()
+            .await
+            .map_err(|e| kv_err("members")(e.to_string()))?;
+        let mut ids: Vec<String> = keys
+            .try_collect()
+            .await
+            .map_err(|e| kv_err("members")(e.to_string()))?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// A live instance's announcement (for operators).
+    pub async fn member_info(&self, id: &str) -> Option<Bytes> {
+        self.members.get(id).await.ok().flatten()
+    }
+
+    /// Who owns `tenant` now, if anyone.
+    pub async fn claim(&self, tenant: &TenantId) -> Result<Option<Claim>, BusError> {
+        let entry = self
+            .owners
+            .entry(tenant.as_str())
+            .await
+            .map_err(|e| kv_err("owners")(e.to_string()))?;
+        Ok(entry.and_then(|e| match e.operation {
+            kv::Operation::Put if !e.value.is_empty() => Some(Claim {
+                owner: String::from_utf8_lossy(&e.value).into_owned(),
+                revision: e.revision,
+            }),
+            _ => None,
+        }))
+    }
+
+    /// Takes `tenant`: from nobody (`previous` is `None`), or from the
+    /// instance whose claim `previous` is (it must be gone). `Ok(None)`
+    /// when another instance changed the key first.
+    pub async fn take(
+        &self,
+        tenant: &TenantId,
+        previous: Option<&Claim>,
+    ) -> Result<Option<u64>, BusError> {
+        let value = Bytes::from(self.me.clone());
+        let result = match previous {
+            None => self
+                .owners
+                .create(tenant.as_str(), value)
+                .await
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::CreateErrorKind::AlreadyExists,
+                        e.to_string(),
+                    )
+                }),
+            Some(claim) => self
+                .owners
+                .update(tenant.as_str(), value, claim.revision)
+                .await
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                }),
+        };
+        match result {
+            Ok(revision) => Ok(Some(revision)),
+            Err((true, _)) => Ok(None),
+            Err((false, why)) => Err(kv_err("owners")(why)),
+        }
+    }
+
+    /// Gives `tenant` up (its lanes no longer pulled here): deletes the key
+    /// if it still holds this instance's claim at `revision`.
+    pub async fn release(&self, tenant: &TenantId, revision: u64) {
+        if let Err(e) = self
+            .owners
+            .delete_expect_revision(tenant.as_str(), Some(revision))
+            .await
+        {
+            tracing::debug!(error = %e, tenant = %tenant, "release: the claim had changed");
+        }
+    }
+
+    /// Every tenant's owner (for operators).
+    pub async fn owners(&self) -> Result<Vec<(String, String)>, BusError> {
+        let keys = self
+            .owners
+            .keys()
+            .await
+            .map_err(|e| kv_err("owners")(e.to_string()))?;
+        let keys: Vec<String> = keys
+            .try_collect()
+            .await
+            .map_err(|e| kv_err("owners")(e.to_string()))?;
+        let mut out = Vec::new();
+        for k in keys {
+            if let Ok(Some(v)) = self.owners.get(&k).await {
+                if !v.is_empty() {
+                    out.push((k, String::from_utf8_lossy(&v).into_owned()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+async fn bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, BusError> {
+    let name = config.bucket.clone();
+    match js.get_key_value(&name).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(config)
+            .await
+            .map_err(|e| kv_err("kv")(format!("bucket {name}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenants(n: usize) -> Vec<TenantId> {
+        (0..n)
+            .map(|i| TenantId::parse(&format!("t{i}")).unwrap())
+            .collect()
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn every_instance_ranks_alike_whatever_the_order_of_members() {
+        let a = ids(&["a", "b", "c"]);
+        let b = ids(&["c", "a", "b"]);
+        for t in tenants(200) {
+            assert_eq!(owner_of(&t, &a), owner_of(&t, &b));
+        }
+        assert_eq!(owner_of(&tenants(1)[0], &[]), None);
+    }
+
+    #[test]
+    fn tenants_spread_over_members_and_a_join_moves_only_its_share() {
+        let all = tenants(3000);
+        let three = ids(&["i-1", "i-2", "i-3"]);
+        let mut count = std::collections::HashMap::<&str, usize>::new();
+        for t in &all {
+            *count.entry(owner_of(t, &three).unwrap()).or_default() += 1;
+        }
+        for m in &three {
+            let c = count[m.as_str()];
+            assert!((850..=1150).contains(&c), "{m} owns {c} of 3000");
+        }
+        let four = ids(&["i-1", "i-2", "i-3", "i-4"]);
+        let mut moved = 0;
+        for t in &all {
+            let before = owner_of(t, &three).unwrap();
+            let after = owner_of(t, &four).unwrap();
+            if before != after {
+                assert_eq!(after, "i-4", "a join only takes tenants for itself");
+                moved += 1;
+            }
+        }
+        assert!((600..=900).contains(&moved), "a join moved {moved} of 3000");
+    }
+
+    #[test]
+    fn a_leave_moves_only_the_leavers_tenants() {
+        let all = tenants(500);
+        let three = ids(&["x", "y", "z"]);
+        let two = ids(&["x", "z"]);
+        for t in &all {
+            let before = owner_of(t, &three).unwrap();
+            if before != "y" {
+                assert_eq!(owner_of(t, &two).unwrap(), before);
+            }
+        }
+    }
+}
