@@ -44,8 +44,6 @@ pub struct Sent {
     pub outcome: Outcome,
     /// The answer as orderd sent it (for `--json`).
     pub raw: Bytes,
-    /// The stream already held this idempotency key and dropped the repeat.
-    pub stream_duplicate: bool,
 }
 
 impl Client {
@@ -140,7 +138,8 @@ impl Client {
         h.insert(headers::CONTENT_TYPE, headers::JSON);
         let unavailable = |e: &dyn std::fmt::Display| {
             Failure::Unavailable(format!(
-                "the command was not stored ({e}); retry with --idempotency-key {}",
+                "no PubAck ({e}): the command may not be stored; \
+                 retry with --idempotency-key {}",
                 key.as_str()
             ))
         };
@@ -167,7 +166,6 @@ impl Client {
         Ok(Sent {
             outcome,
             raw: reply.payload,
-            stream_duplicate: false,
         })
     }
 
@@ -190,13 +188,7 @@ impl Client {
                 .read::<_, Outcome>(subjects::API_OUTCOME, &request)
                 .await
             {
-                Ok((outcome, raw)) => {
-                    return Ok(Sent {
-                        outcome,
-                        raw,
-                        stream_duplicate: true,
-                    })
-                }
+                Ok((outcome, raw)) => return Ok(Sent { outcome, raw }),
                 Err(Failure::Refused(e))
                     if matches!(e.status(), 404 | 503)
                         && Instant::now() + OUTCOME_POLL < deadline =>

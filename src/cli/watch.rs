@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use bytes::Bytes;
 use futures::StreamExt;
 use orderd_core::{OrderId, OrderState, TenantId};
 
@@ -40,6 +41,13 @@ use crate::wire::{
 /// How long an order's events may wait behind a gap before the gap is
 /// filled from its history.
 pub const GAP_GRACE: Duration = Duration::from_secs(1);
+
+/// Errors from the events stream in a row before the watch gives up (the
+/// ordered consumer recreates itself after each).
+const MAX_STREAM_FAILURES: u32 = 10;
+
+/// The most raw payloads kept for `--json` while their events wait.
+const RAW_KEPT: usize = 10_000;
 
 /// Where one order's printing stands.
 #[derive(Debug, Default)]
@@ -73,11 +81,11 @@ pub struct Stall {
 impl Sequencer {
     /// The order's state was read at `seq`: print what comes after it.
     /// Returns the held events this makes printable.
-    pub fn start(&mut self, order_id: &str, seq: u64) -> Vec<EventMessage> {
+    pub fn start(&mut self, order_id: &str, seq: u64, now: Instant) -> Vec<EventMessage> {
         let track = self.orders.entry(order_id.to_owned()).or_default();
         let next = seq + 1;
         track.next = Some(track.next.map_or(next, |n| n.max(next)));
-        Self::flush(track)
+        Self::flush(track, now)
     }
 
     /// An event arrived; returns the events now printable, in order.
@@ -90,18 +98,14 @@ impl Sequencer {
             return Vec::new();
         }
         track.pending.entry(event.seq).or_insert(event);
-        let ready = Self::flush(track);
-        if !track.pending.is_empty() && track.waiting_since.is_none() {
-            track.waiting_since = Some(now);
-        }
-        ready
+        Self::flush(track, now)
     }
 
     /// Gives up on a gap: the order's printing goes on from `seq`.
-    pub fn skip_to(&mut self, order_id: &str, seq: u64) -> Vec<EventMessage> {
+    pub fn skip_to(&mut self, order_id: &str, seq: u64, now: Instant) -> Vec<EventMessage> {
         let track = self.orders.entry(order_id.to_owned()).or_default();
         track.next = Some(track.next.map_or(seq, |n| n.max(seq)));
-        Self::flush(track)
+        Self::flush(track, now)
     }
 
     /// Orders whose held events have waited longer than `grace`.
@@ -122,7 +126,9 @@ impl Sequencer {
             .collect()
     }
 
-    fn flush(track: &mut Track) -> Vec<EventMessage> {
+    /// Takes the printable events; what stays held waits from `now` on
+    /// (or from when the oldest of it began waiting, if nothing moved).
+    fn flush(track: &mut Track, now: Instant) -> Vec<EventMessage> {
         let mut ready = Vec::new();
         let Some(mut next) = track.next else {
             return ready;
@@ -136,8 +142,8 @@ impl Sequencer {
         track.next = Some(next);
         if track.pending.is_empty() {
             track.waiting_since = None;
-        } else if !ready.is_empty() {
-            track.waiting_since = Some(Instant::now());
+        } else if !ready.is_empty() || track.waiting_since.is_none() {
+            track.waiting_since = Some(now);
         }
         ready
     }
@@ -149,11 +155,13 @@ fn emit(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
-fn event_line(e: &EventMessage, json: bool) -> String {
-    if json {
-        serde_json::to_string(e).unwrap_or_default()
-    } else {
-        render::change_line(e)
+/// An event's line: with `--json` the message as the stream holds it (its
+/// raw payload when it came from the stream), else text.
+fn event_line(e: &EventMessage, raw: Option<&[u8]>, json: bool) -> String {
+    match (json, raw) {
+        (true, Some(raw)) => String::from_utf8_lossy(raw).into_owned(),
+        (true, None) => serde_json::to_string(e).unwrap_or_default(),
+        (false, _) => render::change_line(e),
     }
 }
 
@@ -203,36 +211,53 @@ pub async fn run(client: &Client, args: &WatchArgs) -> Result<(), Failure> {
         if !emit(&state_line(view, json)) {
             return Ok(());
         }
-        sequencer.start(&view.order_id, view.seq);
+        sequencer.start(&view.order_id, view.seq, Instant::now());
     }
 
     // 3. Then every change after it.
+    let mut raw: HashMap<(String, u64), Bytes> = HashMap::new();
+    let mut failures = 0;
     let mut tick = tokio::time::interval(GAP_GRACE / 4);
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
         let ready = tokio::select! {
             next = events.next() => match next {
-                Some(Ok(msg)) => match serde_json::from_slice::<EventMessage>(&msg.payload) {
-                    Ok(event) => sequencer.offer(event, Instant::now()),
-                    Err(e) => {
-                        eprintln!("orderd: an event this version cannot read was skipped: {e}");
-                        Vec::new()
+                Some(Ok(msg)) => {
+                    failures = 0;
+                    match serde_json::from_slice::<EventMessage>(&msg.payload) {
+                        Ok(event) => {
+                            if json {
+                                raw.insert((event.order_id.clone(), event.seq), msg.payload.clone());
+                            }
+                            sequencer.offer(event, Instant::now())
+                        }
+                        Err(e) => {
+                            eprintln!("orderd: an event this version cannot read was skipped: {e}");
+                            Vec::new()
+                        }
                     }
-                },
-                Some(Err(e)) => {
-                    eprintln!("orderd: the events stream hiccupped ({e}); following it again");
+                }
+                Some(Err(e)) if failures < MAX_STREAM_FAILURES => {
+                    failures += 1;
+                    eprintln!("orderd: the events stream failed ({e}); following it again");
                     Vec::new()
                 }
+                Some(Err(e)) => return Err(Failure::Unavailable(format!("the events stream: {e}"))),
                 None => return Err(Failure::Unavailable("the events stream ended".to_owned())),
             },
             _ = tick.tick() => fill_gaps(client, &tenant, &mut sequencer).await,
             _ = &mut interrupted => return Ok(()),
         };
         for event in &ready {
-            if !emit(&event_line(event, json)) {
+            let payload = raw.remove(&(event.order_id.clone(), event.seq));
+            if !emit(&event_line(event, payload.as_deref(), json)) {
                 return Ok(());
             }
+        }
+        // Held back and then dropped as doubles: their payloads go too.
+        if raw.len() > RAW_KEPT {
+            raw.clear();
         }
     }
 }
@@ -316,7 +341,7 @@ async fn fill_gaps(
                 stall.next,
                 stall.first_pending - 1
             );
-            ready.extend(sequencer.skip_to(&stall.order_id, stall.first_pending));
+            ready.extend(sequencer.skip_to(&stall.order_id, stall.first_pending, Instant::now()));
         }
     }
     ready
@@ -352,7 +377,7 @@ mod tests {
         let now = Instant::now();
         let mut s = Sequencer::default();
         // Subscribed, then events 4 and 5 arrived before the state was read at 5.
-        assert!(seqs(&s.start("a", 5)).is_empty());
+        assert!(seqs(&s.start("a", 5, now)).is_empty());
         assert!(s.offer(event("a", 4), now).is_empty());
         assert!(s.offer(event("a", 5), now).is_empty());
         assert_eq!(seqs(&s.offer(event("a", 6), now)), [6]);
@@ -364,7 +389,7 @@ mod tests {
     fn an_early_event_waits_for_its_turn() {
         let now = Instant::now();
         let mut s = Sequencer::default();
-        s.start("a", 1);
+        s.start("a", 1, now);
         assert!(s.offer(event("a", 3), now).is_empty());
         assert!(s.stalled(now, GAP_GRACE).is_empty());
         let later = now + GAP_GRACE;
@@ -384,9 +409,9 @@ mod tests {
     fn a_gap_given_up_goes_on_from_the_next_held_event() {
         let now = Instant::now();
         let mut s = Sequencer::default();
-        s.start("a", 1);
+        s.start("a", 1, now);
         s.offer(event("a", 4), now);
-        assert_eq!(seqs(&s.skip_to("a", 4)), [4]);
+        assert_eq!(seqs(&s.skip_to("a", 4, now)), [4]);
         assert_eq!(seqs(&s.offer(event("a", 5), now)), [5]);
     }
 
@@ -397,7 +422,7 @@ mod tests {
         assert_eq!(seqs(&s.offer(event("b", 9), now)), [9]);
         assert_eq!(seqs(&s.offer(event("b", 10), now)), [10]);
         // Orders are sequenced apart.
-        s.start("a", 2);
+        s.start("a", 2, now);
         assert_eq!(seqs(&s.offer(event("a", 3), now)), [3]);
         assert!(s.offer(event("b", 10), now).is_empty());
     }
@@ -408,7 +433,7 @@ mod tests {
         let mut s = Sequencer::default();
         s.offer(event("a", 3), now);
         // The tenant's opening list saw the order later, at seq 4.
-        assert!(s.start("a", 4).is_empty());
+        assert!(s.start("a", 4, now).is_empty());
         assert_eq!(seqs(&s.offer(event("a", 5), now)), [5]);
     }
 }
