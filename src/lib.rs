@@ -39,6 +39,11 @@
 //! 5. [`app`]: `run(settings, shutdown)`, the single entry point, which
 //!    wires them together, and the shutdown order.
 //!
+//! Beside the layers, a client of them: [`cli`], the operator's command
+//! line (`orderd get|hold|watch|…`). It talks to a running orderd over NATS
+//! like any client, so it imports only the wire contract (`subjects`,
+//! `headers`, `wire`) and `settings`, and nothing imports it but `main`.
+//!
 //! One command, NATS to Redis to its event: `intake/pull.rs` (pull, parse
 //! with `wire`) → `order/router.rs` → `order/actor.rs` (decide in
 //! `orderd_core`; persist with `store`; publish the outbox with `bus`) →
@@ -47,6 +52,7 @@
 pub mod api;
 pub mod app;
 pub mod bus;
+pub mod cli;
 pub mod headers;
 pub mod intake;
 pub mod order;

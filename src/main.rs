@@ -1,9 +1,13 @@
-//! The `orderd` binary: parse `--config`, load the settings, set up logging,
-//! run until SIGTERM or SIGINT.
+//! The `orderd` binary. Without a subcommand (or with `serve`): parse
+//! `--config`, load the settings, set up logging, run until SIGTERM or
+//! SIGINT. With any other subcommand: the operator's command line
+//! ([`orderd::cli`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use orderd::cli::{Cli, Command};
 use orderd::settings::{LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -13,13 +17,17 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match config_arg(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(usage) => {
-            eprintln!("{usage}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help`, `--version` and usage errors end here (exit 0, 0, 2).
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.config),
+        Some(Command::Serve(args)) => serve(args.config.or(cli.config)),
+        Some(client) => orderd::cli::run(client),
+    }
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+fn serve(config: Option<PathBuf>) -> ExitCode {
     let settings = match Settings::load(config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -45,23 +53,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `--config PATH` (or `--config=PATH`); anything else is a usage error.
-fn config_arg(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
-    const USAGE: &str = "usage: orderd [--config PATH]";
-    let mut config = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => config = Some(args.next().ok_or(USAGE)?.into()),
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => match other.strip_prefix("--config=") {
-                Some(path) => config = Some(path.into()),
-                None => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-            },
-        }
-    }
-    Ok(config)
 }
 
 /// Logging: `RUST_LOG` (else `log.filter`), capped so the NATS and Redis

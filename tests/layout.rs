@@ -42,6 +42,8 @@ const CRATE: &[(&str, &[&str])] = &[
         "app",
         &["api", "intake", "order", "bus", "store", "settings"],
     ),
+    // Beside the layers: the operator's command line, a NATS client.
+    ("cli", &["subjects", "headers", "wire", "settings"]),
 ];
 
 /// What each file inside a folder may import from its siblings.
@@ -87,6 +89,17 @@ const FOLDERS: &[(&str, &[(&str, &[&str])])] = &[
             ("query", &[]),
             ("config", &["history", "replay"]),
             ("service", &["config", "history", "query"]),
+        ],
+    ),
+    (
+        "cli",
+        &[
+            ("args", &[]),
+            ("failure", &[]),
+            ("render", &[]),
+            ("asof", &[]),
+            ("client", &["args", "failure"]),
+            ("watch", &["args", "client", "failure", "render"]),
         ],
     ),
 ];
