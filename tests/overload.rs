@@ -12,8 +12,6 @@
 //!   cargo test --release --test overload -- --ignored --nocapture
 //! ```
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,11 +20,11 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{create_body, env_or, percentile, rss_kib, Process, Servers};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::EventMessage;
 use orderd_core::TenantId;
+use testkit::{create_body, env_or, percentile, rss_kib, Process, Servers};
 
 const MAX_ACK_PENDING: i64 = 512;
 
@@ -73,7 +71,7 @@ async fn quiet_tenant(
     let n = (rate * secs) as usize;
     for _ in 0..n {
         tick.tick().await;
-        let id = common::msg_id();
+        let id = testkit::msg_id();
         let order = orderd::wire::order_id_for_create(&tenant, &id);
         let mut h = HeaderMap::new();
         h.insert(headers::NATS_MSG_ID, id.as_str());
@@ -195,7 +193,7 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
     );
     let pid = orderd.pid();
     let nats = async_nats::connect(&servers.nats_url).await.expect("nats");
-    common::wait_healthy(&nats).await;
+    testkit::wait_healthy(&nats).await;
     let js = jetstream::new(nats.clone());
 
     // Samples: memory, and the most unacknowledged messages on a lane.
@@ -239,7 +237,7 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
     // Baseline of the quiet tenant, alone.
     // The quiet tenant has a connection of its own too: the sampler's
     // requests go over the first one.
-    let calm = common::random_tenant();
+    let calm = testkit::random_tenant();
     let calm_nats = async_nats::connect(&servers.nats_url).await.expect("nats");
     let calm_js = jetstream::new(calm_nats.clone());
     let baseline = quiet_tenant(
@@ -252,8 +250,8 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
     .await;
 
     // The hot order.
-    let hot = common::random_tenant();
-    let id = common::msg_id();
+    let hot = testkit::random_tenant();
+    let id = testkit::msg_id();
     let order = orderd::wire::order_id_for_create(&hot, &id);
     let mut h = HeaderMap::new();
     h.insert(headers::NATS_MSG_ID, id.as_str());
