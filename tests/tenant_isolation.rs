@@ -2,7 +2,7 @@
 //! the permissions orderd ships (`config/nats-server.conf`, this very file).
 //!
 //! Each test starts its own `nats-server -c config/nats-server.conf -js -sd
-//! <temp dir>` (testkit's) on a free loopback port
+//! <temp dir>` (testkit's, the pinned release) on a free loopback port
 //! (killed and cleaned up on drop),
 //! connects as `orderd`, `ops` (reads everything: the observer), the
 //! tenants `acme` and `globex`, each tenant with its own inbox prefix, and
@@ -47,7 +47,7 @@ fn password(user: &str) -> String {
     format!("{user}-test-{}", std::process::id())
 }
 
-/// A nats-server running the shipped permissions, each user's
+/// The pinned nats-server running the shipped permissions, each user's
 /// password in its environment; killed and cleaned up on drop.
 async fn start_server() -> NatsServer {
     let env = [
@@ -1017,12 +1017,12 @@ async fn random_attempts_never_cross_tenants() {
 
 // ---- what the server does not check ---------------------------------------
 
-/// nats-server 2.9 does not check a publisher's reply subject: a tenant can
-/// aim the PubAck of its own command at another tenant's inbox. What arrives
-/// there is the sender's own PubAck (stream and sequence), never the other
-/// tenant's data; but any responder, orderd included, must answer only into
-/// the caller's own inbox (docs/RELIABILITY.md). This test pins the server's
-/// behaviour, so a server that starts refusing it shows up here.
+/// nats-server (2.9.10, 2.12.8) does not check a publisher's reply subject:
+/// a tenant can aim the PubAck of its own command at another tenant's inbox.
+/// What arrives there is the sender's own PubAck (stream and sequence), never
+/// the other tenant's data; but any responder, orderd included, must answer
+/// only into the caller's own inbox (docs/RELIABILITY.md). This test pins the
+/// server's behaviour, so a server that starts refusing it shows up here.
 #[tokio::test]
 async fn a_reply_subject_can_name_another_tenants_inbox() {
     let server = start_server().await;

@@ -1,9 +1,9 @@
 //! `orderd-bench`: measures orderd as its users will, end to end through
 //! NATS JetStream, Redis and the order actors, on a stack it starts itself.
 //!
-//! It starts `nats-server` (JetStream, file storage) and `redis-server`
-//! (`appendonly yes`) on free loopback ports in a temporary directory, as
-//! the tests do (`orderd-testkit`'s servers), and orderd as a
+//! It starts `nats-server` (JetStream, file storage; the pinned release) and
+//! `redis-server` (`appendonly yes`) on free loopback ports in a temporary
+//! directory, as the tests do (`orderd-testkit`'s servers), and orderd as a
 //! child process (this binary re-executed with `--serve`, which
 //! runs `orderd::app::run`): a separate process, so orderd's resident memory
 //! and CPU are its own, as in production. Then it plays upstream (creates
@@ -197,7 +197,7 @@ fn serve() -> ExitCode {
 
 // ---------------------------------------------------------------- the stack
 
-/// The servers (testkit's: nats-server with JetStream, redis-server
+/// The servers (testkit's: the pinned nats-server, redis-server
 /// append-only) and orderd; all killed on drop, orderd first.
 struct Stack {
     orderd: Option<Process>,

@@ -8,7 +8,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`servers`] | `nats-server` (JetStream) and `redis-server` (append-only) on free loopback ports in a temporary directory: start, stop, kill -9, restart; binary lookup ([`servers::binary`]) |
+//! | [`servers`] | `nats-server` (JetStream, the pinned release) and `redis-server` (append-only) on free loopback ports in a temporary directory: start, stop, kill -9, restart; binary lookup and the version pin ([`servers::binary`]) |
 //! | [`process`] | orderd as a child process (the built binary, or the bench re-executing itself), for kill -9, SIGSTOP and its own memory |
 //! | [`app`] | orderd inside the test's process, and the wait for any orderd to be healthy |
 //! | [`client`] | one test's world ([`TestApp`]: servers, orderd, a connection, a random tenant) and the commands and reads it sends |

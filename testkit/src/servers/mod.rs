@@ -1,6 +1,6 @@
 //! Real servers on free loopback ports, in a temporary directory that goes
-//! with them: `nats-server` with JetStream and file storage ([`NatsServer`];
-//! where the binaries are: [`binary`]) and `redis-server` append-only
+//! with them: `nats-server` with JetStream and file storage ([`NatsServer`],
+//! the pinned release; see [`binary`]) and `redis-server` append-only
 //! ([`RedisServer`]), each startable, stoppable, killable with SIGKILL and
 //! restartable on the same port and data; [`Servers`] is the pair a test or
 //! the bench runs orderd against.
@@ -210,7 +210,7 @@ impl Servers {
     }
 
     /// Starts both and waits until they accept connections; panics with the
-    /// reason.
+    /// reason (a missing or wrong nats-server says to run `./scripts/test`).
     /// `ORDERD_TEST_NATS_PROFILE=<port>` has nats-server serve Go's
     /// profiles there, to see where its CPU goes.
     pub async fn start() -> Self {

@@ -19,7 +19,7 @@ pub struct NatsOptions {
     pub profile_port: Option<String>,
 }
 
-/// One nats-server, killed on drop; its store is
+/// One nats-server (the pinned release), killed on drop; its store is
 /// `<dir>/nats/`, its log `<dir>/nats.log`.
 pub struct NatsServer {
     binary: &'static Binary,
