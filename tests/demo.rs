@@ -1,13 +1,11 @@
 //! The demo a newcomer runs keeps working: against a running orderd it
 //! creates its orders, plays dispatch, and every order ends.
 
-mod common;
-
 use std::process::Command;
 
 #[tokio::test]
 async fn the_demo_runs_every_order_to_its_end() {
-    let t = common::spawn_app().await;
+    let t = testkit::spawn_app().await;
     let nats_url = t.servers.nats_url.clone();
     let tenant = t.tenant.to_string();
     let output = tokio::task::spawn_blocking(move || {

@@ -3,12 +3,10 @@
 //! executes; the events carry contiguous sequence numbers and no personal
 //! data, and the read endpoints agree.
 
-mod common;
-
-use common::{complete_everything, create_body, spawn_app};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use serde_json::json;
+use testkit::{complete_everything, create_body, spawn_app};
 
 async fn runs_to_executed_then_closed(flow: &str) {
     let t = spawn_app().await;

@@ -2,17 +2,15 @@
 //! window JetStream drops the second copy; after it, the order's own record
 //! of applied command ids answers "duplicate" and changes nothing.
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use common::{create_body, msg_id, spawn_app_with, TestApp};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd_core::model::JobStatus;
 use orderd_core::{OrderId, WorkOrderId};
 use serde_json::{json, Value};
+use testkit::{create_body, msg_id, spawn_app_with, TestApp};
 
 /// Publishes without waiting for an outcome; returns whether the stream
 /// called it a duplicate.
@@ -111,10 +109,14 @@ async fn a_repeat_after_the_window_is_answered_as_a_duplicate() {
         .await;
     assert!(held.ok);
     assert_eq!(held.seq, Some(2));
-    let started_id = common::job_msg_id(order, 1, 1, JobStatus::Started);
+    let started_id = testkit::job_msg_id(order, 1, 1, JobStatus::Started);
     let job_subject = subjects::job_update(&t.tenant, order, WorkOrderId(1), JobStatus::Started);
     let started = t
-        .send(job_subject.clone(), &common::job_body(1, None), &started_id)
+        .send(
+            job_subject.clone(),
+            &testkit::job_body(1, None),
+            &started_id,
+        )
         .await;
     assert!(started.ok);
     assert_eq!(started.seq, Some(3));
@@ -139,7 +141,7 @@ async fn a_repeat_after_the_window_is_answered_as_a_duplicate() {
         .await;
     assert!(again.ok && again.duplicate, "{again:?}");
     let again = t
-        .send(job_subject, &common::job_body(1, None), &started_id)
+        .send(job_subject, &testkit::job_body(1, None), &started_id)
         .await;
     assert!(again.ok && again.duplicate, "{again:?}");
 

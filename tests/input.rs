@@ -3,16 +3,14 @@
 //! violations, an unknown order, another tenant's order id, an oversized
 //! body, a bad tenant token, an unsupported content type.
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use common::{create_body, msg_id, spawn_app_with, TestApp};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd_core::OrderId;
 use serde_json::json;
+use testkit::{create_body, msg_id, spawn_app_with, TestApp};
 
 async fn raw(
     t: &TestApp,
@@ -37,7 +35,7 @@ fn code(o: &orderd::wire::Outcome) -> String {
 /// every message, and on every tenant's lane nothing waits for an ack and
 /// nothing is being redelivered.
 async fn all_settled(t: &TestApp) {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     let settings = orderd::settings::Settings::default();
     for spec in orderd::intake::consumers::intake_streams() {
         let mut durables = vec![orderd::intake::consumers::discovery_name(spec, &settings)];
@@ -232,7 +230,7 @@ async fn another_tenants_order_id_is_not_found_and_untouched() {
     let before = t.get(order).await;
 
     // The intruder publishes on its own tenant's subjects with the victim's id.
-    let intruder = common::random_tenant();
+    let intruder = testkit::random_tenant();
     for verb in [Verb::Hold, Verb::Cancel, Verb::Close] {
         let outcome = t
             .send(
@@ -253,7 +251,7 @@ async fn another_tenants_order_id_is_not_found_and_untouched() {
                 orderd_core::WorkOrderId(1),
                 orderd_core::model::JobStatus::Completed,
             ),
-            &common::job_body(1, None),
+            &testkit::job_body(1, None),
             &msg_id(),
         )
         .await;
@@ -274,7 +272,7 @@ async fn reads_answer_only_on_the_named_tenants_inbox() {
     use futures::StreamExt;
     let t = spawn_app_with(|_| {}).await;
     let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
-    let intruder = common::random_tenant();
+    let intruder = testkit::random_tenant();
     let ask = |reply: String| {
         let nats = t.nats.clone();
         let body = json!({"tenant": t.tenant.as_str(), "orderId": order.to_string()});

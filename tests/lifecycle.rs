@@ -2,15 +2,13 @@
 //! with cancelled and with cancel_failed, a failed job retried then returned,
 //! and readyToProcess false then ready.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{create_body, spawn_app, Script};
 use orderd::subjects::Verb;
 use orderd::wire::DispatchMessage;
 use orderd_core::model::JobStatus;
 use serde_json::json;
+use testkit::{create_body, spawn_app, Script};
 
 /// Starts every job and leaves it running.
 fn start_only() -> Script {
@@ -56,7 +54,7 @@ async fn hold_then_resume_holds_and_resumes_the_job() {
     events.wait_state(order, "IN_PROGRESS").await;
 
     // Dispatch was told to hold, then to resume, the same attempt.
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     loop {
         let actions = dispatch.actions_of(order);
         if actions.contains_key(&(1, 1, "resume".into())) {
@@ -212,14 +210,14 @@ async fn a_failed_delivery_is_retried_then_returned() {
 async fn an_order_not_ready_waits_until_ready() {
     let t = spawn_app().await;
     let mut events = t.events().await;
-    let dispatch = t.dispatcher(common::complete_everything()).await;
+    let dispatch = t.dispatcher(testkit::complete_everything()).await;
     let mut body = create_body("SEQUENTIAL", &["PICKUP"]);
     body["readyToProcess"] = json!(false);
     let created = t
         .send(
             orderd::subjects::create(&t.tenant),
             &body,
-            &common::msg_id(),
+            &testkit::msg_id(),
         )
         .await;
     assert!(created.ok, "{created:?}");

@@ -3,17 +3,15 @@
 //! kept in the snapshot that fire once after orderd is killed with SIGKILL,
 //! and a backlog of overdue timers worked off at a bounded rate.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{create_body, spawn_app, Process, Servers, TestApp};
 use orderd::headers;
 use orderd::subjects;
 use orderd_core::event::Event;
 use orderd_core::OrderId;
 use serde_json::{json, Value};
+use testkit::{create_body, spawn_app, Process, Servers, TestApp};
 
 async fn publish(t: &TestApp, config: Value) {
     let body = json!({"tenant": t.tenant.as_str(), "config": config});
@@ -106,8 +104,8 @@ async fn timers_survive_a_kill_9_and_a_backlog_fires_each_once_at_a_bounded_rate
     const ORDERS: usize = 20;
     let servers = Servers::start().await;
     let first = Process::start(&servers);
-    let t = common::client_for(servers).await;
-    common::wait_healthy(&t.nats).await;
+    let t = testkit::client_for(servers).await;
+    testkit::wait_healthy(&t.nats).await;
     publish(
         &t,
         json!({"milestones": [{"name": "started", "reach": "EXECUTED", "withinMs": 1000}]}),
@@ -138,7 +136,7 @@ async fn timers_survive_a_kill_9_and_a_backlog_fires_each_once_at_a_bounded_rate
             ("ORDERD_TIMER_SWEEP_MS", "100"),
         ],
     );
-    common::wait_healthy(&t.nats).await;
+    testkit::wait_healthy(&t.nats).await;
     let mut fired_at = Vec::new();
     for order in &orders {
         let id = order.to_string();

@@ -8,8 +8,6 @@
 //! MILLION_ORDERS=1000000 cargo test --release --test million -- --ignored --nocapture
 //! ```
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,16 +17,16 @@ use futures::StreamExt;
 use rand_free::pick;
 use serde_json::Value;
 
-use common::{create_body, env_or, Process, Servers};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::Outcome;
+use testkit::{create_body, env_or, Process, Servers};
 
 const LIVE_BOUND: u64 = 10_000;
 const RSS_BOUND_MIB: f64 = 2048.0;
 
 fn rss_mib(pid: u32) -> f64 {
-    common::rss_kib(pid) as f64 / 1024.0
+    testkit::rss_kib(pid) as f64 / 1024.0
 }
 
 /// A tiny deterministic pick of `k` indexes out of `n` (no extra crate).
@@ -81,9 +79,9 @@ async fn a_million_orders_fit() {
     );
     let pid = orderd.pid();
     let nats = async_nats::connect(&servers.nats_url).await.expect("nats");
-    common::wait_healthy(&nats).await;
+    testkit::wait_healthy(&nats).await;
     let js = jetstream::new(nats.clone());
-    let tenant = common::random_tenant();
+    let tenant = testkit::random_tenant();
     let started = Instant::now();
 
     let peak_live = Arc::new(Mutex::new(0u64));

@@ -3,20 +3,18 @@
 //! VALIDATION_FAILED with the reasons, a timeout follows the policy, a slow
 //! plugin delays no other order, and a restart asks again.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::service::ServiceExt;
-use common::{create_body, spawn_app, App, TestApp};
 use futures::StreamExt;
 use orderd::headers;
 use orderd::subjects;
 use orderd::wire::{PluginReply, PluginRequest};
 use orderd_core::event::Event;
 use serde_json::{json, Value};
+use testkit::{create_body, spawn_app, App, TestApp};
 
 /// How a test plugin answers one request: `None` never answers.
 type Answer = Arc<dyn Fn(&PluginRequest) -> Option<(Duration, PluginReply)> + Send + Sync>;

@@ -14,8 +14,6 @@
 //! POISON_COMMANDS=10000 cargo test --release --test poison -- --ignored --nocapture
 //! ```
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,11 +23,11 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde_json::json;
 
-use common::{create_body, percentile, TestApp};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::{EventMessage, Outcome};
 use orderd_core::{OrderId, TenantId};
+use testkit::{create_body, percentile, TestApp};
 
 const MAX_DELIVER: i64 = 4;
 
@@ -51,7 +49,7 @@ struct Run {
 }
 
 async fn dead_letters(js: &jetstream::Context, tenant: &TenantId) -> Vec<(String, HeaderMap)> {
-    common::stored_messages(
+    testkit::stored_messages(
         js,
         subjects::STREAM_DEAD_LETTERS,
         subjects::dead_letters_of_tenant(tenant),
@@ -78,7 +76,7 @@ async fn run(
     invalid_every: usize,
     poison_every: usize,
 ) -> Run {
-    t.tenant = common::random_tenant();
+    t.tenant = testkit::random_tenant();
     let tenant = t.tenant.clone();
     let redis = redis::Client::open(t.servers.redis_url.as_str()).expect("redis url");
     let mut con = redis
@@ -140,7 +138,7 @@ async fn run(
         } else {
             Kind::Valid
         };
-        let id = format!("p{i}-{}", common::msg_id());
+        let id = format!("p{i}-{}", testkit::msg_id());
         let order = orderd::wire::order_id_for_create(&tenant, &id);
         let (subject, body) = match kind {
             Kind::Valid | Kind::Poison => (
@@ -241,7 +239,7 @@ async fn run(
 }
 
 async fn poison_does_not_block(commands: usize, rate: f64, check_latency: bool) {
-    let mut t = common::spawn_app_with(|s| {
+    let mut t = testkit::spawn_app_with(|s| {
         s.consumers.max_deliver = MAX_DELIVER;
     })
     .await;

@@ -10,17 +10,15 @@
 //!
 //! `PRIVACY_ORDERS=1000 cargo test --test privacy -- --nocapture`
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use serde_json::json;
 
-use common::{complete_everything, Process, Servers};
 use orderd::headers;
 use orderd::subjects;
+use testkit::{complete_everything, Process, Servers};
 
 const NAME_MARK: &str = "Zqvmarkname";
 const STREET_MARK: &str = "Zqvmarkstreet";
@@ -59,7 +57,7 @@ fn markers_in(bytes: &[u8]) -> Vec<&'static str> {
 }
 
 async fn scan_stream(js: &jetstream::Context, stream: &str) -> (usize, Vec<String>) {
-    let messages = common::stored_messages(js, stream, String::new()).await;
+    let messages = testkit::stored_messages(js, stream, String::new()).await;
     let mut hits = Vec::new();
     for msg in &messages {
         let mut all = msg.subject.as_bytes().to_vec();
@@ -95,14 +93,14 @@ async fn personal_data_is_only_in_the_contact_and_location_store() {
         &[("RUST_LOG", "trace"), ("ORDERD_LOG_FORMAT", "json")],
         Some(&log),
     );
-    let t = common::attach(servers).await;
+    let t = testkit::attach(servers).await;
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
 
     let mut acks = Vec::new();
     let mut ids = Vec::new();
     for i in 0..orders {
-        let id = common::msg_id();
+        let id = testkit::msg_id();
         ids.push(orderd::wire::order_id_for_create(&t.tenant, &id));
         let mut h = HeaderMap::new();
         h.insert(headers::NATS_MSG_ID, id.as_str());

@@ -3,16 +3,14 @@
 //! (equality, number ranges), cursor paging, refusal of attributes that are
 //! not indexed, and index entries that follow the snapshot.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{create_body, spawn_app, TestApp};
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd_core::OrderId;
 use serde_json::{json, Value};
+use testkit::{create_body, spawn_app, TestApp};
 
 async fn query(t: &TestApp, filter: Value) -> Result<Value, Value> {
     let mut body = filter;

@@ -4,20 +4,18 @@
 //! nothing is done twice, and every order's events are numbered 1, 2, 3…
 //! without a gap or a double.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use common::{complete_everything, create_body, msg_id, stored_events, Process, Servers, TestApp};
 use orderd::headers;
 use orderd::store::{Snapshot, SnapshotStore, StoreError};
 use orderd::subjects::{self, Verb};
 use orderd::wire::EventMessage;
 use orderd_core::{OrderId, OrderState};
+use testkit::{complete_everything, create_body, msg_id, stored_events, Process, Servers, TestApp};
 
 /// Each order's stored events are exactly 1..=n, in order, and end in `state`.
 fn assert_contiguous(
@@ -70,8 +68,8 @@ async fn publish_creates(t: &TestApp, n: usize) -> Vec<OrderId> {
 async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
     let servers = Servers::start().await;
     let first = Process::start(&servers);
-    let t = common::client_for(servers).await;
-    common::wait_healthy(&t.nats).await;
+    let t = testkit::client_for(servers).await;
+    testkit::wait_healthy(&t.nats).await;
     let mut events = t.events().await;
     let dispatch = t.dispatcher(complete_everything()).await;
 
@@ -98,7 +96,7 @@ async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
     );
 
     let _second = Process::start(&t.servers);
-    common::wait_healthy(&t.nats).await;
+    testkit::wait_healthy(&t.nats).await;
     for order in &orders {
         events.wait_state(*order, "EXECUTED").await;
     }
@@ -127,9 +125,9 @@ async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
 async fn two_instances_share_the_work_and_never_both_apply_a_command() {
     let servers = Servers::start().await;
     let settings = servers.settings();
-    let t = common::client_for(servers).await;
-    let a = common::App::start(settings.clone(), &t.nats).await;
-    let b = common::App::start(settings, &t.nats).await;
+    let t = testkit::client_for(servers).await;
+    let a = testkit::App::start(settings.clone(), &t.nats).await;
+    let b = testkit::App::start(settings, &t.nats).await;
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
 
@@ -165,7 +163,7 @@ async fn a_second_writer_of_the_same_version_gets_stale_version() {
     let servers = Servers::start().await;
     let one = servers.store().await;
     let two = servers.store().await;
-    let tenant = common::random_tenant();
+    let tenant = testkit::random_tenant();
     let id = OrderId(uuid::Uuid::new_v4());
     let mut order = orderd_core::Order::blank(id, tenant.clone());
     order.seq = 1;
@@ -233,7 +231,7 @@ async fn a_second_writer_of_the_same_version_gets_stale_version() {
 
 #[tokio::test]
 async fn commands_wait_while_redis_is_down_and_apply_once_it_is_back() {
-    let mut t = common::spawn_app().await;
+    let mut t = testkit::spawn_app().await;
     let mut events = t.events().await;
     let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
     events.wait_state(order, "IN_PROGRESS").await;
@@ -262,7 +260,7 @@ async fn commands_wait_while_redis_is_down_and_apply_once_it_is_back() {
         "a command was answered without Redis"
     );
     t.servers.start_redis().await;
-    let reply = tokio::time::timeout(common::WAIT, replies.next())
+    let reply = tokio::time::timeout(testkit::WAIT, replies.next())
         .await
         .expect("answered once Redis is back")
         .unwrap();
@@ -276,12 +274,12 @@ async fn commands_wait_while_redis_is_down_and_apply_once_it_is_back() {
 
 #[tokio::test]
 async fn a_nats_restart_mid_stream_loses_nothing() {
-    let mut t = common::spawn_app().await;
+    let mut t = testkit::spawn_app().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
     let mut orders = publish_creates(&t, 10).await;
     // Kill -9 NATS while orderd works on the first ten, then send ten more.
     t.servers.restart_nats().await;
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     let more = loop {
         // The client reconnects on its own; publishes fail until it has.
         match tokio::time::timeout(Duration::from_secs(5), publish_creates(&t, 10)).await {
@@ -295,7 +293,7 @@ async fn a_nats_restart_mid_stream_loses_nothing() {
     orders.extend(more);
     // Every order executes; read from the stream itself, which is what
     // survived the restart.
-    let deadline = tokio::time::Instant::now() + common::WAIT * 2;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT * 2;
     loop {
         let stored = tokio::time::timeout(Duration::from_secs(5), stored_events(&t.js, &t.tenant))
             .await
@@ -388,7 +386,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
     // A new order (seq 1, version 1) that applied one command.
     let applied_one = |command: &str| {
         let mut order =
-            orderd_core::Order::blank(OrderId(uuid::Uuid::new_v4()), common::random_tenant());
+            orderd_core::Order::blank(OrderId(uuid::Uuid::new_v4()), testkit::random_tenant());
         order.seq = 1;
         order.applied_commands.insert(cid(command));
         Snapshot::new(order, vec![], 1)
@@ -465,7 +463,7 @@ async fn command_ids_are_kept_apart_and_come_back_with_the_order() {
 #[tokio::test]
 async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
     let adjust = |s: &mut orderd::settings::Settings| s.consumers.ack_wait_secs = 2;
-    let mut t = common::spawn_app_with(adjust).await;
+    let mut t = testkit::spawn_app_with(adjust).await;
     t.stop_app().await;
     let mut orders = publish_creates(&t, 5).await;
     // Another instance takes them from the discovery, and vanishes.
@@ -498,13 +496,13 @@ async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
     );
     // Five more; orderd starts again and its discovery sees these first.
     orders.extend(publish_creates(&t, 5).await);
-    t.app = Some(common::App::start(settings, &t.nats).await);
+    t.app = Some(testkit::App::start(settings, &t.nats).await);
     wait_for_orders(&t, &orders, "the first five were skipped").await;
 }
 
 /// Waits until every one of `orders` has its events in the stream.
 async fn wait_for_orders(t: &TestApp, orders: &[OrderId], what: &str) {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
     loop {
         let stored = stored_events(&t.js, &t.tenant).await;
         let created = orders
@@ -525,7 +523,7 @@ async fn wait_for_orders(t: &TestApp, orders: &[OrderId], what: &str) {
 
 #[tokio::test]
 async fn a_lane_deleted_at_the_server_is_opened_again_while_orderd_runs() {
-    let t = common::spawn_app().await;
+    let t = testkit::spawn_app().await;
     let mut orders = publish_creates(&t, 1).await;
     wait_for_orders(&t, &orders, "the lane never worked").await;
     // An operator deletes the tenant's commands lane.

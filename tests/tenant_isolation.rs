@@ -2,7 +2,8 @@
 //! the permissions orderd ships (`config/nats-server.conf`, this very file).
 //!
 //! Each test starts its own `nats-server -c config/nats-server.conf -js -sd
-//! <temp dir>` on a free loopback port (killed and cleaned up on drop),
+//! <temp dir>` (testkit's, the pinned release) on a free loopback port
+//! (killed and cleaned up on drop),
 //! connects as `orderd`, `ops` (reads everything: the observer), the
 //! tenants `acme` and `globex`, each tenant with its own inbox prefix, and
 //! their plugin users.
@@ -23,9 +24,6 @@
 //!   no message crosses from one tenant to the other.
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
@@ -35,6 +33,7 @@ use futures::StreamExt;
 use orderd::subjects::{self, EventKind, Verb};
 use orderd_core::model::JobStatus;
 use orderd_core::{JobAction, OrderId, TenantId, WorkOrderId};
+use testkit::servers::{NatsOptions, NatsServer};
 use tokio::sync::mpsc;
 
 /// Random attempts in the third test.
@@ -42,84 +41,33 @@ const ATTEMPTS: usize = 1_000;
 const TENANTS: [&str; 2] = ["acme", "globex"];
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/nats-server.conf");
 
-// ---- a nats-server of our own ---------------------------------------------
-
-/// A nats-server child process with its own store, killed on drop.
-struct NatsServer {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
+// ---- a nats-server with the shipped permissions ---------------------------
 
 fn password(user: &str) -> String {
     format!("{user}-test-{}", std::process::id())
 }
 
-fn nats_server_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
-        return bin.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-        .expect("nats-server not found: install it (scripts/test does) or set NATS_SERVER_BIN")
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!(
-            "orderd-tenant-isolation-{}-{port}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let log = std::fs::File::create(dir.join("nats.log")).expect("log file");
-        let child = Command::new(nats_server_binary())
-            .args(["-c", CONFIG, "-a", "127.0.0.1", "-p", &port.to_string()])
-            .arg("-js")
-            .arg("-sd")
-            .arg(dir.join("store"))
-            .env("ORDERD_NATS_PASSWORD", password("orderd"))
-            .env("OPS_NATS_PASSWORD", password("ops"))
-            .env("ACME_NATS_PASSWORD", password("acme"))
-            .env("GLOBEX_NATS_PASSWORD", password("globex"))
-            .env("ACME_PLUGINS_NATS_PASSWORD", password(&plugin_user("acme")))
-            .env(
-                "GLOBEX_PLUGINS_NATS_PASSWORD",
-                password(&plugin_user("globex")),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("nats-server starts");
-        let mut server = Self { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || server.child.try_wait().ok().flatten().is_some() {
-                let log = std::fs::read_to_string(server.dir.join("nats.log")).unwrap_or_default();
-                panic!("nats-server did not come up on {port}:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The pinned nats-server running the shipped permissions, each user's
+/// password in its environment; killed and cleaned up on drop.
+async fn start_server() -> NatsServer {
+    let env = [
+        ("ORDERD_NATS_PASSWORD", password("orderd")),
+        ("OPS_NATS_PASSWORD", password("ops")),
+        ("ACME_NATS_PASSWORD", password("acme")),
+        ("GLOBEX_NATS_PASSWORD", password("globex")),
+        ("ACME_PLUGINS_NATS_PASSWORD", password(&plugin_user("acme"))),
+        (
+            "GLOBEX_PLUGINS_NATS_PASSWORD",
+            password(&plugin_user("globex")),
+        ),
+    ];
+    NatsServer::start(NatsOptions {
+        config: Some(CONFIG.into()),
+        env: env.map(|(k, v)| (k.to_owned(), v)).into(),
+        ..NatsOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A connection as `user`, with the server errors it is told about, and a
@@ -409,7 +357,7 @@ fn orderd_may_publish_to_every_tenant_inbox_in_the_config() {
 
 #[tokio::test]
 async fn a_tenant_reaches_its_own_subjects_and_orderd_serves_it() {
-    let server = NatsServer::start();
+    let server = start_server().await;
     let mut orderd = Conn::open(&server, "orderd").await;
     let mut ops = Conn::open(&server, "ops").await;
     let mut acme = Conn::open(&server, "acme").await;
@@ -606,7 +554,7 @@ fn forbidden_subscriptions(attacker: &str, victim: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn another_tenants_subjects_and_the_server_apis_are_refused() {
-    let server = NatsServer::start();
+    let server = start_server().await;
     let (mut orderd, mut ops, mut observer) = observed(&server).await;
     let mut published = 0;
     let mut subscribed = 0;
@@ -698,7 +646,7 @@ fn plugin_forbidden_subscriptions(own: &str, other: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_tenants_plugin_answers_validate_requests_and_does_nothing_else() {
-    let server = NatsServer::start();
+    let server = start_server().await;
     let (mut orderd, mut ops, mut observer) = observed(&server).await;
     for (own, other) in [("acme", "globex"), ("globex", "acme")] {
         let mut plugin = Conn::open_plugin(&server, own, &orderd.client).await;
@@ -936,7 +884,7 @@ async fn random_attempts_never_cross_tenants() {
     let started = Instant::now();
     let mut rng = Rng(seed);
 
-    let server = NatsServer::start();
+    let server = start_server().await;
     let (mut orderd, mut ops, mut observer) = observed(&server).await;
     let mut conns = Vec::new();
     for t in TENANTS {
@@ -1069,15 +1017,15 @@ async fn random_attempts_never_cross_tenants() {
 
 // ---- what the server does not check ---------------------------------------
 
-/// nats-server 2.9 does not check a publisher's reply subject: a tenant can
-/// aim the PubAck of its own command at another tenant's inbox. What arrives
-/// there is the sender's own PubAck (stream and sequence), never the other
-/// tenant's data; but any responder, orderd included, must answer only into
-/// the caller's own inbox (docs/RELIABILITY.md). This test pins the server's
-/// behaviour, so a server that starts refusing it shows up here.
+/// nats-server (2.9.10, 2.12.8) does not check a publisher's reply subject:
+/// a tenant can aim the PubAck of its own command at another tenant's inbox.
+/// What arrives there is the sender's own PubAck (stream and sequence), never
+/// the other tenant's data; but any responder, orderd included, must answer
+/// only into the caller's own inbox (docs/RELIABILITY.md). This test pins the
+/// server's behaviour, so a server that starts refusing it shows up here.
 #[tokio::test]
 async fn a_reply_subject_can_name_another_tenants_inbox() {
-    let server = NatsServer::start();
+    let server = start_server().await;
     let orderd = Conn::open(&server, "orderd").await;
     jetstream::new(orderd.client.clone())
         .create_stream(stream::Config {

@@ -14,18 +14,16 @@
 //! ZOMBIE_ROUNDS=20 cargo test --release --test zombie -- --nocapture
 //! ```
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 
-use common::{complete_everything, create_body, stored_events, Process, Servers};
 use orderd::headers;
 use orderd::store::SnapshotStore;
 use orderd::subjects;
 use orderd_core::OrderId;
+use testkit::{complete_everything, create_body, stored_events, Process, Servers};
 
 /// The ack wait both processes run with (`Servers::env`).
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -51,7 +49,7 @@ async fn a_frozen_instance_that_wakes_up_is_fenced() {
         Process::start_with(&servers, &env, Some(&logs[0])),
         Process::start_with(&servers, &env, Some(&logs[1])),
     ];
-    let t = common::attach(servers).await;
+    let t = testkit::attach(servers).await;
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
 
@@ -68,7 +66,7 @@ async fn a_frozen_instance_that_wakes_up_is_fenced() {
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
-                let id = common::msg_id();
+                let id = testkit::msg_id();
                 orders.push(orderd::wire::order_id_for_create(&tenant, &id));
                 let body = create_body(flows[i % 3], &["PICKUP", "INSTALL"]);
                 i += 1;

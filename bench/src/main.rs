@@ -1,9 +1,10 @@
 //! `orderd-bench`: measures orderd as its users will, end to end through
 //! NATS JetStream, Redis and the order actors, on a stack it starts itself.
 //!
-//! It starts `nats-server` (JetStream, file storage) and `redis-server`
-//! (`appendonly yes`) on free loopback ports in a temporary directory, and
-//! orderd as a child process (this binary re-executed with `--serve`, which
+//! It starts `nats-server` (JetStream, file storage; the pinned release) and
+//! `redis-server` (`appendonly yes`) on free loopback ports in a temporary
+//! directory, as the tests do (`orderd-testkit`'s servers), and orderd as a
+//! child process (this binary re-executed with `--serve`, which
 //! runs `orderd::app::run`): a separate process, so orderd's resident memory
 //! and CPU are its own, as in production. Then it plays upstream (creates
 //! orders of 3 work orders, one third per execution flow) and dispatch
@@ -32,16 +33,15 @@
 //! It fails (exit 1) if an order does not reach EXECUTED or one of its
 //! events is missing (each order's event sequence numbers must be 1, 2, 3…).
 //!
-//! `cargo run --release --bin orderd-bench -- [--quick] [--json PATH]
+//! `cargo run --release -p orderd-bench -- [--quick] [--json PATH]
 //! [--passivated N] [--live N] [--secs S] [--inflight N] [--saturation N]`
 
 #![recursion_limit = "256"]
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,6 +61,9 @@ use orderd::subjects;
 use orderd::wire;
 use orderd_core::model::JobStatus;
 use orderd_core::{OrderId, TenantId, WorkOrderId};
+use testkit::measure::{cpu_secs, rss_kib};
+use testkit::servers::{log_tail, Servers};
+use testkit::Process;
 
 /// The same allocator as the `orderd` binary, so `--serve` measures it.
 #[global_allocator]
@@ -194,98 +197,26 @@ fn serve() -> ExitCode {
 
 // ---------------------------------------------------------------- the stack
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    found.with_context(|| format!("{name} not found; install it"))
-}
-
-async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            bail!("{what} did not start on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-fn version_of(binary: &Path) -> String {
-    Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// nats-server, redis-server and orderd; all killed on drop.
+/// The servers (testkit's: the pinned nats-server, redis-server
+/// append-only) and orderd; all killed on drop, orderd first.
 struct Stack {
-    dir: PathBuf,
-    nats: Child,
-    redis: Child,
-    orderd: Option<Child>,
-    nats_url: String,
-    redis_url: String,
-    nats_version: String,
-    redis_version: String,
+    orderd: Option<Process>,
+    servers: Servers,
 }
 
 impl Stack {
     async fn start() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("orderd-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(dir.join("nats"))?;
-        std::fs::create_dir_all(dir.join("redis"))?;
-        let (nats_port, redis_port) = (free_port()?, free_port()?);
-        let nats_bin = find_binary("nats-server")?;
-        let redis_bin = find_binary("redis-server")?;
-        let mut nats = Command::new(&nats_bin);
-        nats.args(["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string()])
-            .arg("-sd")
-            .arg(dir.join("nats"));
         // Go profiles of nats-server on this port, for finding where its
         // share of the cores goes (`/debug/pprof/profile?seconds=N`).
-        if let Ok(port) = std::env::var("ORDERD_BENCH_NATS_PROFILE") {
-            nats.args(["--profile", &port]);
-        }
-        let nats = nats
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("nats-server")?;
-        let redis = Command::new(&redis_bin)
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--save", ""])
-            .arg("--dir")
-            .arg(dir.join("redis"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("redis-server")?;
-        let stack = Self {
-            dir,
-            nats,
-            redis,
+        let servers = Servers::builder()
+            .named("orderd-bench")
+            .nats_profile_port(std::env::var("ORDERD_BENCH_NATS_PROFILE").ok())
+            .start()
+            .await?;
+        Ok(Self {
             orderd: None,
-            nats_url: format!("nats://127.0.0.1:{nats_port}"),
-            redis_url: format!("redis://127.0.0.1:{redis_port}"),
-            nats_version: version_of(&nats_bin),
-            redis_version: version_of(&redis_bin),
-        };
-        wait_for_port(nats_port, "nats-server").await?;
-        wait_for_port(redis_port, "redis-server").await?;
-        Ok(stack)
+            servers,
+        })
     }
 
     /// Starts orderd (this binary, `--serve`) with the given passivation.
@@ -294,28 +225,24 @@ impl Stack {
         nats: &async_nats::Client,
         passivate_ms: u64,
     ) -> anyhow::Result<u32> {
-        let log = std::fs::File::create(self.dir.join("orderd.log")).context("orderd's log")?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("--serve")
-            .env("ORDERD_NATS_URL", &self.nats_url)
-            .env("ORDERD_REDIS_URL", &self.redis_url)
-            .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("orderd")?;
-        let pid = child.id();
-        self.orderd = Some(child);
+        let log = self.servers.dir().join("orderd.log");
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("--serve")
+            .env("ORDERD_NATS_URL", &self.servers.nats_url)
+            .env("ORDERD_REDIS_URL", &self.servers.redis_url)
+            .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string());
+        let orderd = Process::spawn(cmd, Some(&log)).context("orderd")?;
+        let pid = orderd.pid();
+        let orderd = self.orderd.insert(orderd);
         let deadline = Instant::now() + Duration::from_secs(30);
         while health(nats).await.is_none() {
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.join("orderd.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "orderd did not become healthy; its log ends:\n{}",
-                    tail.join("\n")
-                );
+            let what = match orderd.exited() {
+                Some(status) => Some(format!("exited ({status})")),
+                None if Instant::now() > deadline => Some("did not become healthy".to_owned()),
+                None => None,
+            };
+            if let Some(what) = what {
+                bail!("orderd {what}; its log ends:\n{}", log_tail(&log, 20));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -323,21 +250,9 @@ impl Stack {
     }
 
     fn kill_orderd(&mut self) {
-        if let Some(mut c) = self.orderd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(orderd) = self.orderd.take() {
+            orderd.kill9();
         }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.kill_orderd();
-        for c in [&mut self.nats, &mut self.redis] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -358,45 +273,7 @@ async fn health(nats: &async_nats::Client) -> Option<u64> {
 }
 
 fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// CPU seconds a process and its reaped children have used (`/proc/<pid>/stat`:
-/// utime, stime, cutime, cstime). The children count: Redis rewrites its
-/// append-only file in a forked child.
-fn cpu_secs(pid: u32) -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let ticks = *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    });
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name, which may hold spaces: state is the
-    // first, utime the 12th.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let used: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    used as f64 / ticks
+    rss_kib(pid) * 1024
 }
 
 /// CPU seconds used so far by each process of the run: nats-server,
@@ -412,8 +289,8 @@ struct CpuUse {
 impl CpuUse {
     fn now(stack: &Stack, orderd: u32) -> Self {
         Self {
-            nats: cpu_secs(stack.nats.id()),
-            redis: cpu_secs(stack.redis.id()),
+            nats: cpu_secs(stack.servers.nats().pid().unwrap_or(0)),
+            redis: cpu_secs(stack.servers.redis().pid().unwrap_or(0)),
             orderd: cpu_secs(orderd),
             bench: cpu_secs(std::process::id()),
         }
@@ -1219,9 +1096,13 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         cpu_model()
     );
     let mut stack = Stack::start().await?;
-    eprintln!("servers: {} | {}", stack.nats_version, stack.redis_version);
+    eprintln!(
+        "servers: {} | {}",
+        stack.servers.nats().version(),
+        stack.servers.redis().version()
+    );
     let connect = |name: &'static str| {
-        let url = stack.nats_url.clone();
+        let url = stack.servers.nats_url.clone();
         async move {
             async_nats::ConnectOptions::new()
                 .name(name)
@@ -1264,7 +1145,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     tokio::spawn(player.clone().follow_dispatch(job_sub));
     let progress = Progress::start(player.clone());
     let control_js = jetstream::new(control.clone());
-    let mut redis_conn = redis::Client::open(stack.redis_url.as_str())?
+    let mut redis_conn = redis::Client::open(stack.servers.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
 
@@ -1300,7 +1181,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let raw_secs = if args.quick { 2.0 } else { 5.0 };
     note(&progress, "raw capacity (JetStream, Redis)");
     let js_raw_1 = raw_jetstream(&control, msg_size, raw_secs, 4096).await?;
-    let redis_raw_1 = raw_redis(&stack.redis_url, snapshot_size, raw_secs).await?;
+    let redis_raw_1 = raw_redis(&stack.servers.redis_url, snapshot_size, raw_secs).await?;
 
     // Throughput at a fixed number in flight.
     note(&progress, &format!("{} orders in flight", args.inflight));
@@ -1339,9 +1220,14 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     );
     let stop_probes = Arc::new(AtomicBool::new(false));
     let half_start = Instant::now();
-    let probes = trace_path
-        .as_ref()
-        .map(|_| start_probes(&control, &control_js, &stack.redis_url, &stop_probes));
+    let probes = trace_path.as_ref().map(|_| {
+        start_probes(
+            &control,
+            &control_js,
+            &stack.servers.redis_url,
+            &stop_probes,
+        )
+    });
     let half_achieved = open_loop(&player, &progress, "half", half, args.secs).await?;
     stop_probes.store(true, Ordering::Relaxed);
     if let (Some(path), Some((log, tasks))) = (&trace_path, probes) {
@@ -1366,7 +1252,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     // Raw capacity again, at the end of the run.
     note(&progress, "raw capacity again");
     let js_raw_2 = raw_jetstream(&control, msg_size, raw_secs, 4096).await?;
-    let redis_raw_2 = raw_redis(&stack.redis_url, snapshot_size, raw_secs).await?;
+    let redis_raw_2 = raw_redis(&stack.servers.redis_url, snapshot_size, raw_secs).await?;
 
     // Memory per live actor.
     note(
@@ -1507,7 +1393,11 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         if args.quick { "quick" } else { "full" },
         std::thread::available_parallelism().map_or(0, usize::from)
     );
-    println!("servers: {} | {}", stack.nats_version, stack.redis_version);
+    println!(
+        "servers: {} | {}",
+        stack.servers.nats().version(),
+        stack.servers.redis().version()
+    );
     println!("{:<48} {:>14}", "measure", "value");
     let row = |k: &str, v: String| println!("{k:<48} {v:>14}");
     row(
@@ -1633,8 +1523,8 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
             "passivated_orders": passivated.map(|(n, _, _, _)| n),
             "passivated_peak_rss_mib": passivated.map(|(_, _, p, _)| mib(p)),
             "event_duplicates": duplicates,
-            "nats_server_version": stack.nats_version,
-            "redis_server_version": stack.redis_version,
+            "nats_server_version": stack.servers.nats().version(),
+            "redis_server_version": stack.servers.redis().version(),
             "cores": std::thread::available_parallelism().map_or(0, usize::from),
             "cpu": cpu_model(),
             "load_average_start": load_start,

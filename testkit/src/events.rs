@@ -1,0 +1,170 @@
+//! What orderd published: a live [`EventLog`] of one tenant's events (as a
+//! dashboard sees them, doubles removed, waited on by predicate), and the
+//! messages a stream stores, read raw ([`stored_messages`],
+//! [`stored_events`]) to count doubles and gaps after the fact.
+//!
+//! Imports: nothing of this crate but [`crate::WAIT`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use orderd::subjects;
+use orderd::wire::EventMessage;
+use orderd_core::{OrderId, TenantId};
+
+use crate::WAIT;
+
+/// Every event message of one tenant, as it arrives (doubles removed).
+pub struct EventLog {
+    rx: mpsc::UnboundedReceiver<EventMessage>,
+    seen: Vec<EventMessage>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl EventLog {
+    /// Subscribes to the tenant's events (the subscription is in place at
+    /// the server when this returns).
+    pub async fn subscribe(nats: &async_nats::Client, tenant: &TenantId) -> Self {
+        let mut sub = nats
+            .subscribe(subjects::events_of_tenant(tenant))
+            .await
+            .expect("subscribe to events");
+        nats.flush().await.expect("flush");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                if let Ok(e) = serde_json::from_slice::<EventMessage>(&msg.payload) {
+                    if tx.send(e).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            rx,
+            seen: Vec::new(),
+            _task: task,
+        }
+    }
+
+    /// Waits for the first event (seen before or arriving) that fits.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        fits: impl Fn(&EventMessage) -> bool,
+    ) -> EventMessage {
+        if let Some(e) = self.seen.iter().find(|e| fits(e)) {
+            return e.clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.rx.recv()).await;
+            match next {
+                Ok(Some(e)) => {
+                    let dup = self
+                        .seen
+                        .iter()
+                        .any(|s| s.order_id == e.order_id && s.seq == e.seq);
+                    if !dup {
+                        self.seen.push(e.clone());
+                    }
+                    if fits(&e) {
+                        return e;
+                    }
+                }
+                _ => panic!(
+                    "no event for {what} within {WAIT:?}; saw {:#?}",
+                    self.seen
+                        .iter()
+                        .map(|e| (e.order_id.clone(), e.seq, e.kind.clone(), e.state.clone()))
+                        .collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Waits until `order` reaches `state`.
+    pub async fn wait_state(&mut self, order: OrderId, state: &str) -> EventMessage {
+        let id = order.to_string();
+        self.wait_for(&format!("{order} {state}"), |e| {
+            e.order_id == id && e.state == state
+        })
+        .await
+    }
+
+    /// The orders seen in events so far.
+    pub fn orders(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.seen.iter().map(|e| e.order_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Events of `order` seen so far, in arrival order.
+    pub fn of(&self, order: OrderId) -> Vec<EventMessage> {
+        let id = order.to_string();
+        self.seen
+            .iter()
+            .filter(|e| e.order_id == id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every message of `stream` under `filter`, read raw (no dedupe, no ack),
+/// oldest first.
+pub async fn stored_messages(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: String,
+) -> Vec<jetstream::Message> {
+    let stream = js.get_stream(stream).await.expect("the stream exists");
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: filter,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
+    let mut out = Vec::with_capacity(remaining);
+    while remaining > 0 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(remaining.min(1000))
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        while let Some(Ok(msg)) = batch.next().await {
+            remaining -= 1;
+            out.push(msg);
+        }
+    }
+    out
+}
+
+/// Every event message of the tenant stored in the events stream, read raw
+/// (no dedupe), grouped by order.
+pub async fn stored_events(
+    js: &jetstream::Context,
+    tenant: &TenantId,
+) -> BTreeMap<String, Vec<EventMessage>> {
+    let mut out: BTreeMap<String, Vec<EventMessage>> = BTreeMap::new();
+    for msg in stored_messages(
+        js,
+        subjects::STREAM_EVENTS,
+        subjects::events_of_tenant(tenant),
+    )
+    .await
+    {
+        let e: EventMessage = serde_json::from_slice(&msg.payload).expect("an event message");
+        out.entry(e.order_id.clone()).or_default().push(e);
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! Several instances on one NATS and Redis: one owner pulls each tenant's
+//! lanes, so an order's commands are decided in the order they were
+//! published, however many instances run, and a killed owner's tenant is
+//! taken over, with nothing lost, refused or done twice.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use futures::StreamExt;
+
+use orderd::headers;
+use orderd::subjects::{self, Verb};
+use orderd::wire::{EventMessage, Outcome};
+use orderd_core::OrderId;
+use testkit::{create_body, msg_id, stored_events, App, Process, Servers, TestApp, WAIT};
+
+/// Hold, resume, three times over: valid only in this order.
+const BURST: [Verb; 6] = [
+    Verb::Hold,
+    Verb::Resume,
+    Verb::Hold,
+    Verb::Resume,
+    Verb::Hold,
+    Verb::Resume,
+];
+
+/// Creates `n` orders (SEQUENTIAL, nobody plays dispatch, so they stay
+/// IN_PROGRESS) and waits until each is created.
+async fn create_orders(t: &TestApp, n: usize) -> Vec<OrderId> {
+    let mut orders = Vec::new();
+    for _ in 0..n {
+        orders.push(t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await);
+    }
+    orders
+}
+
+/// Publishes the burst to every order, back to back (each command's PubAck
+/// awaited only at the end), with `Orderd-Reply-To` on `reply.<n>`; calls
+/// `midway` once half the commands are stored.
+async fn publish_burst(
+    t: &TestApp,
+    orders: &[OrderId],
+    reply: &str,
+    mut midway: impl FnMut(),
+) -> usize {
+    let mut acks = Vec::new();
+    let total = orders.len() * BURST.len();
+    let mut sent = 0;
+    for verb in BURST {
+        for order in orders {
+            let mut h = HeaderMap::new();
+            h.insert(headers::NATS_MSG_ID, msg_id().as_str());
+            h.insert(headers::ORDERD_REPLY_TO, format!("{reply}.{sent}").as_str());
+            let body = if verb == Verb::Hold {
+                br#"{"reason":"burst"}"#.to_vec()
+            } else {
+                b"{}".to_vec()
+            };
+            acks.push(
+                t.js.publish_with_headers(
+                    subjects::command(&t.tenant, *order, verb),
+                    h,
+                    body.into(),
+                )
+                .await
+                .expect("published"),
+            );
+            sent += 1;
+            if sent == total / 2 {
+                for ack in acks.drain(..) {
+                    ack.await.expect("stored");
+                }
+                midway();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.expect("stored");
+    }
+    total
+}
+
+/// Collects `n` outcomes (one per reply subject) within `within`.
+async fn outcomes(
+    sub: &mut async_nats::Subscriber,
+    n: usize,
+    within: Duration,
+) -> BTreeMap<String, Outcome> {
+    let mut got = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < n {
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} outcomes came", got.len()))
+            .expect("subscription open");
+        let outcome: Outcome = serde_json::from_slice(&msg.payload).expect("an outcome");
+        got.insert(msg.subject.to_string(), outcome);
+    }
+    got
+}
+
+/// Every order's stored events are 1..=n with no gap or double, and each
+/// order ends IN_PROGRESS after 1 + 6 changes.
+fn assert_each_order_saw_the_whole_burst(
+    events: &BTreeMap<String, Vec<EventMessage>>,
+    orders: &[OrderId],
+) {
+    for order in orders {
+        let list = &events[&order.to_string()];
+        let seqs: Vec<u64> = list.iter().map(|e| e.seq).collect();
+        let expected: Vec<u64> = (1..=list.len() as u64).collect();
+        assert_eq!(seqs, expected, "order {order}: gap or double");
+        assert_eq!(list.len(), 1 + BURST.len(), "order {order}: {seqs:?}");
+        assert_eq!(list.last().unwrap().state, "IN_PROGRESS", "order {order}");
+    }
+}
+
+fn refused(outcomes: &BTreeMap<String, Outcome>) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|(_, o)| !o.ok)
+        .map(|(s, o)| format!("{s}: {:?}", o.error.as_ref().map(|e| e.code.clone())))
+        .collect()
+}
+
+#[tokio::test]
+async fn three_instances_decide_each_orders_commands_in_publish_order() {
+    let servers = Servers::start().await;
+    let settings = servers.settings();
+    let t = testkit::client_for(servers).await;
+    let apps = [
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings, &t.nats).await,
+    ];
+    let orders = create_orders(&t, 60).await;
+    let reply = t.nats.new_inbox();
+    let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
+    let n = publish_burst(&t, &orders, &reply, || {}).await;
+    let got = outcomes(&mut sub, n, WAIT * 2).await;
+    assert_eq!(
+        refused(&got),
+        Vec::<String>::new(),
+        "commands decided out of order"
+    );
+    assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// The instance named in the tenant's owners key.
+async fn owner(js: &jetstream::Context, tenant: &str) -> Option<String> {
+    let kv = js
+        .get_key_value(subjects::owners_bucket("orderd"))
+        .await
+        .ok()?;
+    let v = kv.get(tenant).await.ok()??;
+    (!v.is_empty()).then(|| String::from_utf8_lossy(&v).into_owned())
+}
+
+#[tokio::test]
+async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
+    let servers = Servers::start().await;
+    let names = ["alpha", "bravo", "charlie"];
+    let mut procs: Vec<Option<Process>> = names
+        .iter()
+        .map(|n| {
+            Some(Process::start_with_env(
+                &servers,
+                &[("ORDERD_INSTANCE_NAME", n)],
+            ))
+        })
+        .collect();
+    let t = testkit::attach(servers).await;
+    let orders = create_orders(&t, 40).await;
+    let owner_before = owner(&t.js, t.tenant.as_str())
+        .await
+        .expect("the tenant has an owner");
+    let victim = names
+        .iter()
+        .position(|n| owner_before.starts_with(&format!("{n}-")))
+        .expect("the owner is one of the three");
+
+    let reply = t.nats.new_inbox();
+    let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
+    let mut killed_at = None;
+    let n = publish_burst(&t, &orders, &reply, || {
+        procs[victim].take().expect("running").kill9();
+        killed_at = Some(Instant::now());
+    })
+    .await;
+    let killed_at = killed_at.expect("killed mid-burst");
+    // Until someone else owns the tenant.
+    let owner_after = loop {
+        match owner(&t.js, t.tenant.as_str()).await {
+            Some(o) if o != owner_before => break o,
+            _ => {}
+        }
+        assert!(killed_at.elapsed() < WAIT, "nobody took the tenant over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let takeover = killed_at.elapsed();
+    println!("tenant taken over by {owner_after} {takeover:?} after the kill");
+    // The killed instance comes back under the same name (a new id).
+    procs[victim] = Some(Process::start_with_env(
+        &t.servers,
+        &[("ORDERD_INSTANCE_NAME", names[victim])],
+    ));
+
+    let got = outcomes(&mut sub, n, WAIT * 2).await;
+    assert_eq!(
+        refused(&got),
+        Vec::<String>::new(),
+        "commands refused across the takeover"
+    );
+    assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
+    assert!(
+        takeover < Duration::from_secs(10),
+        "takeover took {takeover:?} (lease 3 s)"
+    );
+}
