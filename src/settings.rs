@@ -250,7 +250,7 @@ pub struct OwnershipSettings {
     /// host name).
     pub instance_name: String,
     /// How long an owner's lease lasts without renewal. An owner that could
-    /// not renew for half of it stops pulling; another instance takes over
+    /// not renew for two thirds of it stops pulling; another instance takes over
     /// once it has expired, so a killed instance's tenants move within
     /// about this long.
     pub lease_ms: u64,

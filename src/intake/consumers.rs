@@ -180,14 +180,15 @@ pub async fn lanes(
         .collect())
 }
 
-/// Opens `tenant`'s lane on `spec` for a new owner. When messages of the
-/// lane are still out with a previous owner (unacknowledged: it was killed,
-/// or lost its lease while deciding), the consumer is created anew from
-/// its ack floor, so those messages come again at once and in stream
-/// order, before the ones after them, instead of after their ack wait
-/// behind newer ones. Messages above the floor that were already decided
-/// come back as duplicates. The old consumer's deletion also fences the
-/// previous owner: its pulls and acks have nowhere to go.
+/// Opens `tenant`'s lane on `spec` for a new owner: the consumer is made
+/// anew, starting right after its ack floor. Deleting the old one ends
+/// every pull request a previous owner may still have open at the server
+/// (a stopped pull loop's request outlives it and would swallow new
+/// messages until their ack wait), and leaves its acks nowhere to go; the
+/// messages still out with it (unacknowledged: it was killed, or lost its
+/// lease while deciding) come again at once and in stream order, before
+/// the ones after them. Messages above the floor that were already
+/// decided come back as duplicates.
 pub async fn take_over(
     js: &jetstream::Context,
     spec: StreamSpec,
@@ -202,16 +203,23 @@ pub async fn take_over(
         why,
     };
     let info = consumer.info().await.map_err(|e| err(e.to_string()))?;
-    if info.num_ack_pending == 0 {
-        return Ok(consumer);
+    let floor = info.ack_floor.stream_sequence;
+    // A consumer made at a later start has a floor of 0 until its first
+    // ack: it must not start over from the stream's first message.
+    let start_sequence = match info.config.deliver_policy {
+        jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence } => {
+            start_sequence.max(floor + 1)
+        }
+        _ => floor + 1,
+    };
+    if info.num_ack_pending > 0 {
+        tracing::info!(
+            consumer = %name,
+            unacknowledged = info.num_ack_pending,
+            start_sequence,
+            "taking over a lane with messages out: reading again from its ack floor"
+        );
     }
-    let start_sequence = info.ack_floor.stream_sequence + 1;
-    tracing::info!(
-        consumer = %name,
-        unacknowledged = info.num_ack_pending,
-        start_sequence,
-        "taking over a lane with messages out: reading again from its ack floor"
-    );
     let stream = js
         .get_stream(spec.name)
         .await

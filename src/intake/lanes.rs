@@ -21,9 +21,10 @@
 //!   it should own it and nobody live does, gives it up (gracefully: stop
 //!   pulling, let the commands in flight finish, then release) when another
 //!   live instance should own it, and stops at once when its claim is gone.
-//!   A watchdog stops every lane when the membership could not be renewed
-//!   for half a lease: by the time the member key expires and another
-//!   instance may take over, this one has stopped pulling.
+//!   A watchdog (every twelfth of a lease) stops every lane when the
+//!   membership could not be renewed for two thirds of a lease: by the
+//!   time the member key expires and another instance may take over, this
+//!   one has stopped pulling.
 //! - Every few seconds each instance lists the lanes on the streams, to
 //!   learn the tenants another instance discovered; and it opens again those
 //!   of its lanes whose pull loop ended because the consumer vanished at
@@ -202,10 +203,10 @@ impl Lanes {
         Ok(())
     }
 
-    /// The membership was renewed less than half a lease ago.
+    /// The membership was renewed less than two thirds of a lease ago.
     fn fresh(&self) -> bool {
         let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        renewed.is_some_and(|at| at.elapsed() <= self.ownership.lease() / 2)
+        renewed.is_some_and(|at| at.elapsed() <= self.ownership.lease() * 2 / 3)
     }
 
     /// One ownership pass: take, keep or give up each known tenant.
@@ -325,7 +326,7 @@ impl Lanes {
         }
         tracing::warn!(
             tenants = held.len(),
-            "membership not renewed for half a lease: stopped pulling"
+            "membership not renewed for two thirds of a lease: stopped pulling"
         );
         for (_, h) in held.drain() {
             h.stop();
@@ -354,7 +355,13 @@ impl Lanes {
                         _ = stop.changed() => return,
                         _ = tick.tick() => {}
                     }
-                    match this.heartbeat().await {
+                    let renewal = tokio::time::timeout(lease / 2, this.heartbeat());
+                    match renewal.await.unwrap_or_else(|_| {
+                        Err(BusError::Stream {
+                            stream: "members",
+                            why: "renewal timed out".to_owned(),
+                        })
+                    }) {
                         Ok(()) if first => {
                             // Take tenants at once, not a tick later.
                             first = false;
@@ -386,7 +393,7 @@ impl Lanes {
         };
         let mut stop = self.stop.clone();
         let mut sync = tokio::time::interval(SYNC_EVERY);
-        let mut watchdog = tokio::time::interval(lease / 8);
+        let mut watchdog = tokio::time::interval(lease / 12);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,

@@ -15,11 +15,12 @@
 //!   leave moves only the tenants that rank the changed instance first.
 //!
 //! The fence, step by step: an instance pulls a tenant's lanes only while
-//! the owners key names it AND its own member key was renewed less than
-//! half a lease ago. Another instance takes the tenant over (compare-and-set
-//! on the owners key) only once the owner's member key is gone, which the
-//! server does a whole lease after the owner's last renewal: by then the
-//! owner has stopped pulling for at least half a lease. Commands it had
+//! the owners key names it AND its own member key was renewed less than two
+//! thirds of a lease ago (a watchdog checks every twelfth of a lease).
+//! Another instance takes the tenant over (compare-and-set on the owners
+//! key) only once the owner's member key is gone, which the server does a
+//! whole lease after the owner's last renewal: by then the owner has
+//! stopped pulling for at least a quarter of a lease. Commands it had
 //! already handed to its actors may still be decided; the snapshot's
 //! compare-and-set makes either write lose to the other, and the new owner
 //! reads every unacknowledged message again from the lane's ack floor, in
