@@ -19,8 +19,9 @@ use ractor::Actor;
 use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, Reader, ServiceError};
+use crate::bus::ownership::Ownership;
 use crate::bus::{self, BusError, JetStreamPublisher};
-use crate::intake::{Intake, Lanes, Ownership};
+use crate::intake::{Intake, Lanes};
 use crate::order::{system_clock, Clock, Deps, Router, RouterMsg};
 use crate::settings::Settings;
 use crate::store::{RedisStore, StoreError, TenantConfigs};
@@ -93,6 +94,7 @@ pub async fn run_with_clock(
     let instance = instance_id(&settings);
     let ownership = Ownership::open(&js, &settings, instance.clone()).await?;
     tracing::info!(instance = %instance, "instance id");
+    let lanes_ownership = ownership.clone();
     let lanes = Lanes::new(
         js.clone(),
         settings.clone(),
@@ -135,6 +137,7 @@ pub async fn run_with_clock(
         stop_rx.clone(),
     ));
     let service = api::service::start(Reader {
+        ownership: lanes_ownership,
         store: store.clone(),
         router: router.clone(),
         js: js.clone(),

@@ -35,7 +35,9 @@ const CRATE: &[(&str, &[&str])] = &[
     ),
     (
         "api",
-        &["order", "store", "settings", "subjects", "headers", "wire"],
+        &[
+            "order", "store", "bus", "settings", "subjects", "headers", "wire",
+        ],
     ),
     // 5. The entry point.
     (
@@ -77,8 +79,7 @@ const FOLDERS: &[(&str, &[(&str, &[&str])])] = &[
             ("consumers", &[]),
             ("ack", &[]),
             ("pull", &["ack"]),
-            ("ownership", &[]),
-            ("lanes", &["consumers", "pull", "ownership"]),
+            ("lanes", &["consumers", "pull"]),
         ],
     ),
     (

@@ -146,6 +146,22 @@ async fn three_instances_decide_each_orders_commands_in_publish_order() {
         "commands decided out of order"
     );
     assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
+
+    // Operators see the three instances and the tenant's one owner, from
+    // whichever instance answers.
+    let health = t
+        .nats
+        .request(subjects::API_HEALTH, "{}".into())
+        .await
+        .expect("health answers");
+    let health: serde_json::Value = serde_json::from_slice(&health.payload).unwrap();
+    let instances: Vec<String> = serde_json::from_value(health["instances"].clone()).unwrap();
+    assert_eq!(instances.len(), 3, "{health}");
+    assert!(instances.contains(&health["instance"].as_str().unwrap().to_owned()));
+    let owner = health["owners"][t.tenant.as_str()]
+        .as_str()
+        .expect("the tenant's owner");
+    assert!(instances.iter().any(|i| i == owner), "{health}");
     for app in apps {
         app.stop().await;
     }

@@ -56,6 +56,8 @@ pub struct Reader {
     pub client: async_nats::Client,
     /// Limits.
     pub settings: Arc<Settings>,
+    /// The instances and who owns which tenant (for health).
+    pub ownership: crate::bus::ownership::Ownership,
     /// Wakes the index backfill after a publish.
     pub backfill: crate::store::backfill::Wake,
 }
@@ -449,12 +451,23 @@ impl Reader {
                 _ => None,
             });
         let nats = format!("{:?}", self.client.connection_state()).to_lowercase();
+        let instances = self.ownership.members().await.unwrap_or_default();
+        let owners = self
+            .ownership
+            .owners()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         Health {
             ok: redis == "ok" && live_orders.is_some(),
             redis,
             nats,
             live_orders,
             version: env!("CARGO_PKG_VERSION"),
+            instance: self.ownership.me().to_owned(),
+            instances,
+            owners,
         }
     }
 
@@ -477,4 +490,10 @@ pub struct Health {
     pub live_orders: Option<usize>,
     /// orderd's version.
     pub version: &'static str,
+    /// The id of the instance that answered.
+    pub instance: String,
+    /// The live instances' ids.
+    pub instances: Vec<String>,
+    /// Each tenant's owner: the instance that decides its commands.
+    pub owners: std::collections::BTreeMap<String, String>,
 }

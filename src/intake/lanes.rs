@@ -15,7 +15,7 @@
 //!   still unacknowledged at the discovery (as after a nats-server restart)
 //!   may lie before it.
 //! - **One instance pulls a tenant's lanes**: its owner
-//!   ([`super::ownership`]), so an order's commands are decided in stream
+//!   ([`crate::bus::ownership`]), so an order's commands are decided in stream
 //!   order even with several instances. Every quarter lease each instance
 //!   renews its membership, and for every tenant with lanes: takes it when
 //!   it should own it and nobody live does, gives it up (gracefully: stop
@@ -48,8 +48,8 @@ use tokio::task::JoinHandle;
 use orderd_core::TenantId;
 
 use super::consumers;
-use super::ownership::{owner_of, Ownership};
 use super::pull::{refuse_unroutable, Intake};
+use crate::bus::ownership::{owner_of, Ownership};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
 use crate::subjects;

@@ -3,10 +3,8 @@
 //! - [`consumers`]: the durable consumers' names and configurations, and
 //!   opening them: one lane per tenant and intake stream, one discovery per
 //!   intake stream;
-//! - [`ownership`]: with several instances, which one pulls a tenant's
-//!   lanes (membership and claims in JetStream key-value buckets, rendezvous
-//!   hashing, the fence);
-//! - [`lanes`]: which lanes this instance pulls; the discovery that makes a
+//! - [`lanes`]: which lanes this instance pulls (one instance owns each
+//!   tenant's, see [`crate::bus::ownership`]); the discovery that makes a
 //!   new tenant's lanes, the ownership passes that take, keep and hand over
 //!   tenants, and the sync that learns lanes made elsewhere;
 //! - [`pull`]: one lane's pull loop: parse a message into an envelope, hand
@@ -20,9 +18,7 @@
 pub mod ack;
 pub mod consumers;
 pub mod lanes;
-pub mod ownership;
 pub mod pull;
 
 pub use lanes::{LaneReport, Lanes};
-pub use ownership::Ownership;
 pub use pull::Intake;

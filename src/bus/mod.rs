@@ -1,6 +1,7 @@
-//! NATS: the connection, the five JetStream streams and the outbox
-//! publisher. The consumers that feed the order actors are the intake's
-//! ([`crate::intake::consumers`]).
+//! NATS: the connection, the five JetStream streams, the outbox publisher,
+//! and [`ownership`] (the key-value buckets where instances announce
+//! themselves and claim tenants). The consumers that feed the order actors
+//! are the intake's ([`crate::intake::consumers`]).
 //!
 //! May import: [`crate::settings`] and the wire contract
 //! ([`crate::subjects`], [`crate::headers`], [`crate::outbox`]).
@@ -8,6 +9,8 @@
 //! Invariant: every publish of the outbox carries its `Nats-Msg-Id`, so a
 //! re-publish after a crash is dropped by the stream within its duplicate
 //! window.
+
+pub mod ownership;
 
 use std::time::Duration;
 

@@ -24,11 +24,12 @@
 //! already handed to its actors may still be decided; the snapshot's
 //! compare-and-set makes either write lose to the other, and the new owner
 //! reads every unacknowledged message again from the lane's ack floor, in
-//! stream order ([`super::consumers::take_over`]). A graceful hand-over (a
+//! stream order (`crate::intake::consumers::take_over`). A graceful hand-over (a
 //! join, or shutdown) does not wait for the lease: the owner stops pulling,
 //! waits for its commands in flight, then deletes its owners key.
 //!
-//! This module is the KV side and the pure ranking; [`super::lanes`] acts on
+//! This module is the KV side and the pure ranking; the intake's lanes
+//! (`crate::intake::lanes`) act on it, and the read service's health shows
 //! it.
 
 use std::time::Duration;
@@ -39,7 +40,7 @@ use futures::TryStreamExt;
 
 use orderd_core::TenantId;
 
-use crate::bus::BusError;
+use super::BusError;
 use crate::settings::Settings;
 use crate::subjects;
 
