@@ -231,7 +231,8 @@ pub async fn run(store: RedisStore, wake: Wake, mut stop: watch::Receiver<bool>)
 
 /// Walks the tenant's orders until every one has the entries of the
 /// current configuration, then clears the backfill. `Ok(None)`: nothing
-/// to do, or stopped by `stop` (the cursor is kept).
+/// to do, or stopped by `stop` (checked between pages, after the first;
+/// the cursor is kept).
 pub async fn backfill_tenant(
     store: &RedisStore,
     tenant: &TenantId,
@@ -255,9 +256,6 @@ pub async fn backfill_tenant(
         let mut done = 0usize;
         let mut logged = Instant::now();
         loop {
-            if stop.is_some_and(|s| *s.borrow()) {
-                return Ok(None);
-            }
             let page = match store
                 .page(
                     &Index::created(tenant),
@@ -306,6 +304,11 @@ pub async fn backfill_tenant(
             if logged.elapsed() >= LOG_EVERY {
                 logged = Instant::now();
                 tracing::info!(%tenant, done, total, "index backfill progress");
+            }
+            // Between pages, after at least one: every walk makes progress,
+            // and its cursor is kept.
+            if stop.is_some_and(|s| *s.borrow()) {
+                return Ok(None);
             }
         }
     }
