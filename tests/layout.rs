@@ -48,8 +48,11 @@ const CRATE: &[(&str, &[&str])] = &[
     ("cli", &["subjects", "headers", "wire", "settings"]),
 ];
 
+/// A module (or file) and what it may import.
+type Rule = (&'static str, &'static [&'static str]);
+
 /// What each file inside a folder may import from its siblings.
-const FOLDERS: &[(&str, &[(&str, &[&str])])] = &[
+const FOLDERS: &[(&str, &[Rule])] = &[
     (
         "store",
         &[

@@ -37,33 +37,6 @@ fn assert_contiguous(
     }
 }
 
-/// Publishes creates without waiting for outcomes; returns their order ids.
-async fn publish_creates(t: &TestApp, n: usize) -> Vec<OrderId> {
-    let flows = ["SEQUENTIAL", "START_TOGETHER", "COMPLETE_TOGETHER"];
-    let mut acks = Vec::new();
-    let mut orders = Vec::new();
-    for i in 0..n {
-        let id = msg_id();
-        orders.push(orderd::wire::order_id_for_create(&t.tenant, &id));
-        let body = create_body(flows[i % 3], &["PICKUP", "INSTALL"]);
-        let mut h = HeaderMap::new();
-        h.insert(headers::NATS_MSG_ID, id.as_str());
-        acks.push(
-            t.js.publish_with_headers(
-                subjects::create(&t.tenant),
-                h,
-                serde_json::to_vec(&body).unwrap().into(),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    for ack in acks {
-        ack.await.expect("stored");
-    }
-    orders
-}
-
 #[tokio::test]
 async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
     let servers = Servers::start().await;
@@ -73,7 +46,7 @@ async fn kill_9_mid_stream_then_restart_completes_every_order_once() {
     let mut events = t.events().await;
     let dispatch = t.dispatcher(complete_everything()).await;
 
-    let orders = publish_creates(&t, 60).await;
+    let orders = t.publish_creates(60).await;
     // Let orderd get part of the way, then pull the plug.
     let mut done = std::collections::BTreeSet::new();
     while done.len() < 4 {
@@ -131,7 +104,7 @@ async fn two_instances_share_the_work_and_never_both_apply_a_command() {
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
 
-    let orders = publish_creates(&t, 20).await;
+    let orders = t.publish_creates(20).await;
     for order in &orders {
         events.wait_state(*order, "EXECUTED").await;
     }
@@ -276,13 +249,13 @@ async fn commands_wait_while_redis_is_down_and_apply_once_it_is_back() {
 async fn a_nats_restart_mid_stream_loses_nothing() {
     let mut t = testkit::spawn_app().await;
     let _dispatch = t.dispatcher(complete_everything()).await;
-    let mut orders = publish_creates(&t, 10).await;
+    let mut orders = t.publish_creates(10).await;
     // Kill -9 NATS while orderd works on the first ten, then send ten more.
     t.servers.restart_nats().await;
     let deadline = tokio::time::Instant::now() + testkit::WAIT;
     let more = loop {
         // The client reconnects on its own; publishes fail until it has.
-        match tokio::time::timeout(Duration::from_secs(5), publish_creates(&t, 10)).await {
+        match tokio::time::timeout(Duration::from_secs(5), t.publish_creates(10)).await {
             Ok(more) => break more,
             Err(_) => assert!(
                 tokio::time::Instant::now() < deadline,
@@ -465,7 +438,7 @@ async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
     let adjust = |s: &mut orderd::settings::Settings| s.consumers.ack_wait_secs = 2;
     let mut t = testkit::spawn_app_with(adjust).await;
     t.stop_app().await;
-    let mut orders = publish_creates(&t, 5).await;
+    let mut orders = t.publish_creates(5).await;
     // Another instance takes them from the discovery, and vanishes.
     let mut settings = t.servers.settings();
     adjust(&mut settings);
@@ -495,7 +468,7 @@ async fn a_tenants_commands_pending_at_the_discovery_are_not_skipped() {
         "the five are pending at the discovery"
     );
     // Five more; orderd starts again and its discovery sees these first.
-    orders.extend(publish_creates(&t, 5).await);
+    orders.extend(t.publish_creates(5).await);
     t.app = Some(testkit::App::start(settings, &t.nats).await);
     wait_for_orders(&t, &orders, "the first five were skipped").await;
 }
@@ -524,7 +497,7 @@ async fn wait_for_orders(t: &TestApp, orders: &[OrderId], what: &str) {
 #[tokio::test]
 async fn a_lane_deleted_at_the_server_is_opened_again_while_orderd_runs() {
     let t = testkit::spawn_app().await;
-    let mut orders = publish_creates(&t, 1).await;
+    let mut orders = t.publish_creates(1).await;
     wait_for_orders(&t, &orders, "the lane never worked").await;
     // An operator deletes the tenant's commands lane.
     let settings = t.servers.settings();
@@ -534,7 +507,7 @@ async fn a_lane_deleted_at_the_server_is_opened_again_while_orderd_runs() {
     let deleted = stream.delete_consumer(&lane).await.expect("lane deleted");
     assert!(deleted.success, "the lane existed");
     // The tenant's next create is decided without a restart.
-    orders.extend(publish_creates(&t, 1).await);
+    orders.extend(t.publish_creates(1).await);
     wait_for_orders(&t, &orders, "the deleted lane was not opened again").await;
     let again = stream
         .consumer_info(&lane)

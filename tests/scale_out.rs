@@ -239,33 +239,6 @@ async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
     );
 }
 
-/// Creates published back to back, outcomes not awaited; their order ids.
-async fn publish_creates(t: &TestApp, n: usize) -> Vec<OrderId> {
-    let flows = ["SEQUENTIAL", "START_TOGETHER", "COMPLETE_TOGETHER"];
-    let mut acks = Vec::new();
-    let mut orders = Vec::new();
-    for i in 0..n {
-        let id = msg_id();
-        orders.push(orderd::wire::order_id_for_create(&t.tenant, &id));
-        let mut h = HeaderMap::new();
-        h.insert(headers::NATS_MSG_ID, id.as_str());
-        let body = create_body(flows[i % 3], &["PICKUP", "INSTALL"]);
-        acks.push(
-            t.js.publish_with_headers(
-                subjects::create(&t.tenant),
-                h,
-                serde_json::to_vec(&body).unwrap().into(),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    for ack in acks {
-        ack.await.expect("stored");
-    }
-    orders
-}
-
 #[tokio::test]
 async fn instances_join_and_leave_under_load_with_nothing_lost_or_doubled() {
     let servers = Servers::start().await;
@@ -277,13 +250,13 @@ async fn instances_join_and_leave_under_load_with_nothing_lost_or_doubled() {
 
     // Orders flow while two instances join, then the first leaves: the
     // tenant is handed over at least once (the first cannot keep it).
-    let mut orders = publish_creates(&t, 30).await;
+    let mut orders = t.publish_creates(30).await;
     let second = App::start(settings.clone(), &t.nats).await;
-    orders.extend(publish_creates(&t, 30).await);
+    orders.extend(t.publish_creates(30).await);
     let third = App::start(settings, &t.nats).await;
-    orders.extend(publish_creates(&t, 30).await);
+    orders.extend(t.publish_creates(30).await);
     first.stop().await;
-    orders.extend(publish_creates(&t, 30).await);
+    orders.extend(t.publish_creates(30).await);
 
     for order in &orders {
         events.wait_state(*order, "EXECUTED").await;

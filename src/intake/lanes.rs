@@ -82,17 +82,6 @@ impl Held {
     }
 }
 
-/// What an operator sees of the lanes of this instance.
-#[derive(Debug, Clone, Default)]
-pub struct LaneReport {
-    /// This instance's id.
-    pub instance: String,
-    /// The live instances.
-    pub members: Vec<String>,
-    /// The tenants this instance pulls.
-    pub owned: Vec<String>,
-}
-
 /// The lanes this instance pulls, and how it comes to own them.
 pub struct Lanes {
     js: jetstream::Context,
@@ -109,8 +98,6 @@ pub struct Lanes {
     releasing: Mutex<HashSet<TenantId>>,
     /// When a membership renewal last succeeded (when it was sent).
     renewed: std::sync::Mutex<Option<Instant>>,
-    /// The live instances at the last pass.
-    members: std::sync::Mutex<Vec<String>>,
     /// Asks for an ownership pass now (a new tenant).
     wake: Notify,
 }
@@ -134,7 +121,6 @@ impl Lanes {
             held: Mutex::new(HashMap::new()),
             releasing: Mutex::new(HashSet::new()),
             renewed: std::sync::Mutex::new(None),
-            members: std::sync::Mutex::new(Vec::new()),
             wake: Notify::new(),
         })
     }
@@ -220,7 +206,6 @@ impl Lanes {
             members.push(me.clone());
             members.sort();
         }
-        *self.members.lock().unwrap_or_else(|e| e.into_inner()) = members.clone();
         let known: Vec<TenantId> = self.known.lock().await.iter().cloned().collect();
         for tenant in known {
             if *self.stop.borrow() {
@@ -516,27 +501,6 @@ impl Lanes {
             self.ownership.release(&tenant, h.revision).await;
         }
         self.ownership.leave().await;
-    }
-
-    /// Who this instance is, the live instances, and the tenants it pulls.
-    pub async fn report(&self) -> LaneReport {
-        let mut owned: Vec<String> = self
-            .held
-            .lock()
-            .await
-            .keys()
-            .map(|t| t.to_string())
-            .collect();
-        owned.sort();
-        LaneReport {
-            instance: self.ownership.me().to_owned(),
-            members: self
-                .members
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            owned,
-        }
     }
 }
 

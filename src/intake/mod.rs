@@ -20,5 +20,5 @@ pub mod consumers;
 pub mod lanes;
 pub mod pull;
 
-pub use lanes::{LaneReport, Lanes};
+pub use lanes::Lanes;
 pub use pull::Intake;

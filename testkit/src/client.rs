@@ -151,6 +151,36 @@ impl TestApp {
             .await
     }
 
+    /// Publishes `n` creates (the three flows in turn, two work orders
+    /// each) back to back, without waiting for their outcomes; their order
+    /// ids, once the stream stored them all.
+    pub async fn publish_creates(&self, n: usize) -> Vec<OrderId> {
+        let flows = ["SEQUENTIAL", "START_TOGETHER", "COMPLETE_TOGETHER"];
+        let mut acks = Vec::new();
+        let mut orders = Vec::new();
+        for i in 0..n {
+            let id = msg_id();
+            orders.push(orderd::wire::order_id_for_create(&self.tenant, &id));
+            let body = create_body(flows[i % 3], &["PICKUP", "INSTALL"]);
+            let mut h = HeaderMap::new();
+            h.insert(headers::NATS_MSG_ID, id.as_str());
+            acks.push(
+                self.js
+                    .publish_with_headers(
+                        subjects::create(&self.tenant),
+                        h,
+                        serde_json::to_vec(&body).expect("json").into(),
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for ack in acks {
+            ack.await.expect("stored");
+        }
+        orders
+    }
+
     /// Creates an order; panics unless accepted.
     pub async fn create(&self, body: &Value) -> OrderId {
         let outcome = self
