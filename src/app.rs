@@ -38,6 +38,9 @@ pub enum AppError {
     /// The read service.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// The HTTP listener.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     /// The router actor would not start.
     #[error("router: {0}")]
     Router(String),
@@ -136,7 +139,7 @@ pub async fn run_with_clock(
         backfill_wake.clone(),
         stop_rx.clone(),
     ));
-    let service = api::service::start(Reader {
+    let reader = Reader {
         ownership: lanes_ownership,
         store: store.clone(),
         router: router.clone(),
@@ -144,8 +147,12 @@ pub async fn run_with_clock(
         client: client.clone(),
         settings: settings.clone(),
         backfill: backfill_wake,
-    })
-    .await?;
+    };
+    let service = api::service::start(reader.clone()).await?;
+    let http = match settings.http.listen_addr() {
+        Some(addr) => Some(crate::http::start(addr, reader, stop_rx.clone()).await?),
+        None => None,
+    };
     tracing::info!("orderd running");
 
     shutdown.await;
@@ -175,6 +182,9 @@ pub async fn run_with_clock(
 
     plugin_task.abort();
     service.stop().await;
+    if let Some(http) = http {
+        http.join().await;
+    }
     if let Err(e) = client.drain().await {
         tracing::debug!(error = %e, "nats drain");
     }

@@ -35,7 +35,9 @@
 //!    - [`intake`]: the lanes (durable consumers of commands and job
 //!      updates), the pull loop and the ack policy;
 //!    - [`api`]: the read service (NATS Services API): get, explain, query,
-//!      history, outcome, health and the `config.*` endpoints.
+//!      history, outcome, health and the `config.*` endpoints;
+//!    - [`http`]: the HTTP listener (health probes, metrics, the dashboard),
+//!      reading through the read service's `Reader`.
 //! 5. [`app`]: `run(settings, shutdown)`, the single entry point, which
 //!    wires them together, and the shutdown order.
 //!
@@ -54,6 +56,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod headers;
+pub mod http;
 pub mod intake;
 pub mod order;
 pub mod outbox;

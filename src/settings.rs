@@ -117,6 +117,8 @@ pub struct Settings {
     pub ownership: OwnershipSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The HTTP listener: health probes, metrics, the dashboard.
+    pub http: HttpSettings,
 }
 
 /// NATS and JetStream.
@@ -265,6 +267,22 @@ impl Default for OwnershipSettings {
     }
 }
 
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The address to listen on, `host:port` (`0.0.0.0:8080`); empty: no
+    /// HTTP listener.
+    pub listen: String,
+}
+
+impl HttpSettings {
+    /// The address to listen on, if any (validated at load).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -357,6 +375,9 @@ impl Settings {
             self.ownership.instance_name = v;
         }
         parse_env(&env, "ORDERD_LEASE_MS", &mut self.ownership.lease_ms)?;
+        if let Some(v) = env("ORDERD_HTTP_LISTEN") {
+            self.http.listen = v;
+        }
         parse_env(
             &env,
             "ORDERD_MAX_IN_FLIGHT",
@@ -424,6 +445,11 @@ impl Settings {
                 || self.redis.url.expose().starts_with("rediss://"),
             "redis.url",
             "must start with redis:// or rediss://",
+        )?;
+        check(
+            self.http.listen.is_empty() || self.http.listen_addr().is_some(),
+            "http.listen",
+            "must be empty (no listener) or an address such as 0.0.0.0:8080",
         )?;
         check(
             (500..=60_000).contains(&self.ownership.lease_ms),

@@ -39,10 +39,16 @@ const CRATE: &[(&str, &[&str])] = &[
             "order", "store", "bus", "settings", "subjects", "headers", "wire",
         ],
     ),
+    (
+        "http",
+        &[
+            "api", "order", "store", "bus", "settings", "subjects", "headers", "wire",
+        ],
+    ),
     // 5. The entry point.
     (
         "app",
-        &["api", "intake", "order", "bus", "store", "settings"],
+        &["api", "http", "intake", "order", "bus", "store", "settings"],
     ),
     // Beside the layers: the operator's command line, a NATS client.
     ("cli", &["subjects", "headers", "wire", "settings"]),

@@ -14,6 +14,7 @@
 //! | [`client`] | one test's world ([`TestApp`]: servers, orderd, a connection, a random tenant) and the commands and reads it sends |
 //! | [`dispatcher`] | a scriptable dispatch service for one tenant |
 //! | [`events`] | a tenant's live event log, and a stream's stored messages read raw |
+//! | [`http`] | a plain HTTP GET against orderd's HTTP listener (health probes, metrics) |
 //! | [`measure`] | percentiles, a process's memory and CPU time, the knobs of a long run |
 //!
 //! Imports run one way, with no circles: `process` imports `servers`;
@@ -27,6 +28,7 @@ pub mod app;
 pub mod client;
 pub mod dispatcher;
 pub mod events;
+pub mod http;
 pub mod measure;
 pub mod process;
 pub mod servers;
@@ -39,6 +41,7 @@ pub use client::{
 };
 pub use dispatcher::{complete_everything, job_body, job_msg_id, Dispatcher, Script};
 pub use events::{stored_events, stored_messages, EventLog};
+pub use http::{http_get, HttpAnswer};
 pub use measure::{env_or, percentile, rss_kib};
 pub use process::Process;
 pub use servers::Servers;
