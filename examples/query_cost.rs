@@ -140,7 +140,7 @@ fn nth(template: &Order, i: usize) -> Order {
         "weight".into(),
         serde_json::json!((i % 100_000) as f64 / 10.0),
     );
-    o.state = if i % 5 == 0 {
+    o.state = if i.is_multiple_of(5) {
         OrderState::Executed
     } else {
         OrderState::InProgress

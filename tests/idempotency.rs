@@ -150,3 +150,48 @@ async fn a_repeat_after_the_window_is_answered_as_a_duplicate() {
     let seqs: Vec<u64> = t.history(order).await.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
 }
+
+/// A refused command sent again (its copy redelivered after a crash, or
+/// re-published after the window) gets the answer it got, even when the
+/// order has since moved to a state where it would pass: its client was
+/// told it was refused. The outcome endpoint reports the refusal too.
+#[tokio::test]
+async fn a_refusal_repeated_after_the_order_moved_on_is_the_same_refusal() {
+    let t = spawn_app_with(|s| s.nats.duplicate_window_secs = 1).await;
+    let created = t
+        .send(
+            subjects::create(&t.tenant),
+            &create_body("SEQUENTIAL", &["PICKUP"]),
+            &msg_id(),
+        )
+        .await;
+    let order = OrderId::parse(created.order_id.as_deref().unwrap()).unwrap();
+    let resume = subjects::command(&t.tenant, order, Verb::Resume);
+    let resume_id = msg_id();
+    let refused = t.send(resume.clone(), &json!({}), &resume_id).await;
+    assert!(!refused.ok, "a resume of an order not on hold: {refused:?}");
+    let code = refused.error.as_ref().unwrap().code.clone();
+    assert_eq!(code, "ORD-409-NOT_ON_HOLD");
+
+    let held = t.command(order, Verb::Hold, &json!({})).await;
+    assert!(held.ok);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // On the held order a new resume would pass; this one is refused again.
+    let again = t.send(resume, &json!({}), &resume_id).await;
+    assert!(!again.ok, "{again:?}");
+    assert_eq!(again.error.as_ref().unwrap().code, code);
+    let seqs: Vec<u64> = t.history(order).await.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2], "the repeat changed nothing");
+
+    let (headers, answer) = t
+        .read(
+            subjects::API_OUTCOME,
+            &json!({"tenant": t.tenant.as_str(), "commandId": resume_id, "orderId": order.to_string()}),
+        )
+        .await;
+    assert!(headers.is_none_or(|h| h.get(headers::NATS_SERVICE_ERROR_CODE).is_none()));
+    assert_eq!(answer["ok"], json!(false), "{answer}");
+    assert_eq!(answer["error"]["code"], json!(code));
+    assert_eq!(answer["orderId"], json!(order.to_string()));
+}

@@ -352,18 +352,27 @@ impl Reader {
     }
 
     /// Whether a command took effect: the order it left, marked duplicate
-    /// (it was applied once), or not found (refused, not handled yet, or
-    /// unknown: orderd keeps the ids of applied commands only).
+    /// (it was applied once); the refusal it got (`ok: false` and its
+    /// error, as on the reply subject); or not found (not handled yet,
+    /// unknown, or refused by an order that does not exist).
     async fn outcome(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::Outcome, Failure> {
         let req: wire::OutcomeRequest = wire::decode(ct, body, self.max_body())?;
         let (tenant, order_id, command_id) = req.ids()?;
         let order = self.read(&tenant, order_id).await?;
         if order.applied_commands.contains(&command_id) {
-            Ok(wire::Outcome::duplicate(&order))
+            return Ok(wire::Outcome::duplicate(&order));
+        }
+        let refused = self
+            .store
+            .refusal(&order.id, &command_id)
+            .await?
+            .and_then(|answer| serde_json::from_str::<wire::ErrorBody>(&answer).ok());
+        if let Some(error) = refused {
+            Ok(wire::Outcome::refused(Some(order.id), error))
         } else {
             Err(Failure(wire::ErrorBody::error(
                 "ORD-404-COMMAND_NOT_APPLIED",
-                "the order has not applied this command: refused, not handled yet, or unknown",
+                "the order has not applied or refused this command: not handled yet, or unknown",
             )))
         }
     }

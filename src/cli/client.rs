@@ -197,8 +197,8 @@ impl Client {
                 }
                 Err(Failure::Refused(mut e)) if e.status() == 404 => {
                     e.message = format!(
-                        "{} (the stream already held idempotency key {}: its first copy was \
-                         refused, or orderd has not handled it yet)",
+                        "{} (the stream already held idempotency key {}: orderd has not \
+                         handled its first copy yet)",
                         e.message,
                         key.as_str()
                     );

@@ -36,7 +36,9 @@ pub fn ack_kind(fate: &Fate, delivered: i64, settings: &Settings) -> AckKind {
                 nak()
             }
         }
-        Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => AckKind::Term,
+        Fate::Decided(Verdict::Refused(_) | Verdict::RefusedBefore(_)) | Fate::Malformed(_) => {
+            AckKind::Term
+        }
         Fate::Decided(Verdict::Retry(_)) | Fate::Undecided => nak(),
     }
 }
@@ -62,6 +64,9 @@ pub fn outcome_for(
         Fate::Decided(Verdict::Duplicate(s)) => Some(decided(s, true)),
         Fate::Decided(Verdict::Refused(r)) => {
             Some(wire::Outcome::refused(order_id, ErrorBody::from(r)))
+        }
+        Fate::Decided(Verdict::RefusedBefore(answer)) => {
+            Some(wire::Outcome::refused(order_id, answer.clone()))
         }
         Fate::Malformed(e) => Some(wire::Outcome::refused(order_id, ErrorBody::from(e))),
         Fate::Decided(Verdict::Retry(_)) | Fate::Undecided if last_delivery => {

@@ -317,7 +317,7 @@ impl Intake {
                 "ORD-503-UNAVAILABLE",
                 "the order actor went away before deciding".to_owned(),
             ),
-            Fate::Decided(Verdict::Refused(_)) | Fate::Malformed(_) => {
+            Fate::Decided(Verdict::Refused(_) | Verdict::RefusedBefore(_)) | Fate::Malformed(_) => {
                 ("ORD-500-INTERNAL", "not a passing failure".to_owned())
             }
         };

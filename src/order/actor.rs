@@ -48,6 +48,7 @@ use super::messages::{
 use crate::bus::Publisher;
 use crate::outbox;
 use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
+use crate::wire::ErrorBody;
 
 /// The most commands decided in one batch (one snapshot write).
 pub const MAX_BATCH: usize = 512;
@@ -453,6 +454,13 @@ impl OrderActorState {
                 config: &config,
                 fresh_ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
             };
+            // A redelivered refusal gets the answer it got before: decided
+            // again on a later state it could pass, after its client was
+            // told it was refused.
+            if let Some(answer) = refused_before(snap, &envelope.command_id) {
+                verdicts.push(Verdict::RefusedBefore(answer));
+                continue;
+            }
             match execute(&snap.order, envelope, &ctx) {
                 Outcome::Duplicate => verdicts.push(Verdict::Duplicate(summary(&snap.order))),
                 Outcome::Refused(rejection) => {
@@ -466,6 +474,10 @@ impl OrderActorState {
                         );
                     });
                     refused = true;
+                    let answer =
+                        serde_json::to_string(&ErrorBody::from(&rejection)).unwrap_or_default();
+                    snap.new_refusals
+                        .push((envelope.command_id.clone(), answer));
                     verdicts.push(Verdict::Refused(rejection));
                 }
                 Outcome::Applied(change) => {
@@ -489,18 +501,11 @@ impl OrderActorState {
         }
         if applied == 0 {
             if refused {
-                // A refusal is final (the message is terminated), and unlike
-                // a change it is not fenced by the compare-and-set: make sure
-                // it was decided on the latest state, in case another
-                // instance moved the order on.
-                let stored = deps.store.version(snap.order.id).await?;
-                if stored != snap.version {
-                    return Err(StoreError::StaleVersion {
-                        order: snap.order.id,
-                        expected: snap.version,
-                        found: stored,
-                    });
-                }
+                // A refusal is final (the message is terminated): record it
+                // with the order, fenced like a change, so it is known to
+                // have been decided on the latest state (another instance
+                // may have moved the order on) and a redelivery repeats it.
+                deps.store.refuse(snap).await?;
             }
             return Ok(verdicts);
         }
@@ -663,6 +668,17 @@ impl OrderActorState {
     }
 }
 
+/// The answer a command got when the order refused it before, if it did.
+fn refused_before(snap: &Snapshot, command: &CommandId) -> Option<ErrorBody> {
+    let answer = snap.refusals.get(command)?;
+    Some(serde_json::from_str(answer).unwrap_or_else(|_| {
+        ErrorBody::error(
+            "ORD-500-INTERNAL",
+            "the command was refused at an earlier delivery; that answer is unreadable",
+        )
+    }))
+}
+
 fn summary(order: &Order) -> Summary {
     Summary {
         order_id: order.id,
@@ -750,19 +766,35 @@ mod tests {
                     .fetch_add(snapshot.new_personal.len(), Ordering::SeqCst);
                 snapshot.new_command_ids.clear();
                 snapshot.new_personal.clear();
+                snapshot.refusals_recorded();
                 snaps.insert(snapshot.order.id, snapshot.clone());
                 self.saves.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             })
         }
-        fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>> {
-            let v = self
-                .snaps
-                .lock()
-                .unwrap()
-                .get(&order)
-                .map_or(0, |s| s.version);
-            Box::pin(async move { Ok(v) })
+        fn refuse<'a>(
+            &'a self,
+            snapshot: &'a mut Snapshot,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async move {
+                let mut snaps = self.snaps.lock().unwrap();
+                let stored = snaps.get_mut(&snapshot.order.id);
+                let found = stored.as_ref().map_or(0, |s| s.version);
+                if found != snapshot.version {
+                    return Err(StoreError::StaleVersion {
+                        order: snapshot.order.id,
+                        expected: snapshot.version,
+                        found,
+                    });
+                }
+                if let Some(stored) = stored {
+                    stored
+                        .refusals
+                        .extend(snapshot.new_refusals.iter().cloned());
+                }
+                snapshot.refusals_recorded();
+                Ok(())
+            })
         }
         fn tenant_config<'a>(
             &'a self,
@@ -1080,6 +1112,37 @@ mod tests {
             .filter(|m| m.kind == crate::outbox::OutboxKind::Event)
             .count();
         assert_eq!(events, 1 + seqs.len(), "one event message per change");
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_refusal_repeats_its_answer_after_the_order_moved_on() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        assert!(matches!(
+            run(&w, id, "k-1", create()).await,
+            Verdict::Applied(_)
+        ));
+        // A resume of an order not on hold: refused, and recorded.
+        let Verdict::Refused(first) = run(&w, id, "k-2", Command::Resume).await else {
+            panic!("a resume of an order not on hold is refused")
+        };
+        let stored = w.store.snaps.lock().unwrap()[&id].refusals.clone();
+        assert!(
+            stored.contains_key(&CommandId::parse("k-2").unwrap()),
+            "{stored:?}"
+        );
+        assert!(matches!(
+            run(&w, id, "k-3", Command::Hold { reason: None }).await,
+            Verdict::Applied(_)
+        ));
+        // The same resume again (its ack was lost, say): on the held order
+        // it would now pass; it gets the answer it got before instead.
+        let again = run(&w, id, "k-2", Command::Resume).await;
+        let Verdict::RefusedBefore(answer) = again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(answer.code, first.code());
+        assert_eq!(settle(&w, id).await.unwrap().state, OrderState::OnHold);
     }
 
     #[tokio::test]

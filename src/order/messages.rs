@@ -71,6 +71,9 @@ pub enum Verdict {
     Duplicate(Summary),
     /// Refused by the core: permanent.
     Refused(Rejection),
+    /// Refused at an earlier delivery (recorded with the order): the
+    /// answer it got then, not a new decision on the order as it is now.
+    RefusedBefore(crate::wire::ErrorBody),
     /// Not decided because of a passing failure: redeliver later.
     Retry(RetryReason),
 }

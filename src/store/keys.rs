@@ -49,6 +49,13 @@ pub fn command_ids(order: &OrderId) -> String {
     format!("orderd:order:{order}:cmds")
 }
 
+/// The commands an order refused: a hash of command id to the answer the
+/// client was given (text), so a redelivered refusal gets the same answer
+/// instead of being decided again on a later state.
+pub fn refusals(order: &OrderId) -> String {
+    format!("orderd:order:{order}:refused")
+}
+
 /// A tenant's orders in one state, by createdAt.
 pub fn state_index(tenant: &TenantId, state: OrderState) -> String {
     format!("orderd:idx:{tenant}:state:{}", state.as_str())
@@ -143,6 +150,7 @@ mod tests {
         let cases = [
             (order(&id), format!("orderd:order:{nil}")),
             (command_ids(&id), format!("orderd:order:{nil}:cmds")),
+            (refusals(&id), format!("orderd:order:{nil}:refused")),
             (
                 state_index(&t, OrderState::InProgress),
                 "orderd:idx:acme:state:IN_PROGRESS".to_owned(),

@@ -125,17 +125,20 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// Writes `snapshot` if the stored version is `snapshot.version - 1`
     /// (0: nothing stored), updating the indexes; `previous_state` is the
     /// state of the snapshot being replaced, `None` when there is none. The
-    /// same write stores the snapshot's new command ids and personal data,
-    /// and on success clears them from it.
+    /// same write stores the snapshot's new command ids, refusals and
+    /// personal data, and on success clears them from it.
     fn save<'a>(
         &'a self,
         snapshot: &'a mut Snapshot,
         previous_state: Option<OrderState>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// The stored version of the order's snapshot (0: none), to check that
-    /// a refusal was decided on the latest state.
-    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Records the snapshot's new refusals if the stored version is still
+    /// `snapshot.version` (they were decided on the latest state), else
+    /// fails with [`StoreError::StaleVersion`] and records nothing. An
+    /// order never written records nothing. On success they join the
+    /// snapshot's known refusals.
+    fn refuse<'a>(&'a self, snapshot: &'a mut Snapshot) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The tenant's configuration; the default when it has none.
     fn tenant_config<'a>(

@@ -4,7 +4,7 @@
 //! command ids and its personal data in the same atomic step.
 //!
 //! Keys ([`super::keys`]): the snapshot hash [`keys::order`], the command ids
-//! [`keys::command_ids`], the state and client order id indexes, the indexes
+//! [`keys::command_ids`], the refused commands [`keys::refusals`], the state and client order id indexes, the indexes
 //! of [`super::indexes`] (whose keys the hash remembers in its `idx` field so
 //! the next write can remove the entries that no longer hold), the timer set
 //! [`keys::TIMERS`], the personal data of [`super::personal`], and the
@@ -14,6 +14,7 @@
 //! Invariant: a write whose expected version is not the stored one fails with
 //! [`StoreError::StaleVersion`] and changes nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -48,6 +49,15 @@ pub struct Snapshot {
     /// snapshot that refers to them. Never encoded.
     #[serde(skip)]
     pub new_personal: Vec<Personal>,
+    /// The commands the order refused, with the answer each got (opaque
+    /// text, written by the order actor). Stored apart, loaded with the
+    /// snapshot. Never encoded.
+    #[serde(skip)]
+    pub refusals: HashMap<CommandId, String>,
+    /// Refusals decided since the last write: the next write (or
+    /// [`SnapshotStore::refuse`]) records them. Never encoded.
+    #[serde(skip)]
+    pub new_refusals: Vec<(CommandId, String)>,
 }
 
 impl Snapshot {
@@ -59,21 +69,51 @@ impl Snapshot {
             version,
             new_command_ids: Vec::new(),
             new_personal: Vec::new(),
+            refusals: HashMap::new(),
+            new_refusals: Vec::new(),
         }
     }
+
+    /// Moves the refusals just recorded among the known ones (for a
+    /// [`SnapshotStore`] once it has written them).
+    pub fn refusals_recorded(&mut self) {
+        for (id, answer) in self.new_refusals.drain(..) {
+            self.refusals.insert(id, answer);
+        }
+    }
+}
+
+/// At most this many refusals are kept per order: a client that sends the
+/// same order thousands of refused commands cannot grow it without bound
+/// (past it, a redelivered refusal is decided again, as before refusals
+/// were kept).
+pub const REFUSALS_KEPT: usize = 256;
+
+/// The new refusals as one argument: `<command id>\t<answer>\n` each (a
+/// command id holds no whitespace; the answer is one line).
+fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
+    let mut out = String::new();
+    for (id, answer) in refusals {
+        out.push_str(id.as_str());
+        out.push('\t');
+        out.push_str(&answer.replace('\n', " "));
+        out.push('\n');
+    }
+    out
 }
 
 /// The compare-and-set write with its index updates, in one atomic step.
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
 /// id index, 5 timers, 6 the tenant's current configuration pointer, 7 the
-/// order's command ids.
+/// order's command ids, 8 its refusals.
 /// ARGV: 1 expected version, 2 new version, 3 snapshot ('' to rewrite only
 /// the indexes of the stored snapshot), 4 order id, 5 createdAt score, 6 "1"
 /// when there is an old state, 7 "1" when the order has a client order id,
 /// 8 earliest timer due (ms) or "", 9 the configuration version the entries
 /// were computed with, 10 command ids to append (each followed by a
-/// newline; '' for none), 11 the number n of personal data items, then n
+/// newline; '' for none), 11 refusals to record (see [`refusals_arg`]),
+/// 12 how many refusals an order keeps at most, 13 the number n of personal data items, then n
 /// pairs of (contact or location key, value) to set, then pairs of (index
 /// key, score): the order's other
 /// index entries ([`super::indexes`]). Entries of the previous write (the
@@ -92,7 +132,7 @@ if cur ~= ARGV[1] then return {0, cur} end
 local config = redis.call('GET', KEYS[6])
 if not config then config = '1' end
 if config ~= ARGV[9] then return {2, config} end
-local personal = 12 + 2 * tonumber(ARGV[11])
+local personal = 14 + 2 * tonumber(ARGV[13])
 local keep = {}
 local list = {}
 for i = personal, #ARGV, 2 do
@@ -107,8 +147,13 @@ if old then
   end
 end
 if ARGV[3] ~= '' then
-  for i = 12, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
+  for i = 14, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
   if ARGV[10] ~= '' then redis.call('APPEND', KEYS[7], ARGV[10]) end
+  for line in string.gmatch(ARGV[11], '[^\n]+') do
+    if redis.call('HLEN', KEYS[8]) >= tonumber(ARGV[12]) then break end
+    local tab = string.find(line, '\t', 1, true)
+    redis.call('HSETNX', KEYS[8], string.sub(line, 1, tab - 1), string.sub(line, tab + 1))
+  end
   redis.call('HSET', KEYS[1], 'v', ARGV[2], 'snap', ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'idx', table.concat(list, '\n'))
@@ -121,6 +166,30 @@ else
   redis.call('ZREM', KEYS[5], ARGV[4])
 end
 return {1, ARGV[2]}
+";
+
+/// Records refusals decided on the stored version of an order, which
+/// fences them as the save script fences changes. Nothing is recorded for
+/// an order never written (it has no version to check, and a refusal of an
+/// order that does not exist repeats itself when decided again).
+///
+/// KEYS: 1 order hash, 2 its refusals. ARGV: 1 the version they were
+/// decided on, 2 the refusals (see [`refusals_arg`]), 3 how many an order
+/// keeps at most.
+///
+/// Returns `{1, version}` when recorded (or nothing to record), `{0, stored
+/// version}` when the order moved on.
+const REFUSE_SCRIPT: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then cur = '0' end
+if cur ~= ARGV[1] then return {0, cur} end
+if cur == '0' then return {1, cur} end
+for line in string.gmatch(ARGV[2], '[^\n]+') do
+  if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then break end
+  local tab = string.find(line, '\t', 1, true)
+  redis.call('HSETNX', KEYS[2], string.sub(line, 1, tab - 1), string.sub(line, tab + 1))
+end
+return {1, cur}
 ";
 
 /// Tries of a write whose entries were computed with a configuration
@@ -138,6 +207,21 @@ pub enum Reindexed {
 }
 
 impl RedisStore {
+    /// The answer the order gave a command it refused, if it recorded one.
+    pub async fn refusal(
+        &self,
+        order: &OrderId,
+        command: &CommandId,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let answer: Option<String> = redis::cmd("HGET")
+            .arg(keys::refusals(order))
+            .arg(command.as_str())
+            .query_async(&mut conn)
+            .await?;
+        Ok(answer)
+    }
+
     /// Loads several snapshots in one round trip, for reading; missing ones
     /// are skipped. Their orders carry no applied command ids (those are
     /// loaded by [`SnapshotStore::load`], the path to a write).
@@ -181,7 +265,9 @@ impl RedisStore {
         // new personal data.
         let mut new_ids = String::new();
         let mut personal = Vec::new();
+        let mut refusals = String::new();
         if bytes.is_some() {
+            refusals = refusals_arg(&snapshot.new_refusals);
             for id in &snapshot.new_command_ids {
                 new_ids.push_str(id.as_str());
                 new_ids.push('\n');
@@ -216,6 +302,7 @@ impl RedisStore {
                 .key(keys::TIMERS)
                 .key(keys::config_current(&order.tenant))
                 .key(keys::command_ids(&order.id))
+                .key(keys::refusals(&order.id))
                 .arg(expected)
                 .arg(new_version)
                 .arg(&bytes)
@@ -230,6 +317,8 @@ impl RedisStore {
                 .arg(&earliest_due)
                 .arg(config_version)
                 .arg(&new_ids)
+                .arg(&refusals)
+                .arg(REFUSALS_KEPT)
                 .arg(personal.len());
             for (key, value) in &personal {
                 invocation.arg(key).arg(value);
@@ -313,13 +402,16 @@ impl SnapshotStore for RedisStore {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             // One transaction: the ids as of the snapshot's own version.
-            let (bytes, ids): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+            type Loaded = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
+            let (bytes, ids, refusals): Loaded = redis::pipe()
                 .atomic()
                 .cmd("HGET")
                 .arg(keys::order(&order))
                 .arg("snap")
                 .cmd("GET")
                 .arg(keys::command_ids(&order))
+                .cmd("HGETALL")
+                .arg(keys::refusals(&order))
                 .query_async(&mut conn)
                 .await?;
             let Some(bytes) = bytes else {
@@ -339,6 +431,11 @@ impl SnapshotStore for RedisStore {
                     .ok_or_else(|| StoreError::CorruptIds(keys::command_ids(&order)))?;
                 snapshot.order.applied_commands.insert(id);
             }
+            for (id, answer) in refusals {
+                let id = CommandId::parse(&id)
+                    .map_err(|_| StoreError::CorruptIds(keys::refusals(&order)))?;
+                snapshot.refusals.insert(id, answer);
+            }
             Ok(Some(snapshot))
         })
     }
@@ -357,19 +454,32 @@ impl SnapshotStore for RedisStore {
             self.write(snapshot, previous_state, Some(bytes?)).await?;
             snapshot.new_command_ids.clear();
             snapshot.new_personal.clear();
+            snapshot.refusals_recorded();
             Ok(())
         })
     }
 
-    fn version(&self, order: OrderId) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn refuse<'a>(&'a self, snapshot: &'a mut Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let order = snapshot.order.id;
             let mut conn = self.conn.clone();
-            let v: Option<u64> = redis::cmd("HGET")
-                .arg(keys::order(&order))
-                .arg("v")
-                .query_async(&mut conn)
+            let (ok, found): (i64, String) = redis::Script::new(REFUSE_SCRIPT)
+                .key(keys::order(&order))
+                .key(keys::refusals(&order))
+                .arg(snapshot.version)
+                .arg(refusals_arg(&snapshot.new_refusals))
+                .arg(REFUSALS_KEPT)
+                .invoke_async(&mut conn)
                 .await?;
-            Ok(v.unwrap_or(0))
+            if ok != 1 {
+                return Err(StoreError::StaleVersion {
+                    order,
+                    expected: snapshot.version,
+                    found: found.parse().unwrap_or(0),
+                });
+            }
+            snapshot.refusals_recorded();
+            Ok(())
         })
     }
 
