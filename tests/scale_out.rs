@@ -277,3 +277,71 @@ async fn instances_join_and_leave_under_load_with_nothing_lost_or_doubled() {
     second.stop().await;
     third.stop().await;
 }
+
+/// After a hand-over, the former owner still has live actors of the
+/// tenant's orders (until they passivate); the new owner changes the
+/// orders. Every read, whichever instance answers it, shows the change.
+#[tokio::test]
+async fn reads_after_a_hand_over_show_the_new_owners_changes() {
+    let servers = Servers::start().await;
+    let settings = servers.settings();
+    let mut t = testkit::client_for(servers).await;
+    let first = App::start(settings.clone(), &t.nats).await;
+    // Twelve tenants, an order each, held on the first instance: their
+    // actors are live there. With three instances, about two thirds of the
+    // tenants move (all twelve stay with the first one time in 3^12).
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        t.tenant = testkit::random_tenant();
+        let order = create_orders(&t, 1).await[0];
+        assert!(
+            t.command(order, Verb::Hold, &serde_json::json!({}))
+                .await
+                .ok
+        );
+        held.push((t.tenant.clone(), order));
+    }
+    let first_id = owner(&t.js, held[0].0.as_str()).await.expect("an owner");
+    let others = [
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings, &t.nats).await,
+    ];
+    // Until every tenant has an owner again and some left the first.
+    let deadline = Instant::now() + WAIT;
+    let moved = loop {
+        let mut owners = Vec::new();
+        for (tenant, _) in &held {
+            owners.push(owner(&t.js, tenant.as_str()).await);
+        }
+        let moved: Vec<usize> = (0..held.len())
+            .filter(|&i| owners[i].as_ref().is_some_and(|o| *o != first_id))
+            .collect();
+        if owners.iter().all(Option::is_some) && !moved.is_empty() {
+            break moved;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ownership did not settle: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for &i in &moved {
+        let (tenant, order) = &held[i];
+        t.tenant = tenant.clone();
+        let resumed = t
+            .command(*order, Verb::Resume, &serde_json::json!({}))
+            .await;
+        assert!(resumed.ok, "{resumed:?}");
+        // Reads are spread over the three instances (one queue group).
+        for _ in 0..15 {
+            let view = t.get(*order).await;
+            assert_eq!(view["state"], "IN_PROGRESS", "a stale read: {view}");
+            assert_eq!(view["seq"], 3, "a stale read: {view}");
+        }
+    }
+    println!("{} of {} tenants moved", moved.len(), held.len());
+    for app in others {
+        app.stop().await;
+    }
+    first.stop().await;
+}

@@ -333,17 +333,24 @@ impl Reader {
         }
     }
 
-    /// The order as the caller's tenant may see it.
+    /// The order as the caller's tenant may see it: from its live actor when this instance decides its
+    /// tenant (queued behind the commands before it), else from the store:
+    /// another instance's actor may have changed it since a live one here
+    /// last saw it.
     async fn read(&self, tenant: &TenantId, order_id: OrderId) -> Result<Order, Failure> {
-        let live = self
-            .router
-            .call(
-                |reply| RouterMsg::Read { order_id, reply },
-                Some(Duration::from_secs(5)),
-            )
-            .await;
+        let live = if self.ownership.deciding(tenant) {
+            self.router
+                .call(
+                    |reply| RouterMsg::Read { order_id, reply },
+                    Some(Duration::from_secs(5)),
+                )
+                .await
+                .ok()
+        } else {
+            None
+        };
         let order = match live {
-            Ok(CallResult::Success(Ok(order))) => order.map(|o| *o),
+            Some(CallResult::Success(Ok(order))) => order.map(|o| *o),
             _ => self.store.load(order_id).await?.map(|s| s.order),
         };
         order

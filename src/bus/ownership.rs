@@ -32,6 +32,8 @@
 //! (`crate::intake::lanes`) act on it, and the read service's health shows
 //! it.
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -86,6 +88,9 @@ pub struct Ownership {
     owners: kv::Store,
     me: String,
     lease: Duration,
+    /// The tenants whose lanes this instance pulls now: only their live
+    /// order actors are known to hold the latest state.
+    deciding: Arc<RwLock<HashSet<TenantId>>>,
 }
 
 fn kv_err(what: &'static str) -> impl Fn(String) -> BusError {
@@ -130,7 +135,29 @@ impl Ownership {
             owners,
             me,
             lease,
+            deciding: Arc::default(),
         })
+    }
+
+    /// Notes whether this instance decides `tenant`'s commands now (its
+    /// lanes run).
+    pub fn set_deciding(&self, tenant: &TenantId, deciding: bool) {
+        let mut set = self.deciding.write().unwrap_or_else(|e| e.into_inner());
+        if deciding {
+            set.insert(tenant.clone());
+        } else {
+            set.remove(tenant);
+        }
+    }
+
+    /// Whether this instance decides `tenant`'s commands now: when not, a
+    /// live actor of one of its orders may be stale (another instance may
+    /// have changed the order since), so reads go to the store.
+    pub fn deciding(&self, tenant: &TenantId) -> bool {
+        self.deciding
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(tenant)
     }
 
     /// This instance's id.

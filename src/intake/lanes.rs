@@ -169,6 +169,7 @@ impl Lanes {
             if let Some(h) = held.remove(&tenant) {
                 // Still its owner: the next pass opens the lanes again.
                 h.stop();
+                self.ownership.set_deciding(&tenant, false);
                 self.ownership.release(&tenant, h.revision).await;
             }
         }
@@ -224,6 +225,7 @@ impl Lanes {
                         if let Some(h) = self.held.lock().await.remove(&tenant) {
                             h.stop();
                         }
+                        self.ownership.set_deciding(&tenant, false);
                     }
                 }
                 (Some(_), false) => self.hand_over(tenant),
@@ -272,6 +274,7 @@ impl Lanes {
             lanes.push((spec, Lane { task, permits }));
         }
         tracing::info!(tenant = %tenant, "owner of the tenant: pulling its lanes");
+        self.ownership.set_deciding(tenant, true);
         self.held.lock().await.insert(
             tenant.clone(),
             Held {
@@ -293,6 +296,7 @@ impl Lanes {
             };
             this.releasing.lock().await.insert(tenant.clone());
             held.stop();
+            this.ownership.set_deciding(&tenant, false);
             let grace = Duration::from_millis(this.settings.runtime.shutdown_grace_ms);
             let settled = settle(&held, this.settings.runtime.max_in_flight, grace).await;
             this.ownership.release(&tenant, held.revision).await;
@@ -313,8 +317,9 @@ impl Lanes {
             tenants = held.len(),
             "membership not renewed for two thirds of a lease: stopped pulling"
         );
-        for (_, h) in held.drain() {
+        for (tenant, h) in held.drain() {
             h.stop();
+            self.ownership.set_deciding(&tenant, false);
         }
     }
 
@@ -498,6 +503,7 @@ impl Lanes {
     pub async fn release_all(&self) {
         let mut held = self.held.lock().await;
         for (tenant, h) in held.drain() {
+            self.ownership.set_deciding(&tenant, false);
             self.ownership.release(&tenant, h.revision).await;
         }
         self.ownership.leave().await;
