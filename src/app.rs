@@ -58,6 +58,10 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let settings = Arc::new(settings);
+    if settings.http.listen_addr().is_some() {
+        // Installed before the work it measures starts.
+        let _ = crate::http::metrics();
+    }
     tracing::info!(
         nats = %settings.nats.url,
         redis = %settings.redis.url,
@@ -150,7 +154,18 @@ pub async fn run_with_clock(
     };
     let service = api::service::start(reader.clone()).await?;
     let http = match settings.http.listen_addr() {
-        Some(addr) => Some(crate::http::start(addr, reader, stop_rx.clone()).await?),
+        Some(addr) => {
+            let readiness = crate::http::Readiness {
+                consumers: crate::intake::consumers::intake_streams()
+                    .into_iter()
+                    .map(|spec| {
+                        let name = crate::intake::consumers::discovery_name(spec, &settings);
+                        (spec.name.to_owned(), name)
+                    })
+                    .collect(),
+            };
+            Some(crate::http::start(addr, reader, readiness, stop_rx.clone()).await?)
+        }
         None => None,
     };
     tracing::info!("orderd running");

@@ -20,7 +20,9 @@
 //!      read requests, with their stable error codes;
 //!    - [`outbox`]: the messages a persisted change owes NATS;
 //!    - [`settings`]: the one `Settings` struct, file < environment,
-//!      validated.
+//!      validated;
+//!    - [`telemetry`]: every metric's name and meaning, recorded through
+//!      the `metrics` facade (a leaf: every layer may record into it).
 //! 2. The servers, one module each, nothing above them:
 //!    - [`store`]: Redis: every key format and every Redis command
 //!      (snapshots with their outbox and command ids, personal data,
@@ -63,4 +65,5 @@ pub mod outbox;
 pub mod settings;
 pub mod store;
 pub mod subjects;
+pub mod telemetry;
 pub mod wire;

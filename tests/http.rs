@@ -1,8 +1,49 @@
 //! orderd's HTTP listener: off unless `http.listen` names an address; when
-//! on, `/healthz` answers while orderd runs, and the listener goes with it.
+//! on, `/healthz` answers while orderd runs, and the listener goes with it;
+//! `/readyz` says whether each dependency answers; `/metrics` moves with
+//! the traffic.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use orderd::subjects::Verb;
 use testkit::servers::free_port;
-use testkit::{http_get, spawn_app_with};
+use testkit::{create_body, http_get, spawn_app_with, TestApp};
+
+/// orderd with its HTTP listener on a free port, and the port's address.
+async fn with_listener() -> (TestApp, SocketAddr) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let app = spawn_app_with(|s| s.http.listen = format!("127.0.0.1:{port}")).await;
+    (app, addr)
+}
+
+/// `GET path` as JSON, with its status.
+async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let answer = http_get(addr, path).await.expect("an answer");
+    let body = serde_json::from_str(&answer.body).expect("json");
+    (answer.status, body)
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered)
+/// in a Prometheus text exposition, 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let answer = http_get(addr, "/metrics").await.expect("an answer");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
+}
 
 #[tokio::test]
 async fn healthz_answers_while_orderd_runs_and_stops_with_it() {
@@ -31,4 +72,92 @@ async fn a_bad_listen_address_is_refused_at_load() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("http.listen"), "{e}");
+}
+
+#[tokio::test]
+async fn readyz_names_the_dependency_that_does_not_answer() {
+    let (mut t, addr) = with_listener().await;
+    let (status, ready) = get_json(addr, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "ready");
+    let names: Vec<&str> = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    for expected in ["nats", "redis", "stream ORDERD_CMD", "stream ORDERD_EVT"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("consumer ORDERD_CMD/")),
+        "{names:?}"
+    );
+
+    t.servers.kill_redis();
+    let (status, ready) = get_json(addr, "/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    let failed: Vec<&Value> = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "only redis fails: {ready}");
+    assert_eq!(failed[0]["name"], "redis");
+    assert!(failed[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    // Live all the same: an orchestrator must not restart orderd for it.
+    let (status, _) = get_json(addr, "/healthz").await;
+    assert_eq!(status, 200);
+
+    t.servers.start_redis().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, ready) = get_json(addr, "/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ready again once redis is back: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_move_with_the_traffic() {
+    let (t, addr) = with_listener().await;
+    let before = scrape(addr).await;
+    let created = r#"orderd_commands_total{verb="create",outcome="applied"}"#;
+    let held = r#"orderd_commands_total{verb="hold",outcome="applied"}"#;
+    let refused = r#"orderd_commands_total{verb="resume",outcome="refused"}"#;
+    let persisted = r#"orderd_stage_seconds_count{stage="persist"}"#;
+
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await);
+    }
+    assert!(t.command(orders[0], Verb::Hold, &json!({})).await.ok);
+    // Resuming an order that is not on hold is refused.
+    assert!(!t.command(orders[1], Verb::Resume, &json!({})).await.ok);
+
+    let after = scrape(addr).await;
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert!(moved(created) >= 3.0, "{after}");
+    assert!(moved(held) >= 1.0, "{after}");
+    assert!(moved(refused) >= 1.0, "{after}");
+    assert!(moved(persisted) >= 4.0, "{after}");
+    assert!(sample(&after, "orderd_actors_live") >= 1.0, "{after}");
+    assert!(sample(&after, "orderd_tenants_owned") >= 1.0, "{after}");
+    let backlog = format!(
+        r#"orderd_lane_backlog{{tenant="{}",lane="cmd"}}"#,
+        t.tenant.as_str()
+    );
+    assert!(after.contains(&backlog), "{backlog} in {after}");
+    assert!(after.contains("# HELP orderd_commands_total"), "{after}");
+    assert!(
+        after.contains(r#"orderd_stage_seconds_bucket{stage="publish",le="0.001"}"#),
+        "histograms with buckets: {after}"
+    );
 }

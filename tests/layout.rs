@@ -11,45 +11,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What each top-level module may import from the crate.
+#[rustfmt::skip]
 const CRATE: &[(&str, &[&str])] = &[
     // 1. The wire contract, pure.
     ("subjects", &[]),
     ("headers", &[]),
     ("settings", &[]),
+    // Beside them, a leaf every layer may record into: the metrics.
+    ("telemetry", &[]),
     ("wire", &["subjects", "headers"]),
     ("outbox", &["subjects", "headers", "wire"]),
     // 2. The servers.
-    ("store", &["settings", "outbox"]),
-    ("bus", &["settings", "outbox", "subjects", "headers"]),
+    ("store", &["settings", "outbox", "telemetry"]),
+    ("bus", &["settings", "outbox", "subjects", "headers", "telemetry"]),
     // 3. The order actors.
-    (
-        "order",
-        &[
-            "store", "bus", "outbox", "subjects", "headers", "wire", "settings",
-        ],
-    ),
+    ("order", &["store", "bus", "outbox", "subjects", "headers", "wire", "settings", "telemetry"]),
     // 4. The two ways in.
-    (
-        "intake",
-        &["order", "bus", "settings", "subjects", "headers", "wire"],
-    ),
-    (
-        "api",
-        &[
-            "order", "store", "bus", "settings", "subjects", "headers", "wire",
-        ],
-    ),
-    (
-        "http",
-        &[
-            "api", "order", "store", "bus", "settings", "subjects", "headers", "wire",
-        ],
-    ),
+    ("intake", &["order", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
+    ("api", &["order", "store", "bus", "settings", "subjects", "headers", "wire"]),
+    ("http", &["api", "order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
     // 5. The entry point.
-    (
-        "app",
-        &["api", "http", "intake", "order", "bus", "store", "settings"],
-    ),
+    ("app", &["api", "http", "intake", "order", "bus", "store", "settings", "telemetry"]),
     // Beside the layers: the operator's command line, a NATS client.
     ("cli", &["subjects", "headers", "wire", "settings"]),
 ];

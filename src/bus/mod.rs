@@ -4,7 +4,8 @@
 //! are the intake's ([`crate::intake::consumers`]).
 //!
 //! May import: [`crate::settings`] and the wire contract
-//! ([`crate::subjects`], [`crate::headers`], [`crate::outbox`]).
+//! ([`crate::subjects`], [`crate::headers`], [`crate::outbox`]), and
+//! [`crate::telemetry`] (as every layer may).
 //!
 //! Invariant: every publish of the outbox carries its `Nats-Msg-Id`, so a
 //! re-publish after a crash is dropped by the stream within its duplicate

@@ -45,6 +45,7 @@ use orderd_core::TenantId;
 use super::BusError;
 use crate::settings::Settings;
 use crate::subjects;
+use crate::telemetry;
 
 /// FNV-1a, 64 bits: a hash that every instance computes alike, whatever its
 /// build (the standard library's hasher may change between releases).
@@ -145,9 +146,13 @@ impl Ownership {
         let mut set = self.deciding.write().unwrap_or_else(|e| e.into_inner());
         if deciding {
             set.insert(tenant.clone());
-        } else {
-            set.remove(tenant);
+        } else if set.remove(tenant) {
+            // Its lanes' backlog is another instance's now.
+            for lane in ["cmd", "job"] {
+                telemetry::lane_backlog(tenant.as_str(), lane, 0);
+            }
         }
+        telemetry::tenants_owned(set.len());
     }
 
     /// Whether this instance decides `tenant`'s commands now: when not, a

@@ -13,7 +13,8 @@
 //!
 //! May import: [`crate::order`] (its messages only), [`crate::bus`],
 //! [`crate::settings`] and the wire contract ([`crate::subjects`],
-//! [`crate::headers`], [`crate::wire`]). Not the store: the actors persist.
+//! [`crate::headers`], [`crate::wire`]), and [`crate::telemetry`]. Not the
+//! store: the actors persist.
 
 pub mod ack;
 pub mod consumers;

@@ -32,6 +32,7 @@ use crate::headers;
 use crate::order::{Execution, Routed, RouterMsg, Verdict};
 use crate::settings::Settings;
 use crate::subjects::{self, Inbound};
+use crate::telemetry;
 use crate::wire::{self, Format, WireError};
 
 /// Everything the intake needs, shared by the consumers' loops.
@@ -141,8 +142,13 @@ impl Intake {
     /// Turns one message into an envelope and hands it to the router; a
     /// task waits for the verdict, acks and answers.
     async fn accept(&self, msg: jetstream::Message, permit: OwnedSemaphorePermit) {
-        let (stream, stream_seq, delivered) = match msg.info() {
-            Ok(i) => (i.stream.to_owned(), i.stream_sequence, i.delivered),
+        let (stream, stream_seq, delivered, backlog) = match msg.info() {
+            Ok(i) => (
+                i.stream.to_owned(),
+                i.stream_sequence,
+                i.delivered,
+                i.pending,
+            ),
             Err(_) => {
                 // Not a JetStream delivery: nothing to ack.
                 return;
@@ -173,6 +179,12 @@ impl Intake {
         };
         let order_id = envelope.order_id;
         let tenant = envelope.tenant.clone();
+        let lane = if stream == subjects::STREAM_JOBS {
+            "job"
+        } else {
+            "cmd"
+        };
+        telemetry::lane_backlog(tenant.as_str(), lane, backlog);
         // At debug: a span at the default level costs every command a
         // formatted copy of its fields (about 5% of orderd's CPU in the
         // bench). The log lines a command can cause name it themselves.

@@ -48,6 +48,7 @@ use super::messages::{
 use crate::bus::Publisher;
 use crate::outbox;
 use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
+use crate::telemetry;
 use crate::wire::ErrorBody;
 
 /// The most commands decided in one batch (one snapshot write).
@@ -136,6 +137,7 @@ impl Actor for OrderActor {
         let period = (args.deps.passivate_after / 2).max(Duration::from_millis(50));
         let placeholder_tenant = TenantId::parse("_")?;
         let idle_check = myself.send_interval(period, || OrderMsg::IdleCheck);
+        telemetry::actors_live(1.0);
         Ok(OrderActorState {
             placeholder_tenant,
             order_id: args.order_id,
@@ -170,6 +172,7 @@ impl Actor for OrderActor {
         if let Some(handle) = state.idle_check.take() {
             handle.abort();
         }
+        telemetry::actors_live(-1.0);
         Ok(())
     }
 
@@ -254,6 +257,7 @@ impl OrderActorState {
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
+                telemetry::passivated();
                 myself.stop(Some("passivated".into()));
             }
         }
@@ -275,6 +279,7 @@ impl OrderActorState {
         // persisted outbox until the order's next command.
         let published = tracing::Instrument::instrument(self.publish_outbox(myself), span).await;
         for (exec, verdict) in batch.into_iter().zip(verdicts) {
+            telemetry::command(exec.envelope.command.verb(), verdict.outcome_name());
             if let Some(reply) = exec.reply {
                 // The intake may have given up (shutdown): fine.
                 let _ = reply.send(verdict.published(published));
@@ -397,7 +402,10 @@ impl OrderActorState {
                 Err(e) => {
                     let reason = match e {
                         StoreError::StaleVersion { .. } => RetryReason::Conflict,
-                        other => RetryReason::Store(other.to_string()),
+                        other => {
+                            telemetry::redis_error();
+                            RetryReason::Store(other.to_string())
+                        }
                     };
                     tracing::warn!(reason = ?reason, commands = execs.len(), "commands not decided; they will be redelivered");
                     return vec![Verdict::Retry(reason); execs.len()];
@@ -414,6 +422,7 @@ impl OrderActorState {
         execs: &[&Execution],
     ) -> Result<Vec<Verdict>, StoreError> {
         let deps = self.deps.clone();
+        let started = Instant::now();
         self.ensure_loaded(myself).await?;
         let outbox_published = self.outbox_published;
         let snap = self.snap.as_mut().ok_or(StoreError::NotLoaded)?;
@@ -499,13 +508,16 @@ impl OrderActorState {
                 }
             }
         }
+        telemetry::stage("decide", started.elapsed());
         if applied == 0 {
             if refused {
                 // A refusal is final (the message is terminated): record it
                 // with the order, fenced like a change, so it is known to
                 // have been decided on the latest state (another instance
                 // may have moved the order on) and a redelivery repeats it.
+                let persisting = Instant::now();
                 deps.store.refuse(snap).await?;
+                telemetry::stage("persist", persisting.elapsed());
             }
             return Ok(verdicts);
         }
@@ -513,7 +525,9 @@ impl OrderActorState {
         // The compare-and-set also fences the batch's refusals: nobody wrote
         // the order between the load they were decided on and this write.
         // It stores the personal data the snapshot refers to in the same step.
+        let persisting = Instant::now();
         deps.store.save(snap, previous_state).await?;
+        telemetry::stage("persist", persisting.elapsed());
         tracing::debug!(
             seq = snap.order.seq,
             state = snap.order.state.as_str(),
@@ -555,14 +569,17 @@ impl OrderActorState {
             self.outbox_published = true;
             return true;
         }
+        let publishing = Instant::now();
         match self.deps.publisher.publish_all(&snap.outbox).await {
             Ok(()) => {
+                telemetry::stage("publish", publishing.elapsed());
                 self.outbox_published = true;
                 // Sent: a live order need not keep the bodies in memory.
                 snap.outbox = Vec::new();
                 true
             }
             Err(e) => {
+                telemetry::publish_error();
                 tracing::warn!(error = %e, "outbox not published yet; will retry");
                 if self.publish_retry.is_none() {
                     self.publish_retry =
@@ -616,6 +633,9 @@ impl OrderActorState {
             span.clone(),
         )
         .await;
+        if let Some(Verdict::Applied(_)) = verdicts.first() {
+            telemetry::timer_fired();
+        }
         if let Some(Verdict::Retry(_)) = verdicts.first() {
             // Try again later (the sweeper would, too).
             self.timer = Some(myself.send_after(Duration::from_secs(1), || OrderMsg::TimerDue));

@@ -78,6 +78,19 @@ pub enum Verdict {
     Retry(RetryReason),
 }
 
+impl Verdict {
+    /// The outcome's name in metrics: `applied`, `duplicate`, `refused`
+    /// (now or at an earlier delivery) or `retry`.
+    pub fn outcome_name(&self) -> &'static str {
+        match self {
+            Verdict::Applied(_) => "applied",
+            Verdict::Duplicate(_) => "duplicate",
+            Verdict::Refused(_) | Verdict::RefusedBefore(_) => "refused",
+            Verdict::Retry(_) => "retry",
+        }
+    }
+}
+
 /// The order after a command, for the client's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {

@@ -1,0 +1,122 @@
+//! Every metric orderd records: its name, what it means, and the small
+//! functions the layers call where the work happens. Recording goes through
+//! the `metrics` facade, so it costs next to nothing when no recorder is
+//! installed (`http.listen` unset); the HTTP listener installs the
+//! Prometheus recorder and renders it at `/metrics`.
+//!
+//! Labels are bounded: verbs, outcomes, lanes and stages are fixed sets;
+//! the one open label is the tenant, on the lanes' backlog (one series per
+//! tenant this instance decides). Never an order id, never personal data.
+//!
+//! May import: nothing of the crate (a leaf every layer may use).
+
+use std::time::Duration;
+
+/// Commands and job updates decided, by `verb` and `outcome`
+/// (`applied`, `duplicate`, `refused`, `retry`).
+pub const COMMANDS: &str = "orderd_commands_total";
+/// Seconds one batch of an order's commands took, by `stage`: `decide`
+/// (load, configuration, the pure decision), `persist` (the Redis
+/// compare-and-set), `publish` (the outbox to JetStream, PubAcks awaited).
+pub const STAGE_SECONDS: &str = "orderd_stage_seconds";
+/// Order actors in memory.
+pub const ACTORS_LIVE: &str = "orderd_actors_live";
+/// Order actors stopped after `runtime.passivate_after_ms` idle.
+pub const ACTORS_PASSIVATED: &str = "orderd_actors_passivated_total";
+/// Messages stored in a lane and not yet delivered, by `tenant` and `lane`
+/// (`cmd`, `job`), as of the lane's last pull.
+pub const LANE_BACKLOG: &str = "orderd_lane_backlog";
+/// Redis calls that failed (the commands concerned are redelivered).
+pub const REDIS_ERRORS: &str = "orderd_redis_errors_total";
+/// Outbox publishes that failed (retried until JetStream acknowledges).
+pub const NATS_PUBLISH_ERRORS: &str = "orderd_nats_publish_errors_total";
+/// NATS connection events, by `event` (`connected`, `disconnected`, …).
+pub const NATS_CONNECTION_EVENTS: &str = "orderd_nats_connection_events_total";
+/// Timer firings (milestones, holds that expire) decided.
+pub const TIMERS_FIRED: &str = "orderd_timers_fired_total";
+/// Tenants this instance decides.
+pub const TENANTS_OWNED: &str = "orderd_tenants_owned";
+
+/// The histogram buckets of [`STAGE_SECONDS`], in seconds: 0.25 ms to 5 s.
+pub const STAGE_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Every metric with its help text, for the exporter's `# HELP` lines.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        COMMANDS,
+        "Commands and job updates decided, by verb and outcome"
+    );
+    describe_histogram!(
+        STAGE_SECONDS,
+        Unit::Seconds,
+        "Time one batch of an order's commands spent in each stage"
+    );
+    describe_gauge!(ACTORS_LIVE, "Order actors in memory");
+    describe_counter!(ACTORS_PASSIVATED, "Order actors stopped after being idle");
+    describe_gauge!(
+        LANE_BACKLOG,
+        "Messages stored in a tenant's lane, not yet delivered"
+    );
+    describe_counter!(REDIS_ERRORS, "Redis calls that failed");
+    describe_counter!(NATS_PUBLISH_ERRORS, "Outbox publishes that failed");
+    describe_counter!(
+        NATS_CONNECTION_EVENTS,
+        "NATS connection events (connected, disconnected, ...)"
+    );
+    describe_counter!(TIMERS_FIRED, "Timer firings decided");
+    describe_gauge!(TENANTS_OWNED, "Tenants this instance decides");
+}
+
+/// One command decided.
+pub fn command(verb: &'static str, outcome: &'static str) {
+    metrics::counter!(COMMANDS, "verb" => verb, "outcome" => outcome).increment(1);
+}
+
+/// A stage of a batch took `took`.
+pub fn stage(stage: &'static str, took: Duration) {
+    metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(took.as_secs_f64());
+}
+
+/// An order actor started (`+1`) or stopped (`-1`).
+pub fn actors_live(delta: f64) {
+    metrics::gauge!(ACTORS_LIVE).increment(delta);
+}
+
+/// An order actor passivated.
+pub fn passivated() {
+    metrics::counter!(ACTORS_PASSIVATED).increment(1);
+}
+
+/// A lane's backlog as its last pull saw it.
+pub fn lane_backlog(tenant: &str, lane: &'static str, pending: u64) {
+    metrics::gauge!(LANE_BACKLOG, "tenant" => tenant.to_owned(), "lane" => lane)
+        .set(pending as f64);
+}
+
+/// A Redis call failed.
+pub fn redis_error() {
+    metrics::counter!(REDIS_ERRORS).increment(1);
+}
+
+/// An outbox publish failed.
+pub fn publish_error() {
+    metrics::counter!(NATS_PUBLISH_ERRORS).increment(1);
+}
+
+/// A NATS connection event.
+pub fn connection_event(event: &'static str) {
+    metrics::counter!(NATS_CONNECTION_EVENTS, "event" => event).increment(1);
+}
+
+/// A timer firing decided.
+pub fn timer_fired() {
+    metrics::counter!(TIMERS_FIRED).increment(1);
+}
+
+/// How many tenants this instance decides now.
+pub fn tenants_owned(n: usize) {
+    metrics::gauge!(TENANTS_OWNED).set(n as f64);
+}
