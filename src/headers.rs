@@ -64,6 +64,43 @@ pub fn dead_letter_msg_id(stream: &str, stream_seq: u64) -> String {
     format!("dlq:{stream}:{stream_seq}")
 }
 
+/// W3C Trace Context: a command that carries one is a hop of that trace;
+/// orderd is the next hop, and its events, job commands and outcome carry
+/// the same trace id with orderd's own span id as their parent.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The `traceparent` of orderd's hop for a command that arrived with
+/// `incoming`: the same version, trace id and flags, `span_id` as the
+/// parent id. `None` when `incoming` is not a valid version-00 header
+/// (`00-<32 hex trace id, not all zero>-<16 hex parent id, not all
+/// zero>-<2 hex flags>`): a malformed header is ignored, as the
+/// specification asks, never refused.
+pub fn child_traceparent(incoming: &str, span_id: u64) -> Option<String> {
+    let mut parts = incoming.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.bytes().any(|b| b != b'0')
+    };
+    let valid = version == "00"
+        && parts.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && flags.len() == 2
+        && flags.bytes().all(|b| b.is_ascii_hexdigit());
+    // A span id of zero is invalid: use one bit set instead.
+    let span_id = span_id.max(1);
+    valid.then(|| format!("00-{trace}-{span_id:016x}-{flags}"))
+}
+
+/// The trace id of a `traceparent` value (its second field).
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    traceparent.split('-').nth(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +135,27 @@ mod tests {
             dispatch_msg_id(order, 7, WorkOrderId(2), JobAction::Hold),
             "67e55044-10b1-426f-9247-bb680e5fe0c8:7:2:hold"
         );
+    }
+
+    #[test]
+    fn orderd_is_the_next_hop_of_a_valid_trace_and_ignores_a_bad_one() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            child_traceparent(incoming, 0xabc).as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01")
+        );
+        assert_eq!(trace_id(incoming), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+        ] {
+            assert_eq!(child_traceparent(bad, 7), None, "{bad}");
+        }
     }
 }

@@ -37,6 +37,10 @@ pub struct OutboxMsg {
     /// The JSON body.
     #[serde(with = "as_bytes")]
     pub body: Vec<u8>,
+    /// The W3C `traceparent` of the command that caused it (orderd's hop),
+    /// published as the `traceparent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl OutboxMsg {
@@ -54,12 +58,14 @@ pub fn for_change(order: &Order, change: &Change) -> Vec<OutboxMsg> {
         subject: subjects::event(&order.tenant, order.id, subjects::EventKind::of(change)),
         msg_id: headers::event_msg_id(order.id, change.seq),
         body: wire::encode(&event, false),
+        traceparent: None,
     }];
     out.extend(change.job_commands().iter().map(|job| OutboxMsg {
         kind: OutboxKind::Dispatch,
         subject: subjects::dispatch(&order.tenant, order.id, job.work_order, job.action),
         msg_id: headers::dispatch_msg_id(order.id, change.seq, job.work_order, job.action),
         body: wire::encode(&wire::DispatchMessage::new(order, job, change.seq), false),
+        traceparent: None,
     }));
     out
 }
@@ -114,6 +120,7 @@ mod tests {
             subject: "s".into(),
             msg_id: "m".into(),
             body: br#"{"a":1}"#.to_vec(),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let bytes = rmp_serde::to_vec_named(&msg).unwrap();
         // bin8 marker followed by the length: the body is not an int array.

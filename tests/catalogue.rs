@@ -494,6 +494,7 @@ fn the_catalogue_names_the_headers_and_streams() {
         orderd::headers::ORDERD_DLQ_SOURCE,
         orderd::headers::ORDERD_DLQ_DELIVERIES,
         orderd::headers::ORDERD_DLQ_MSG_ID,
+        orderd::headers::TRACEPARENT,
     ] {
         assert!(CATALOGUE.contains(name), "{name}");
     }

@@ -181,6 +181,9 @@ impl Publisher for JetStreamPublisher {
                 let mut h = HeaderMap::new();
                 h.insert(headers::NATS_MSG_ID, m.msg_id.as_str());
                 h.insert(headers::CONTENT_TYPE, OutboxMsg::CONTENT_TYPE);
+                if let Some(traceparent) = &m.traceparent {
+                    h.insert(headers::TRACEPARENT, traceparent.as_str());
+                }
                 let publish = jetstream::message::PublishMessage::build()
                     .payload(m.body.clone().into())
                     .headers(h);

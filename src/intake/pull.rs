@@ -156,7 +156,11 @@ impl Intake {
         };
         let msg_id = header(&msg, headers::NATS_MSG_ID);
         let content_type = header(&msg, headers::CONTENT_TYPE);
-        let reply = Reply::to_sender_of(&self.client, &msg);
+        // orderd's hop of the trace the command came with, if any.
+        let traceparent = header(&msg, headers::TRACEPARENT).and_then(|incoming| {
+            headers::child_traceparent(&incoming, uuid::Uuid::new_v4().as_u64_pair().0)
+        });
+        let reply = Reply::to_sender_of(&self.client, &msg, traceparent.clone());
         let last_delivery = self.settings.consumers.max_deliver > 0
             && delivered >= self.settings.consumers.max_deliver;
 
@@ -195,12 +199,14 @@ impl Intake {
             command = envelope.command.verb(),
             stream_seq,
             delivered,
+            trace_id = traceparent.as_deref().and_then(headers::trace_id),
         );
         let (tx, rx) = ractor::concurrency::oneshot();
         let exec = Execution {
             envelope,
             reply: Some(tx.into()),
             span: span.clone(),
+            traceparent,
         };
         let routed = self.router.cast(RouterMsg::Route {
             order_id,
@@ -400,7 +406,7 @@ pub async fn refuse_unroutable(client: &async_nats::Client, msg: &jetstream::Mes
         "message refused before reaching an order: not a tenant's subject"
     );
     let fate = Fate::Malformed(e);
-    Reply::to_sender_of(client, msg)
+    Reply::to_sender_of(client, msg, None)
         .send(outcome_for(&fate, None, false))
         .await;
 }
@@ -417,11 +423,16 @@ struct Reply {
     client: async_nats::Client,
     to: Option<String>,
     format: Format,
+    traceparent: Option<String>,
 }
 
 impl Reply {
     /// The reply subject and format the message's headers name.
-    fn to_sender_of(client: &async_nats::Client, msg: &jetstream::Message) -> Reply {
+    fn to_sender_of(
+        client: &async_nats::Client,
+        msg: &jetstream::Message,
+        traceparent: Option<String>,
+    ) -> Reply {
         let content_type = header(msg, headers::CONTENT_TYPE);
         let to = header(msg, headers::ORDERD_REPLY_TO).filter(|r| {
             let ok = subjects::check_reply_subject(r).is_ok();
@@ -434,6 +445,7 @@ impl Reply {
             client: client.clone(),
             to,
             format: Format::from_content_type(content_type.as_deref()).unwrap_or_default(),
+            traceparent,
         }
     }
 
@@ -445,6 +457,9 @@ impl Reply {
         h.insert(headers::CONTENT_TYPE, self.format.content_type());
         if let Some(e) = &outcome.error {
             h.insert(headers::ORDERD_ERROR_CODE, e.code.as_str());
+        }
+        if let Some(traceparent) = &self.traceparent {
+            h.insert(headers::TRACEPARENT, traceparent.as_str());
         }
         let body = wire::encode_as(&outcome, self.format);
         if let Err(e) = self

@@ -501,7 +501,13 @@ impl OrderActorState {
                     // and the next command reloads it from Redis.
                     apply_change(&mut snap.order, &change);
                     snap.new_command_ids.push(change.command_id.clone());
+                    let first_new = snap.outbox.len();
                     snap.outbox.extend(outbox::for_change(&snap.order, &change));
+                    if let Some(traceparent) = &exec.traceparent {
+                        for msg in &mut snap.outbox[first_new..] {
+                            msg.traceparent = Some(traceparent.clone());
+                        }
+                    }
                     applied += 1;
                     created |= matches!(envelope.command, Command::Create(_));
                     verdicts.push(Verdict::Applied(summary(&snap.order)));
@@ -627,6 +633,7 @@ impl OrderActorState {
             envelope,
             reply: None,
             span: span.clone(),
+            traceparent: None,
         };
         let verdicts = tracing::Instrument::instrument(
             self.decide_batch(myself, std::slice::from_ref(&exec)),
@@ -910,6 +917,7 @@ mod tests {
             },
             reply: Some(tx.into()),
             span: tracing::Span::none(),
+            traceparent: None,
         };
         w.router
             .cast(RouterMsg::Route {
@@ -1091,6 +1099,7 @@ mod tests {
                 },
                 reply: Some(tx.into()),
                 span: tracing::Span::none(),
+                traceparent: None,
             };
             w.router
                 .cast(RouterMsg::Route {

@@ -32,6 +32,10 @@ pub struct Execution {
     pub reply: Option<RpcReplyPort<Verdict>>,
     /// The command's tracing span.
     pub span: tracing::Span,
+    /// orderd's hop of the W3C trace the command came with
+    /// ([`crate::headers::child_traceparent`]): its events and job
+    /// commands carry it.
+    pub traceparent: Option<String>,
 }
 
 /// Messages the router forwards; the router counts them, to know when an

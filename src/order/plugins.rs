@@ -205,6 +205,7 @@ impl Asker {
                     envelope,
                     reply: Some(tx.into()),
                     span,
+                    traceparent: None,
                 })),
             });
             if sent.is_err() {

@@ -117,30 +117,34 @@ pub async fn attach(servers: Servers) -> TestApp {
 impl TestApp {
     /// Publishes `body` to `subject` through JetStream with the given
     /// headers and `Orderd-Reply-To`, and returns the outcome.
-    pub async fn send_raw(
+    pub async fn send_raw(&self, subject: String, body: Vec<u8>, headers: HeaderMap) -> Outcome {
+        let msg = self.send_for_reply(subject, body, headers).await;
+        serde_json::from_slice(&msg.payload)
+            .or_else(|_| rmp_serde::from_slice(&msg.payload))
+            .expect("an Outcome")
+    }
+
+    /// [`Self::send_raw`], returning the outcome's message as it came
+    /// (headers and all).
+    pub async fn send_for_reply(
         &self,
         subject: String,
         body: Vec<u8>,
         mut headers: HeaderMap,
-    ) -> Outcome {
+    ) -> async_nats::Message {
         let inbox = self.nats.new_inbox();
         let mut sub = self.nats.subscribe(inbox.clone()).await.expect("subscribe");
         headers.insert(headers::ORDERD_REPLY_TO, inbox.as_str());
-        let ack = self
-            .js
+        self.js
             .publish_with_headers(subject, headers, body.into())
             .await
             .expect("publish")
             .await
             .expect("stream acknowledges the command");
-        let _ = ack;
-        let msg = tokio::time::timeout(WAIT, sub.next())
+        tokio::time::timeout(WAIT, sub.next())
             .await
             .expect("an outcome in time")
-            .expect("reply subscription open");
-        serde_json::from_slice(&msg.payload)
-            .or_else(|_| rmp_serde::from_slice(&msg.payload))
-            .expect("an Outcome")
+            .expect("reply subscription open")
     }
 
     /// Publishes a JSON command with a `Nats-Msg-Id` and returns the outcome.
