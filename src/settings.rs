@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The config file used when neither `--config` nor `ORDERD_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config/orderd.toml";
@@ -37,7 +37,7 @@ pub enum SettingsError {
     #[error("environment variable {var} is invalid: {why}")]
     Env {
         /// The variable.
-        var: &'static str,
+        var: String,
         /// What is wrong (never the value: it may be a secret).
         why: String,
     },
@@ -78,6 +78,15 @@ impl SecretUrl {
     }
 }
 
+/// The real URL: serialized only to lay the environment over the settings
+/// ([`Settings::apply_env`]) and read them back; never logged (`Debug` and
+/// `Display` mask it).
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretUrl({})", self.redacted())
@@ -91,18 +100,20 @@ impl fmt::Display for SecretUrl {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
+    #[serde(alias = "TEXT", alias = "Text")]
     Text,
     /// One JSON object per line.
+    #[serde(alias = "JSON", alias = "Json")]
     Json,
 }
 
 /// Everything orderd can be configured with.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The NATS connection and its JetStream streams.
@@ -122,7 +133,7 @@ pub struct Settings {
 }
 
 /// NATS and JetStream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSettings {
     /// Server URL, e.g. `nats://user:pass@127.0.0.1:4222`.
@@ -161,7 +172,7 @@ impl Default for NatsSettings {
 }
 
 /// Redis.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// Server URL, e.g. `redis://:pass@127.0.0.1:6379/0`.
@@ -183,7 +194,7 @@ impl Default for RedisSettings {
 }
 
 /// The durable pull consumers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerSettings {
     /// Unacknowledged messages a tenant's lane may have out at once.
@@ -209,7 +220,7 @@ impl Default for ConsumerSettings {
 }
 
 /// Order actors and command handling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSettings {
     /// Commands being handled at once, per tenant lane.
@@ -245,7 +256,7 @@ impl Default for RuntimeSettings {
 
 /// Several instances on one NATS and Redis: each tenant's lanes are pulled
 /// by one instance at a time, its owner, which holds a lease in NATS KV.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OwnershipSettings {
     /// This instance's name, shown to operators beside its id (empty: the
@@ -268,7 +279,7 @@ impl Default for OwnershipSettings {
 }
 
 /// The HTTP listener.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     /// The address to listen on, `host:port` (`0.0.0.0:8080`); empty: no
@@ -284,7 +295,7 @@ impl HttpSettings {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` or `json`.
@@ -350,8 +361,87 @@ impl Settings {
         Self::from_toml(&text, path)
     }
 
-    /// Applies the `ORDERD_*` environment overrides.
+    /// Every setting as `(section, key)`, in the order the file lists them
+    /// (what `config/orderd.example.toml` documents).
+    pub fn keys() -> Vec<(String, String)> {
+        let Ok(toml::Value::Table(sections)) = toml::Value::try_from(Settings::default()) else {
+            return Vec::new();
+        };
+        sections
+            .into_iter()
+            .flat_map(|(section, table)| {
+                let keys: Vec<String> = match table {
+                    toml::Value::Table(t) => t.into_iter().map(|(k, _)| k).collect(),
+                    _ => Vec::new(),
+                };
+                keys.into_iter().map(move |k| (section.clone(), k))
+            })
+            .collect()
+    }
+
+    /// The environment variable of the setting `section.key`:
+    /// `ORDERD_<SECTION>_<KEY>` (`nats.url` → `ORDERD_NATS_URL`).
+    pub fn env_var(section: &str, key: &str) -> String {
+        format!("ORDERD_{section}_{key}").to_ascii_uppercase()
+    }
+
+    /// Applies the environment: first the short names kept from before
+    /// (`ORDERD_MAX_BODY`, `ORDERD_LEASE_MS`, …), then every setting's
+    /// [`Settings::env_var`], which wins over its short name.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), SettingsError> {
+        self.apply_short_env(&env)?;
+        self.apply_every_env(&env)
+    }
+
+    /// Every setting from its `ORDERD_<SECTION>_<KEY>`, parsed as the type
+    /// the setting has: a number, `true`/`false`, text, or a
+    /// comma-separated list.
+    fn apply_every_env(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), SettingsError> {
+        let unreadable = |why: String| SettingsError::Env {
+            var: "ORDERD_*".into(),
+            why,
+        };
+        let mut value = toml::Value::try_from(&*self).map_err(|e| unreadable(e.to_string()))?;
+        let mut changed = Vec::new();
+        if let toml::Value::Table(sections) = &mut value {
+            for (section, table) in sections.iter_mut() {
+                let toml::Value::Table(table) = table else {
+                    continue;
+                };
+                for (key, current) in table.iter_mut() {
+                    let var = Self::env_var(section, key);
+                    if let Some(raw) = env(&var) {
+                        *current = env_value(current, &raw).map_err(|why| SettingsError::Env {
+                            var: var.clone(),
+                            why,
+                        })?;
+                        changed.push(var);
+                    }
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        // A value of the right type may still not fit (an unknown log
+        // format): say which variables, never the value.
+        *self = value
+            .try_into()
+            .map_err(|e: toml::de::Error| SettingsError::Env {
+                var: changed.join(" or "),
+                why: e.message().to_owned(),
+            })?;
+        Ok(())
+    }
+
+    /// The short names, kept so existing deployments keep working.
+    fn apply_short_env(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), SettingsError> {
         if let Some(v) = env("ORDERD_NATS_URL") {
             self.nats.url = SecretUrl::new(v);
         }
@@ -364,58 +454,54 @@ impl Settings {
                 "json" => LogFormat::Json,
                 _ => {
                     return Err(SettingsError::Env {
-                        var: "ORDERD_LOG_FORMAT",
+                        var: "ORDERD_LOG_FORMAT".into(),
                         why: "expected text or json".into(),
                     })
                 }
             };
         }
-        parse_env(&env, "ORDERD_MAX_BODY", &mut self.runtime.max_body_bytes)?;
+        parse_env(env, "ORDERD_MAX_BODY", &mut self.runtime.max_body_bytes)?;
         if let Some(v) = env("ORDERD_INSTANCE_NAME") {
             self.ownership.instance_name = v;
         }
-        parse_env(&env, "ORDERD_LEASE_MS", &mut self.ownership.lease_ms)?;
+        parse_env(env, "ORDERD_LEASE_MS", &mut self.ownership.lease_ms)?;
         if let Some(v) = env("ORDERD_HTTP_LISTEN") {
             self.http.listen = v;
         }
+        parse_env(env, "ORDERD_MAX_IN_FLIGHT", &mut self.runtime.max_in_flight)?;
         parse_env(
-            &env,
-            "ORDERD_MAX_IN_FLIGHT",
-            &mut self.runtime.max_in_flight,
-        )?;
-        parse_env(
-            &env,
+            env,
             "ORDERD_PASSIVATE_AFTER_MS",
             &mut self.runtime.passivate_after_ms,
         )?;
         parse_env(
-            &env,
+            env,
             "ORDERD_MAX_ACK_PENDING",
             &mut self.consumers.max_ack_pending,
         )?;
         parse_env(
-            &env,
+            env,
             "ORDERD_ACK_WAIT_SECS",
             &mut self.consumers.ack_wait_secs,
         )?;
-        parse_env(&env, "ORDERD_MAX_DELIVER", &mut self.consumers.max_deliver)?;
+        parse_env(env, "ORDERD_MAX_DELIVER", &mut self.consumers.max_deliver)?;
         parse_env(
-            &env,
+            env,
             "ORDERD_TIMER_FIRE_PER_SEC",
             &mut self.runtime.timer_fire_per_sec,
         )?;
         parse_env(
-            &env,
+            env,
             "ORDERD_TIMER_SWEEP_MS",
             &mut self.runtime.timer_sweep_ms,
         )?;
         parse_env(
-            &env,
+            env,
             "ORDERD_AUTO_CREATE_STREAMS",
             &mut self.nats.auto_create_streams,
         )?;
         parse_env(
-            &env,
+            env,
             "ORDERD_DUPLICATE_WINDOW_SECS",
             &mut self.nats.duplicate_window_secs,
         )?;
@@ -541,6 +627,47 @@ impl Settings {
     }
 }
 
+/// `raw` from the environment as a value of `current`'s type.
+fn env_value(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value;
+    let trimmed = raw.trim();
+    Ok(match current {
+        Value::String(_) => Value::String(raw.to_owned()),
+        Value::Integer(_) => Value::Integer(
+            trimmed
+                .parse()
+                .map_err(|_| "expected a whole number".to_owned())?,
+        ),
+        Value::Float(_) => Value::Float(
+            trimmed
+                .parse()
+                .map_err(|_| "expected a number".to_owned())?,
+        ),
+        Value::Boolean(_) => Value::Boolean(match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err("expected true or false".into()),
+        }),
+        Value::Array(items) => {
+            let like = items
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Value::String(String::new()));
+            let items = trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| env_value(&like, item))
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Array(items)
+        }
+        Value::Datetime(_) | Value::Table(_) => {
+            return Err("cannot be set from the environment".into())
+        }
+    })
+}
+
+/// Parses the short variable `var` into `into` when it is set.
 fn parse_env<T: std::str::FromStr>(
     env: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -548,7 +675,7 @@ fn parse_env<T: std::str::FromStr>(
 ) -> Result<(), SettingsError> {
     if let Some(v) = env(var) {
         *into = v.trim().parse().map_err(|_| SettingsError::Env {
-            var,
+            var: var.to_owned(),
             why: format!("expected a {}", std::any::type_name::<T>()),
         })?;
     }
@@ -638,5 +765,121 @@ mod tests {
         assert_eq!(s.nak_delay(2), Duration::from_millis(500));
         assert_eq!(s.nak_delay(99), Duration::from_millis(5_000));
         assert_eq!(s.nak_delay(0), Duration::from_millis(100));
+    }
+
+    /// A value of `current`'s type that differs from it, as the
+    /// environment would give it.
+    fn another(section: &str, key: &str, current: &toml::Value) -> (String, toml::Value) {
+        use toml::Value;
+        match current {
+            _ if (section, key) == ("log", "format") => {
+                ("json".into(), Value::String("json".into()))
+            }
+            Value::String(v) => (format!("{v}x"), Value::String(format!("{v}x"))),
+            Value::Integer(v) => ((v + 1).to_string(), Value::Integer(v + 1)),
+            Value::Boolean(v) => ((!v).to_string(), Value::Boolean(!v)),
+            Value::Array(_) => (
+                "7, 8".into(),
+                Value::Array(vec![Value::Integer(7), Value::Integer(8)]),
+            ),
+            other => panic!("{section}.{key}: no environment form for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_setting_has_its_environment_variable() {
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        let keys = Settings::keys();
+        assert!(keys.len() > 20, "{keys:?}");
+        for (section, key) in keys {
+            let current = &defaults[section.as_str()][key.as_str()];
+            let (raw, expected) = another(&section, &key, current);
+            let var = Settings::env_var(&section, &key);
+            let mut s = Settings::default();
+            s.apply_env(|v| (v == var).then(|| raw.clone())).unwrap();
+            let now = toml::Value::try_from(&s).unwrap();
+            assert_eq!(now[section.as_str()][key.as_str()], expected, "{var}");
+        }
+    }
+
+    #[test]
+    fn the_long_name_wins_and_a_bad_value_names_its_variable_only() {
+        let s = Settings::load_with(
+            None,
+            env(&[
+                ("ORDERD_LEASE_MS", "4000"),
+                ("ORDERD_OWNERSHIP_LEASE_MS", "5000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ownership.lease_ms, 5000);
+        let e = Settings::load_with(None, env(&[("ORDERD_REDIS_RESPONSE_TIMEOUT_MS", "s3cret")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ORDERD_REDIS_RESPONSE_TIMEOUT_MS"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        let e = Settings::load_with(None, env(&[("ORDERD_LOG_FORMAT", "yaml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ORDERD_LOG_FORMAT"), "{e}");
+        let s = Settings::load_with(
+            None,
+            env(&[("ORDERD_CONSUMERS_NAK_BACKOFF_MS", " 100, 200 ,")]),
+        )
+        .unwrap();
+        assert_eq!(s.consumers.nak_backoff_ms, [100, 200]);
+    }
+
+    #[test]
+    fn the_readme_and_the_example_file_name_every_setting() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let example: toml::Value = toml::from_str(
+            &std::fs::read_to_string(root.join("config/orderd.example.toml")).unwrap(),
+        )
+        .unwrap();
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        let keys = Settings::keys();
+        for (section, key) in &keys {
+            let var = Settings::env_var(section, key);
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{section}.{key}` |")))
+                .unwrap_or_else(|| panic!("README lacks a row for {section}.{key}"));
+            assert!(row.contains(&format!("`{var}`")), "README lacks {var}");
+            let default = match &defaults[section.as_str()][key.as_str()] {
+                toml::Value::String(v) if v.is_empty() => None,
+                toml::Value::String(v) => Some(v.clone()),
+                toml::Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                other => Some(other.to_string()),
+            };
+            if let Some(default) = default {
+                assert!(
+                    row.contains(&format!("| `{default}` |")),
+                    "README's default for {section}.{key} is not `{default}`: {row}"
+                );
+            }
+            assert!(
+                example.get(section).and_then(|t| t.get(key)).is_some(),
+                "config/orderd.example.toml lacks {section}.{key}"
+            );
+        }
+        // And nothing more: a key the example documents is a setting (an
+        // optional field would be missing from `keys`, and from the
+        // environment).
+        for (section, table) in example.as_table().unwrap() {
+            for key in table.as_table().unwrap().keys() {
+                assert!(
+                    keys.contains(&(section.clone(), key.clone())),
+                    "{section}.{key} is not a setting"
+                );
+            }
+        }
     }
 }
