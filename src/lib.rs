@@ -22,7 +22,9 @@
 //!    - [`settings`]: the one `Settings` struct, file < environment,
 //!      validated;
 //!    - [`telemetry`]: every metric's name and meaning, recorded through
-//!      the `metrics` facade (a leaf: every layer may record into it).
+//!      the `metrics` facade (a leaf: every layer may record into it);
+//!    - [`retry`]: the delays before trying again after a passing failure
+//!      (exponential with jitter; a leaf too).
 //! 2. The servers, one module each, nothing above them:
 //!    - [`store`]: Redis: every key format and every Redis command
 //!      (snapshots with their outbox and command ids, personal data,
@@ -62,6 +64,7 @@ pub mod http;
 pub mod intake;
 pub mod order;
 pub mod outbox;
+pub mod retry;
 pub mod settings;
 pub mod store;
 pub mod subjects;

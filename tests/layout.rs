@@ -19,19 +19,20 @@ const CRATE: &[(&str, &[&str])] = &[
     ("settings", &[]),
     // Beside them, a leaf every layer may record into: the metrics.
     ("telemetry", &[]),
+    ("retry", &[]),
     ("wire", &["subjects", "headers"]),
     ("outbox", &["subjects", "headers", "wire"]),
     // 2. The servers.
     ("store", &["settings", "outbox", "telemetry"]),
-    ("bus", &["settings", "outbox", "subjects", "headers", "telemetry"]),
+    ("bus", &["settings", "outbox", "subjects", "headers", "telemetry", "retry"]),
     // 3. The order actors.
-    ("order", &["store", "bus", "outbox", "subjects", "headers", "wire", "settings", "telemetry"]),
+    ("order", &["store", "bus", "outbox", "subjects", "headers", "wire", "settings", "telemetry", "retry"]),
     // 4. The two ways in.
-    ("intake", &["order", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
+    ("intake", &["order", "bus", "settings", "subjects", "headers", "wire", "telemetry", "retry"]),
     ("api", &["order", "store", "bus", "settings", "subjects", "headers", "wire"]),
     ("http", &["api", "order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
     // 5. The entry point.
-    ("app", &["api", "http", "intake", "order", "bus", "store", "settings", "telemetry"]),
+    ("app", &["api", "http", "intake", "order", "bus", "store", "settings", "telemetry", "retry"]),
     // Beside the layers: the operator's command line, a NATS client.
     ("cli", &["subjects", "headers", "wire", "settings"]),
 ];

@@ -5,7 +5,7 @@
 //!
 //! May import: [`crate::settings`] and the wire contract
 //! ([`crate::subjects`], [`crate::headers`], [`crate::outbox`]), and
-//! [`crate::telemetry`] (as every layer may).
+//! [`crate::telemetry`] and [`crate::retry`] (as every layer may).
 //!
 //! Invariant: every publish of the outbox carries its `Nats-Msg-Id`, so a
 //! re-publish after a crash is dropped by the stream within its duplicate

@@ -52,7 +52,7 @@ use super::pull::{refuse_unroutable, Intake};
 use crate::bus::ownership::{owner_of, Ownership};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
-use crate::subjects;
+use crate::{retry, subjects};
 
 /// How often each instance looks for lanes made by others.
 const SYNC_EVERY: Duration = Duration::from_secs(2);
@@ -413,6 +413,7 @@ impl Lanes {
     /// tenant (their consumers; the tenant's owner pulls them).
     async fn discover(self: Arc<Self>, spec: StreamSpec) {
         let mut stop = self.stop.clone();
+        let mut delays = retry::backoff();
         'reconnect: loop {
             let opened = async {
                 let wanted = consumers::discovery_config(spec, &self.settings);
@@ -433,13 +434,15 @@ impl Lanes {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(error = %e, "tenant discovery cannot pull; retrying");
+                        let delay = delays.next().unwrap_or(retry::LONGEST);
                         tokio::select! {
                             _ = stop.changed() => return,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                            () = tokio::time::sleep(delay) => continue 'reconnect,
                         }
                     }
                 },
             };
+            delays = retry::backoff();
             let mut known: HashSet<String> = HashSet::new();
             loop {
                 let next = tokio::select! {
@@ -463,11 +466,13 @@ impl Lanes {
                         continue;
                     };
                     // Until it opens, the message stays unacknowledged.
+                    let mut delays = retry::backoff();
                     while let Err(e) = self.make_lanes(&tenant).await {
                         tracing::warn!(error = %e, tenant = %tenant, "cannot open lane; retrying");
+                        let delay = delays.next().unwrap_or(retry::LONGEST);
                         tokio::select! {
                             _ = stop.changed() => return,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = tokio::time::sleep(delay) => {}
                         }
                     }
                     known.insert(token.to_owned());

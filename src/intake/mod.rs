@@ -13,7 +13,8 @@
 //!
 //! May import: [`crate::order`] (its messages only), [`crate::bus`],
 //! [`crate::settings`] and the wire contract ([`crate::subjects`],
-//! [`crate::headers`], [`crate::wire`]), and [`crate::telemetry`]. Not the
+//! [`crate::headers`], [`crate::wire`]), [`crate::telemetry`] and
+//! [`crate::retry`]. Not the
 //! store: the actors persist.
 
 pub mod ack;

@@ -32,8 +32,8 @@ use crate::headers;
 use crate::order::{Execution, Routed, RouterMsg, Verdict};
 use crate::settings::Settings;
 use crate::subjects::{self, Inbound};
-use crate::telemetry;
 use crate::wire::{self, Format, WireError};
+use crate::{retry, telemetry};
 
 /// Everything the intake needs, shared by the consumers' loops.
 #[derive(Clone)]
@@ -61,6 +61,7 @@ impl Intake {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let batch = self.settings.runtime.max_in_flight.clamp(1, 256);
+        let mut delays = retry::backoff();
         'reconnect: loop {
             let stream = consumer
                 .stream()
@@ -74,12 +75,14 @@ impl Intake {
                         return;
                     }
                     tracing::warn!(error = %e, "cannot pull; retrying");
+                    let delay = delays.next().unwrap_or(retry::LONGEST);
                     tokio::select! {
                         _ = shutdown.changed() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                        () = tokio::time::sleep(delay) => continue 'reconnect,
                     }
                 }
             };
+            delays = retry::backoff();
             loop {
                 let permit = tokio::select! {
                     _ = shutdown.changed() => break 'reconnect,

@@ -48,8 +48,8 @@ use super::messages::{
 use crate::bus::Publisher;
 use crate::outbox;
 use crate::store::{Snapshot, SnapshotStore, StoreError, TenantConfigs};
-use crate::telemetry;
 use crate::wire::ErrorBody;
+use crate::{retry, telemetry};
 
 /// The most commands decided in one batch (one snapshot write).
 pub const MAX_BATCH: usize = 512;
@@ -114,6 +114,10 @@ pub struct OrderActorState {
     timer: Option<TimerHandle>,
     idle_check: Option<JoinHandle<()>>,
     publish_retry: Option<TimerHandle>,
+    /// Outbox publishes failed in a row (the retry backs off).
+    publish_failures: u32,
+    /// Timer firings left undecided in a row (the retry backs off).
+    timer_failures: u32,
     /// After a passing failure: the command to wait for, and until when.
     blocked_on: Option<(CommandId, Instant)>,
     /// Commands received and not yet decided (the next batch).
@@ -152,6 +156,8 @@ impl Actor for OrderActor {
             timer: None,
             idle_check: Some(idle_check),
             publish_retry: None,
+            publish_failures: 0,
+            timer_failures: 0,
             blocked_on: None,
             pending: Vec::new(),
             flush_queued: false,
@@ -579,6 +585,7 @@ impl OrderActorState {
         match self.deps.publisher.publish_all(&snap.outbox).await {
             Ok(()) => {
                 telemetry::stage("publish", publishing.elapsed());
+                self.publish_failures = 0;
                 self.outbox_published = true;
                 // Sent: a live order need not keep the bodies in memory.
                 snap.outbox = Vec::new();
@@ -588,8 +595,9 @@ impl OrderActorState {
                 telemetry::publish_error();
                 tracing::warn!(error = %e, "outbox not published yet; will retry");
                 if self.publish_retry.is_none() {
-                    self.publish_retry =
-                        Some(myself.send_after(Duration::from_secs(1), || OrderMsg::RetryPublish));
+                    let delay = retry::delay_after(self.publish_failures);
+                    self.publish_failures = self.publish_failures.saturating_add(1);
+                    self.publish_retry = Some(myself.send_after(delay, || OrderMsg::RetryPublish));
                 }
                 false
             }
@@ -645,7 +653,11 @@ impl OrderActorState {
         }
         if let Some(Verdict::Retry(_)) = verdicts.first() {
             // Try again later (the sweeper would, too).
-            self.timer = Some(myself.send_after(Duration::from_secs(1), || OrderMsg::TimerDue));
+            let delay = retry::delay_after(self.timer_failures);
+            self.timer_failures = self.timer_failures.saturating_add(1);
+            self.timer = Some(myself.send_after(delay, || OrderMsg::TimerDue));
+        } else {
+            self.timer_failures = 0;
         }
         tracing::Instrument::instrument(self.publish_outbox(myself), span).await;
     }

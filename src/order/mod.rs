@@ -14,7 +14,7 @@
 //!
 //! May import: [`crate::store`], [`crate::bus`] (the publisher), the wire
 //! contract ([`crate::outbox`], [`crate::subjects`], [`crate::wire`]) and
-//! [`crate::settings`], and [`crate::telemetry`]. Never the intake or the read service, which sit
+//! [`crate::settings`], [`crate::telemetry`] and [`crate::retry`]. Never the intake or the read service, which sit
 //! above it. Inside: `messages` imports nothing of the crate; `plugins` and
 //! `timers` speak to the router by [`messages`] only.
 

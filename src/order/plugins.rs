@@ -34,8 +34,8 @@ use orderd_core::{Command, CommandId, Envelope, Order, OrderId, OrderState};
 
 use super::messages::{Execution, Routed, RouterMsg, Verdict};
 use crate::store::{RedisStore, SnapshotStore};
-use crate::subjects;
 use crate::wire::{OrderView, PluginReply, PluginRequest};
+use crate::{retry, subjects};
 
 /// An INITIATED order that wants its plugins asked.
 #[derive(Debug, Clone)]
@@ -181,6 +181,7 @@ impl Asker {
         let Ok(command_id) = CommandId::parse(&format!("plugin:{plugin}:{}", order.id)) else {
             return;
         };
+        let mut delays = retry::backoff();
         for _ in 0..30 {
             let (tx, rx) = ractor::concurrency::oneshot();
             let envelope = Envelope {
@@ -213,7 +214,7 @@ impl Asker {
             }
             match tokio::time::timeout(Duration::from_secs(30), rx).await {
                 Ok(Ok(Verdict::Retry(_))) | Err(_) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(delays.next().unwrap_or(retry::LONGEST)).await;
                 }
                 Ok(Ok(Verdict::Refused(r))) => {
                     tracing::debug!(code = r.code(), "plugin verdict refused");
