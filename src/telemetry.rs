@@ -120,3 +120,68 @@ pub fn timer_fired() {
 pub fn tenants_owned(n: usize) {
     metrics::gauge!(TENANTS_OWNED).set(n as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[&str] = &[
+        COMMANDS,
+        STAGE_SECONDS,
+        ACTORS_LIVE,
+        ACTORS_PASSIVATED,
+        LANE_BACKLOG,
+        REDIS_ERRORS,
+        NATS_PUBLISH_ERRORS,
+        NATS_CONNECTION_EVENTS,
+        TIMERS_FIRED,
+        TENANTS_OWNED,
+    ];
+
+    /// The `orderd_…` names a text mentions.
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("orderd_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+        out
+    }
+
+    #[test]
+    fn the_dashboard_and_the_readme_speak_of_real_metrics_only() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
+        let _: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
+        let known = |name: &str| {
+            ALL.iter().any(|m| {
+                name == *m
+                    || ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .any(|s| name == format!("{m}{s}"))
+            })
+        };
+        for name in names_in(&dashboard) {
+            assert!(
+                known(&name),
+                "the dashboard uses {name}, which orderd does not record"
+            );
+        }
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for name in names_in(&readme) {
+            assert!(
+                known(&name),
+                "the README names {name}, which orderd does not record"
+            );
+        }
+        for m in ALL {
+            assert!(
+                readme.contains(&format!("`{m}`")),
+                "the README does not explain {m}"
+            );
+        }
+    }
+}

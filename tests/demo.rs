@@ -25,6 +25,10 @@ async fn the_demo_runs_every_order_to_its_end() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("done: every order ended"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("orderd watch --tenant {}", t.tenant)),
+        "the demo ends by showing how to watch its tenant:\n{stdout}"
+    );
     for expected in [
         "CLOSED (CANCELLED)",
         "ON_HOLD",

@@ -111,15 +111,28 @@ async fn readyz_names_the_dependency_that_does_not_answer() {
     assert_eq!(status, 200);
 
     t.servers.start_redis().await;
+    ready_again(addr, "redis is back").await;
+
+    // NATS restarted: orderd reconnects, is ready again, and counts it.
+    let disconnected = r#"orderd_nats_connection_events_total{event="disconnected"}"#;
+    let before = sample(&scrape(addr).await, disconnected);
+    t.servers.restart_nats().await;
+    ready_again(addr, "nats is back").await;
+    let after = scrape(addr).await;
+    assert!(sample(&after, disconnected) > before, "{after}");
+}
+
+/// Waits until `/readyz` answers 200 again.
+async fn ready_again(addr: SocketAddr, why: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let (status, ready) = get_json(addr, "/readyz").await;
         if status == 200 {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "ready again once redis is back: {ready}"
+            "ready again once {why}: {ready}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

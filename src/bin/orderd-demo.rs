@@ -206,6 +206,14 @@ async fn main() -> anyhow::Result<()> {
             view["seq"],
             view["workOrders"].as_array().map_or(0, Vec::len)
         );
+        println!();
+        println!("next, from another terminal (the same NATS):");
+        println!("  export ORDERD_NATS_URL={}", settings.nats.url);
+        println!("  orderd watch --tenant {tenant}            # every order of the tenant, live");
+        println!("  orderd get {order} --tenant {tenant}");
+        println!("  orderd explain {order} --tenant {tenant}");
+        println!("  orderd history {order} --tenant {tenant}");
+        println!("(orderd is ./target/release/orderd after ./scripts/demo)");
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 
 use crate::outbox::OutboxMsg;
 use crate::settings::Settings;
-use crate::{headers, subjects};
+use crate::{headers, subjects, telemetry};
 
 /// Why a NATS operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,23 @@ pub async fn connect(settings: &Settings) -> Result<async_nats::Client, BusError
         .connection_timeout(Duration::from_millis(settings.nats.connect_timeout_ms))
         // Keep reconnecting for ever: JetStream keeps the commands meanwhile.
         .max_reconnects(None)
+        .event_callback(|event| async move {
+            use async_nats::Event;
+            let name = match &event {
+                Event::Connected => "connected",
+                Event::Disconnected => "disconnected",
+                Event::LameDuckMode => "lame_duck",
+                Event::SlowConsumer(_) => "slow_consumer",
+                Event::ServerError(_) => "server_error",
+                Event::ClientError(_) => "client_error",
+                _ => "other",
+            };
+            match &event {
+                Event::Connected => tracing::info!("nats connected"),
+                other => tracing::warn!(event = %other, "nats connection event"),
+            }
+            telemetry::connection_event(name);
+        })
         .connect(settings.nats.url.expose())
         .await
         .map_err(|source| BusError::Connect {
