@@ -35,7 +35,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(78); // EX_CONFIG
         }
     };
-    init_tracing(&settings);
+    let traces = init_tracing(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,20 +46,29 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(orderd::app::run(settings, shutdown_signal())) {
+    let code = match runtime.block_on(orderd::app::run(settings, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "orderd failed");
             ExitCode::FAILURE
         }
+    };
+    if let Some(traces) = traces {
+        // Sends the spans still batched.
+        if let Err(e) = traces.shutdown() {
+            eprintln!("orderd: traces not all exported: {e}");
+        }
     }
+    code
 }
 
 /// Logging: `RUST_LOG` (else `log.filter`), capped so the NATS and Redis
 /// clients never log at trace level, whatever the filter says: their trace
 /// lines carry raw message payloads and Redis commands, which include
 /// personal data (contacts and addresses on their way to the vault).
-fn init_tracing(settings: &Settings) {
+/// With `trace.otlp_endpoint` set, command spans are also exported; the
+/// provider returned sends what is left at exit.
+fn init_tracing(settings: &Settings) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
     use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -73,7 +82,21 @@ fn init_tracing(settings: &Settings) {
         .with_target("redis", LevelFilter::DEBUG)
         .with_default(LevelFilter::TRACE);
     let filter = filter.and(no_payloads);
-    let registry = tracing_subscriber::registry();
+    let (otlp, provider) = if settings.trace.otlp_endpoint.is_empty() {
+        (None, None)
+    } else {
+        match orderd::telemetry::otlp_layer(
+            &settings.trace.otlp_endpoint,
+            &settings.trace.service_name,
+        ) {
+            Ok((layer, provider)) => (Some(layer), Some(provider)),
+            Err(e) => {
+                eprintln!("orderd: traces not exported: {e}");
+                (None, None)
+            }
+        }
+    };
+    let registry = tracing_subscriber::registry().with(otlp);
     match settings.log.format {
         LogFormat::Json => registry
             .with(
@@ -87,6 +110,7 @@ fn init_tracing(settings: &Settings) {
             .with(tracing_subscriber::fmt::layer().with_filter(filter))
             .init(),
     }
+    provider
 }
 
 async fn shutdown_signal() {

@@ -130,6 +130,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// The HTTP listener: health probes, metrics, the dashboard.
     pub http: HttpSettings,
+    /// Traces exported to an OpenTelemetry collector.
+    pub trace: TraceSettings,
 }
 
 /// NATS and JetStream.
@@ -291,6 +293,26 @@ impl HttpSettings {
     /// The address to listen on, if any (validated at load).
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         self.listen.parse().ok()
+    }
+}
+
+/// Traces exported to an OpenTelemetry collector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSettings {
+    /// The collector's OTLP/HTTP traces endpoint
+    /// (`http://collector:4318/v1/traces`); empty: no export.
+    pub otlp_endpoint: String,
+    /// The `service.name` orderd's spans carry.
+    pub service_name: String,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "orderd".into(),
+        }
     }
 }
 
@@ -536,6 +558,16 @@ impl Settings {
             self.http.listen.is_empty() || self.http.listen_addr().is_some(),
             "http.listen",
             "must be empty (no listener) or an address such as 0.0.0.0:8080",
+        )?;
+        check(
+            self.trace.otlp_endpoint.is_empty() || self.trace.otlp_endpoint.starts_with("http://"),
+            "trace.otlp_endpoint",
+            "must be empty (no export) or an http:// URL such as http://collector:4318/v1/traces",
+        )?;
+        check(
+            !self.trace.service_name.trim().is_empty(),
+            "trace.service_name",
+            "must not be empty",
         )?;
         check(
             (500..=60_000).contains(&self.ownership.lease_ms),

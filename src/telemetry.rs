@@ -8,8 +8,13 @@
 //! the one open label is the tenant, on the lanes' backlog (one series per
 //! tenant this instance decides). Never an order id, never personal data.
 //!
+//! Traces: with `trace.otlp_endpoint` set, orderd's command spans are
+//! exported to an OpenTelemetry collector over OTLP/HTTP ([`otlp_layer`]),
+//! each a child of the W3C trace its command came with ([`join_trace`]).
+//!
 //! May import: nothing of the crate (a leaf every layer may use).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Commands and job updates decided, by `verb` and `outcome`
@@ -119,6 +124,84 @@ pub fn timer_fired() {
 /// How many tenants this instance decides now.
 pub fn tenants_owned(n: usize) {
     metrics::gauge!(TENANTS_OWNED).set(n as f64);
+}
+
+/// Spans are exported (set once [`otlp_layer`] is installed).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// The OpenTelemetry layer that exports orderd's command spans (and the
+/// log lines at info and above inside them, as span events) to the OTLP/HTTP
+/// endpoint `endpoint` (`http://collector:4318/v1/traces`), in batches from
+/// a thread of its own, and the provider to shut down at exit (it sends
+/// what is left).
+pub fn otlp_layer<S>(
+    endpoint: &str,
+    service_name: &str,
+) -> Result<
+    (
+        impl tracing_subscriber::Layer<S>,
+        opentelemetry_sdk::trace::SdkTracerProvider,
+    ),
+    String,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use tracing_subscriber::Layer as _;
+
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("orderd");
+    // Only the command spans (at debug, so logging at info does not pay for
+    // them unless traces are on), and orderd's own events inside them.
+    let only_commands = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.target().starts_with("orderd")
+            && if meta.is_span() {
+                meta.name() == "command"
+            } else {
+                *meta.level() <= tracing::Level::INFO
+            }
+    });
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(only_commands);
+    EXPORTING.store(true, Ordering::Relaxed);
+    Ok((layer, provider))
+}
+
+/// Makes `span` (a command's) a child of the W3C trace `traceparent`
+/// names. Returns the span id of orderd's hop when spans are exported (the
+/// id the collector knows), `None` otherwise (the caller makes one up).
+pub fn join_trace(span: &tracing::Span, traceparent: &str) -> Option<u64> {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    span.set_parent(parent).ok()?;
+    let context = span.context();
+    let ours = context.span().span_context().clone();
+    ours.is_valid()
+        .then(|| u64::from_be_bytes(ours.span_id().to_bytes()))
 }
 
 #[cfg(test)]

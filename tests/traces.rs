@@ -4,8 +4,13 @@
 //! carry the same trace id, with orderd's span id as their parent; a later
 //! command's messages carry that command's trace, not the first one's; a
 //! malformed header is ignored (the command is decided all the same).
+//! With `trace.otlp_endpoint` set, orderd exports its command span to an
+//! OpenTelemetry collector (here a small OTLP/HTTP receiver in the test),
+//! as a child of the caller's span, with the id its messages name.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use serde_json::json;
@@ -13,7 +18,8 @@ use serde_json::json;
 use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd::wire::Outcome;
-use testkit::{create_body, msg_id, spawn_app, stored_messages, TestApp};
+use testkit::servers::free_port;
+use testkit::{attach, create_body, msg_id, spawn_app, stored_messages, Process, Servers, TestApp};
 
 const CREATE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const HOLD_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -155,4 +161,106 @@ async fn a_commands_trace_reaches_its_outcome_events_and_job_commands() {
         !traced.iter().any(|(a, tr)| a == "create" && tr.is_none()),
         "{traced:?}"
     );
+}
+
+/// An OTLP/HTTP receiver: every JSON body posted to `/v1/traces`.
+async fn collector() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let json = serde_json::from_slice(&body).expect("OTLP/JSON");
+                sink.lock().unwrap().push(json);
+                "{}"
+            }
+        }),
+    );
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}/v1/traces"), received)
+}
+
+/// Every span received, with its service name.
+fn spans(received: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for body in received {
+        for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .and_then(|a| a["value"]["stringValue"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    out.push((service.clone(), span.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn orderds_span_joins_the_callers_trace_at_the_collector() {
+    let (endpoint, received) = collector().await;
+    let servers = Servers::start().await;
+    let orderd = Process::start_with_env(
+        &servers,
+        &[
+            ("ORDERD_TRACE_OTLP_ENDPOINT", endpoint.as_str()),
+            ("ORDERD_TRACE_SERVICE_NAME", "orderd-under-test"),
+        ],
+    );
+    let t = attach(servers).await;
+    let caller_span = "00f067aa0ba902b7";
+    let (created, hop) = send_traced(
+        &t,
+        subjects::create(&t.tenant),
+        create_body("SEQUENTIAL", &["PICKUP"]),
+        Some(&format!("00-{CREATE_TRACE}-{caller_span}-01")),
+    )
+    .await;
+    assert!(created.ok, "{created:?}");
+    let hop = hop.expect("the outcome carries orderd's hop");
+    let hop_span = hop.split('-').nth(2).unwrap().to_owned();
+
+    // A graceful stop sends the spans still batched.
+    orderd.signal("TERM");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let ours = loop {
+        let found = spans(&received.lock().unwrap())
+            .into_iter()
+            .find(|(_, span)| span["traceId"] == CREATE_TRACE);
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no span of the trace reached the collector: {:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (service, span) = ours;
+    assert_eq!(service, "orderd-under-test");
+    assert_eq!(span["name"], "command", "{span}");
+    assert_eq!(
+        span["parentSpanId"], caller_span,
+        "a child of the caller's span: {span}"
+    );
+    assert_eq!(
+        span["spanId"],
+        hop_span.as_str(),
+        "the span id orderd's messages name as their parent: {span}"
+    );
+    drop(orderd);
 }

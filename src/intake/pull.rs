@@ -159,11 +159,10 @@ impl Intake {
         };
         let msg_id = header(&msg, headers::NATS_MSG_ID);
         let content_type = header(&msg, headers::CONTENT_TYPE);
-        // orderd's hop of the trace the command came with, if any.
-        let traceparent = header(&msg, headers::TRACEPARENT).and_then(|incoming| {
-            headers::child_traceparent(&incoming, uuid::Uuid::new_v4().as_u64_pair().0)
-        });
-        let reply = Reply::to_sender_of(&self.client, &msg, traceparent.clone());
+        // The trace the command came with, if its header is valid.
+        let incoming = header(&msg, headers::TRACEPARENT)
+            .filter(|tp| headers::child_traceparent(tp, 1).is_some());
+        let mut reply = Reply::to_sender_of(&self.client, &msg, None);
         let last_delivery = self.settings.consumers.max_deliver > 0
             && delivered >= self.settings.consumers.max_deliver;
 
@@ -202,8 +201,16 @@ impl Intake {
             command = envelope.command.verb(),
             stream_seq,
             delivered,
-            trace_id = traceparent.as_deref().and_then(headers::trace_id),
+            trace_id = incoming.as_deref().and_then(headers::trace_id),
         );
+        // orderd's hop of that trace: the span's own id when spans are
+        // exported, else one made up for it.
+        let traceparent = incoming.as_deref().and_then(|tp| {
+            let hop = telemetry::join_trace(&span, tp)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
+            headers::child_traceparent(tp, hop)
+        });
+        reply.traceparent = traceparent.clone();
         let (tx, rx) = ractor::concurrency::oneshot();
         let exec = Execution {
             envelope,
