@@ -47,8 +47,19 @@ pub const STAGE_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// Every metric with its help text, for the exporter's `# HELP` lines.
+/// A recorder is installed ([`describe`] was called): until then the
+/// functions below return at once, so orderd without `/metrics` does not
+/// even build their labels.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
+/// Every metric with its help text, for the exporter's `# HELP` lines;
+/// recording starts here (call it once the recorder is installed).
 pub fn describe() {
+    RECORDING.store(true, Ordering::Relaxed);
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         COMMANDS,
@@ -77,52 +88,82 @@ pub fn describe() {
 
 /// One command decided.
 pub fn command(verb: &'static str, outcome: &'static str) {
+    if !recording() {
+        return;
+    }
     metrics::counter!(COMMANDS, "verb" => verb, "outcome" => outcome).increment(1);
 }
 
 /// A stage of a batch took `took`.
 pub fn stage(stage: &'static str, took: Duration) {
+    if !recording() {
+        return;
+    }
     metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(took.as_secs_f64());
 }
 
 /// An order actor started (`+1`) or stopped (`-1`).
 pub fn actors_live(delta: f64) {
+    if !recording() {
+        return;
+    }
     metrics::gauge!(ACTORS_LIVE).increment(delta);
 }
 
 /// An order actor passivated.
 pub fn passivated() {
+    if !recording() {
+        return;
+    }
     metrics::counter!(ACTORS_PASSIVATED).increment(1);
 }
 
 /// A lane's backlog as its last pull saw it.
 pub fn lane_backlog(tenant: &str, lane: &'static str, pending: u64) {
+    if !recording() {
+        return;
+    }
     metrics::gauge!(LANE_BACKLOG, "tenant" => tenant.to_owned(), "lane" => lane)
         .set(pending as f64);
 }
 
 /// A Redis call failed.
 pub fn redis_error() {
+    if !recording() {
+        return;
+    }
     metrics::counter!(REDIS_ERRORS).increment(1);
 }
 
 /// An outbox publish failed.
 pub fn publish_error() {
+    if !recording() {
+        return;
+    }
     metrics::counter!(NATS_PUBLISH_ERRORS).increment(1);
 }
 
 /// A NATS connection event.
 pub fn connection_event(event: &'static str) {
+    if !recording() {
+        return;
+    }
     metrics::counter!(NATS_CONNECTION_EVENTS, "event" => event).increment(1);
 }
 
 /// A timer firing decided.
 pub fn timer_fired() {
+    if !recording() {
+        return;
+    }
     metrics::counter!(TIMERS_FIRED).increment(1);
 }
 
 /// How many tenants this instance decides now.
 pub fn tenants_owned(n: usize) {
+    if !recording() {
+        return;
+    }
     metrics::gauge!(TENANTS_OWNED).set(n as f64);
 }
 
