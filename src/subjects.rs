@@ -138,6 +138,8 @@ pub const API_HISTORY_ENDPOINT: &str = "history";
 pub const API_HEALTH_ENDPOINT: &str = "health";
 /// The `outcome` endpoint's name.
 pub const API_OUTCOME_ENDPOINT: &str = "outcome";
+/// Endpoint name of `counts`: a tenant's orders per state and sub-state.
+pub const API_COUNTS_ENDPOINT: &str = "counts";
 /// Subject of the `get` endpoint (group + endpoint name).
 pub const API_GET: &str = "orderd.v1.api.get";
 /// Subject of the `explain` endpoint.
@@ -150,14 +152,17 @@ pub const API_HISTORY: &str = "orderd.v1.api.history";
 pub const API_HEALTH: &str = "orderd.v1.api.health";
 /// Whether a command (by its `Nats-Msg-Id`) was applied, and the order it left.
 pub const API_OUTCOME: &str = "orderd.v1.api.outcome";
+/// Subject of the `counts` endpoint.
+pub const API_COUNTS: &str = "orderd.v1.api.counts";
 /// Every read endpoint, as (endpoint name, full subject).
-pub const API_ENDPOINTS: [(&str, &str); 6] = [
+pub const API_ENDPOINTS: [(&str, &str); 7] = [
     (API_GET_ENDPOINT, API_GET),
     (API_EXPLAIN_ENDPOINT, API_EXPLAIN),
     (API_QUERY_ENDPOINT, API_QUERY),
     (API_HISTORY_ENDPOINT, API_HISTORY),
     (API_HEALTH_ENDPOINT, API_HEALTH),
     (API_OUTCOME_ENDPOINT, API_OUTCOME),
+    (API_COUNTS_ENDPOINT, API_COUNTS),
 ];
 
 /// Endpoint name of `config.get`: a tenant's configuration (current or a version).

@@ -40,9 +40,9 @@ pub use config::{
 pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
 pub use message::{close_reason, parse_rfc3339, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
-    CancellationView, DropDetailsView, HistoryRequest, HistoryResponse, MilestoneView,
-    OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, QueryRequest, QueryResponse,
-    RangeBody, WorkOrderView,
+    CancellationView, CountsRequest, CountsResponse, DropDetailsView, HistoryRequest,
+    HistoryResponse, MilestoneView, OrderRequest, OrderSummaryView, OrderView, OutcomeRequest,
+    QueryRequest, QueryResponse, RangeBody, WorkOrderView,
 };
 
 use crate::headers;

@@ -105,6 +105,7 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_CONFIG_ATTRIBUTES,
             subjects::API_CONFIG_DRYRUN,
             subjects::API_OUTCOME,
+            subjects::API_COUNTS,
         ]
         .map(str::to_owned),
     );
@@ -333,6 +334,21 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 tenant: "acme".into(),
                 command_id: "k".into(),
                 order_id: Some("x".into()),
+            }),
+        ),
+        (
+            "CountsRequest",
+            fields(&orderd::wire::CountsRequest {
+                tenant: "acme".into(),
+            }),
+        ),
+        (
+            "CountsResponse",
+            fields(&orderd::wire::CountsResponse {
+                tenant: "acme".into(),
+                states: Default::default(),
+                sub_states: Default::default(),
+                total: 0,
             }),
         ),
         (

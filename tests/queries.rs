@@ -184,6 +184,47 @@ async fn every_filter_pages_and_the_indexes_follow_the_snapshots() {
     .await;
     assert_eq!(ids, vec![orders[0].to_string()]);
 
+    // Counts per state and sub-state, from the same indexes.
+    let (h, counts) = t
+        .read(subjects::API_COUNTS, &json!({"tenant": t.tenant.as_str()}))
+        .await;
+    assert!(
+        h.and_then(|h| h.get(headers::NATS_SERVICE_ERROR).cloned())
+            .is_none(),
+        "{counts}"
+    );
+    assert_eq!(counts["total"], 6, "{counts}");
+    assert_eq!(counts["states"]["IN_PROGRESS"], 6, "{counts}");
+    assert_eq!(
+        counts["states"]["CLOSED"], 0,
+        "every state, zeros too: {counts}"
+    );
+    assert_eq!(counts["subStates"], json!({"LOADED": 1, "PACKING": 1}));
+    let (_, other) = t
+        .read(subjects::API_COUNTS, &json!({"tenant": "someone_else"}))
+        .await;
+    assert_eq!(
+        other["total"], 0,
+        "another tenant's orders are not counted: {other}"
+    );
+    let (h, refused) = t
+        .read(
+            subjects::API_COUNTS,
+            &json!({"tenant": t.tenant.as_str(), "state": "x"}),
+        )
+        .await;
+    assert!(
+        h.and_then(|h| h.get(headers::NATS_SERVICE_ERROR).cloned())
+            .is_some(),
+        "{refused}"
+    );
+    assert!(
+        refused["code"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("ORD-400")),
+        "{refused}"
+    );
+
     // An update moves the attribute's index entries with the snapshot.
     let out = t
         .command(

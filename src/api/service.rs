@@ -124,6 +124,7 @@ enum Endpoint {
     ConfigAttributes,
     ConfigDryRun,
     Outcome,
+    Counts,
 }
 
 /// Starts the service and its endpoints.
@@ -186,6 +187,11 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_OUTCOME_ENDPOINT,
             subjects::API_OUTCOME,
             Endpoint::Outcome,
+        ),
+        (
+            subjects::API_COUNTS_ENDPOINT,
+            subjects::API_COUNTS,
+            Endpoint::Counts,
         ),
     ];
     let mut tasks = Vec::new();
@@ -261,6 +267,10 @@ impl Reader {
                 }
                 Endpoint::Outcome => self
                     .outcome(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Counts => self
+                    .counts(ct, body)
                     .await
                     .map(|v| wire::encode_as(&v, format)),
             },
@@ -405,6 +415,29 @@ impl Reader {
             .tenant_config_at(&tenant, order.schema_version)
             .await?;
         Ok(orderd_core::explain(&order, &config))
+    }
+
+    async fn counts(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::CountsResponse, Failure> {
+        let req: wire::CountsRequest = wire::decode(ct, body, self.max_body())?;
+        let tenant = subjects::parse_tenant(&req.tenant).map_err(WireError::from)?;
+        let config = self.store.tenant_config(&tenant).await?;
+        let sub_states: Vec<String> = config
+            .sub_states
+            .values()
+            .flat_map(|c| c.sub_states.iter().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (states, subs) = self.store.counts(&tenant, &sub_states).await?;
+        Ok(wire::CountsResponse {
+            tenant: req.tenant,
+            total: states.iter().map(|(_, n)| n).sum(),
+            states: states
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_owned(), n))
+                .collect(),
+            sub_states: subs.into_iter().collect(),
+        })
     }
 
     async fn query(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::QueryResponse, Failure> {

@@ -62,6 +62,38 @@ pub struct Page {
 const SCAN_COUNT: usize = 1000;
 
 impl RedisStore {
+    /// How many of a tenant's orders are in each state (every state, zeros
+    /// included), and in each of `sub_states`: one `ZCARD` per index, in
+    /// one round trip. The indexes are written in the same atomic step as
+    /// the snapshots, so the counts are as exact as a query.
+    pub async fn counts(
+        &self,
+        tenant: &TenantId,
+        sub_states: &[String],
+    ) -> Result<(Vec<(OrderState, u64)>, Vec<(String, u64)>), StoreError> {
+        let mut pipe = redis::pipe();
+        for state in OrderState::ALL {
+            pipe.zcard(keys::state_index(tenant, state));
+        }
+        for sub in sub_states {
+            pipe.zcard(keys::sub_state_index(tenant, sub));
+        }
+        let mut conn = self.conn.clone();
+        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let (states, subs) = counts.split_at(OrderState::ALL.len().min(counts.len()));
+        Ok((
+            OrderState::ALL
+                .into_iter()
+                .zip(states.iter().copied())
+                .collect(),
+            sub_states
+                .iter()
+                .cloned()
+                .zip(subs.iter().copied())
+                .collect(),
+        ))
+    }
+
     /// A page of a tenant's orders in `state`, oldest first.
     pub async fn orders_in_state(
         &self,

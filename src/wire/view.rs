@@ -399,6 +399,29 @@ pub struct RangeBody {
     pub max: Option<f64>,
 }
 
+/// A request to the `counts` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CountsRequest {
+    /// The tenant.
+    pub tenant: String,
+}
+
+/// The reply of the `counts` endpoint: how many of the tenant's orders are
+/// in each state and in each sub-state its configuration names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountsResponse {
+    /// The tenant.
+    pub tenant: String,
+    /// Every state (zeros included) and its count.
+    pub states: BTreeMap<String, u64>,
+    /// Every sub-state of the tenant's current configuration and its count.
+    pub sub_states: BTreeMap<String, u64>,
+    /// All the tenant's orders.
+    pub total: u64,
+}
+
 /// The reply of the `query` endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
