@@ -64,6 +64,14 @@ ensure_redis_server() {
     command -v redis-server >/dev/null
 }
 
+# Debian's chromium and chromedriver, for the dashboard's browser test.
+ensure_browser() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        return 0
+    fi
+    apt_install chromium chromium-driver
+}
+
 # The pinned nats-server (project-local) and redis-server.
 ensure_servers() {
     ensure_nats_server

@@ -99,6 +99,97 @@ impl fmt::Display for SecretUrl {
     }
 }
 
+/// A secret that is not a URL (a dashboard login's token): `Debug` prints
+/// `***`; serialized as it is, only to lay the environment over the
+/// settings.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself, to compare with and nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Who may use the dashboard, parsed from one `http.dashboard_logins`
+/// entry `TOKEN:TENANTS:ROLE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardLogin {
+    /// What the page sends (`Authorization: Bearer …`).
+    pub token: Secret,
+    /// The tenants it may read; `None`: every tenant (`*`).
+    pub tenants: Option<Vec<String>>,
+    /// May send hold, resume and cancel (role `operator`), or only read
+    /// (`viewer`).
+    pub operator: bool,
+}
+
+impl DashboardLogin {
+    /// Parses `TOKEN:TENANTS:ROLE`: tenants separated by `|` or `*`, role
+    /// `viewer` or `operator`; the token at least 16 characters.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let mut parts = entry.splitn(3, ':');
+        let (Some(token), Some(tenants), Some(role)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("each login is TOKEN:TENANTS:ROLE".into());
+        };
+        if token.len() < 16 {
+            return Err("a login's token must be at least 16 characters".into());
+        }
+        let operator = match role {
+            "operator" => true,
+            "viewer" => false,
+            _ => return Err("a login's role is viewer or operator".into()),
+        };
+        let tenants = match tenants {
+            "*" => None,
+            list => {
+                let tenants: Vec<String> = list.split('|').map(str::to_owned).collect();
+                let valid = |t: &str| {
+                    (1..=64).contains(&t.len())
+                        && t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                };
+                if !tenants.iter().all(|t| valid(t)) {
+                    return Err("a login names a tenant that is not a valid tenant id".into());
+                }
+                Some(tenants)
+            }
+        };
+        Ok(Self {
+            token: Secret::new(token),
+            tenants,
+            operator,
+        })
+    }
+
+    /// Whether it may read `tenant`.
+    pub fn may_read(&self, tenant: &str) -> bool {
+        self.tenants
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|t| t == tenant))
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -287,9 +378,21 @@ pub struct HttpSettings {
     /// The address to listen on, `host:port` (`0.0.0.0:8080`); empty: no
     /// HTTP listener.
     pub listen: String,
+    /// Who may use the dashboard at `/dashboard`: `TOKEN:TENANTS:ROLE`
+    /// each (`s3cret-token-0123:acme|globex:operator`, `…:*:viewer`);
+    /// none: the page answers every request 401.
+    pub dashboard_logins: Vec<Secret>,
 }
 
 impl HttpSettings {
+    /// The dashboard logins, parsed (validated at load).
+    pub fn logins(&self) -> Vec<DashboardLogin> {
+        self.dashboard_logins
+            .iter()
+            .filter_map(|l| DashboardLogin::parse(l.expose()).ok())
+            .collect()
+    }
+
     /// The address to listen on, if any (validated at load).
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         self.listen.parse().ok()
@@ -559,6 +662,14 @@ impl Settings {
             "http.listen",
             "must be empty (no listener) or an address such as 0.0.0.0:8080",
         )?;
+        for login in &self.http.dashboard_logins {
+            if let Err(why) = DashboardLogin::parse(login.expose()) {
+                return Err(SettingsError::Invalid {
+                    field: "http.dashboard_logins",
+                    why,
+                });
+            }
+        }
         check(
             self.trace.otlp_endpoint.is_empty() || self.trace.otlp_endpoint.starts_with("http://"),
             "trace.otlp_endpoint",
@@ -765,12 +876,33 @@ mod tests {
             env(&[
                 ("ORDERD_NATS_URL", "nats://u:secret@h:4333"),
                 ("ORDERD_REDIS_URL", "redis://:hunter2@h:6380"),
+                (
+                    "ORDERD_HTTP_DASHBOARD_LOGINS",
+                    "opensesame-0123456789:acme|globex:operator, viewer-only-0123456789:*:viewer",
+                ),
             ]),
         )
         .unwrap();
-        let printed = format!("{s:?} {} {}", s.nats.url, s.redis.url);
+        let printed = format!("{s:?} {} {} {:?}", s.nats.url, s.redis.url, s.http.logins());
         assert!(!printed.contains("secret"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("opensesame"), "{printed}");
+        let logins = s.http.logins();
+        assert_eq!(logins.len(), 2);
+        assert!(logins[0].operator && logins[0].may_read("globex") && !logins[0].may_read("other"));
+        assert!(!logins[1].operator && logins[1].may_read("anyone"));
+        for bad in [
+            "short:acme:viewer",
+            "long-enough-token-0123:acme:admin",
+            "long-enough-token-0123:bad tenant:viewer",
+            "no-colons-at-all-0123456",
+        ] {
+            let e = Settings::load_with(None, env(&[("ORDERD_HTTP_DASHBOARD_LOGINS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("http.dashboard_logins"), "{bad}: {e}");
+            assert!(!e.contains("0123"), "the token is not printed: {e}");
+        }
         assert!(printed.contains("nats://***@h:4333"), "{printed}");
     }
 
@@ -810,6 +942,10 @@ mod tests {
             Value::String(v) => (format!("{v}x"), Value::String(format!("{v}x"))),
             Value::Integer(v) => ((v + 1).to_string(), Value::Integer(v + 1)),
             Value::Boolean(v) => ((!v).to_string(), Value::Boolean(!v)),
+            Value::Array(items) if items.is_empty() => (
+                "a, b".into(),
+                Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
+            ),
             Value::Array(_) => (
                 "7, 8".into(),
                 Value::Array(vec![Value::Integer(7), Value::Integer(8)]),
@@ -881,6 +1017,7 @@ mod tests {
             assert!(row.contains(&format!("`{var}`")), "README lacks {var}");
             let default = match &defaults[section.as_str()][key.as_str()] {
                 toml::Value::String(v) if v.is_empty() => None,
+                toml::Value::Array(items) if items.is_empty() => None,
                 toml::Value::String(v) => Some(v.clone()),
                 toml::Value::Array(items) => Some(
                     items

@@ -84,6 +84,7 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("service", &["config", "history", "query"]),
         ],
     ),
+    ("http", &[("dashboard", &[])]),
     (
         "cli",
         &[

@@ -14,6 +14,10 @@
 //!   503 naming each check that failed and why).
 //! - `GET /metrics`: every metric of [`crate::telemetry`] in Prometheus'
 //!   text format.
+//! - `GET /dashboard` and `/dashboard/api/…`: the live dashboard
+//!   ([`dashboard`]); `/` leads there.
+
+mod dashboard;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -46,6 +50,8 @@ struct Web {
     reader: Reader,
     readiness: Readiness,
     metrics: PrometheusHandle,
+    /// Who may use the dashboard.
+    logins: std::sync::Arc<Vec<crate::settings::DashboardLogin>>,
 }
 
 /// Why the listener could not start.
@@ -101,6 +107,11 @@ fn routes(web: Web) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(scrape))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/dashboard") }),
+        )
+        .merge(dashboard::routes())
         .with_state(web)
 }
 
@@ -115,10 +126,12 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(failed)?;
     let local_addr = listener.local_addr().map_err(failed)?;
     let metrics = metrics();
+    let logins = std::sync::Arc::new(reader.settings.http.logins());
     let app = routes(Web {
         reader,
         readiness,
         metrics: metrics.clone(),
+        logins,
     });
     let task = tokio::spawn(async move {
         let stopped = async move {

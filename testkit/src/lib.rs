@@ -18,13 +18,15 @@
 //! | [`measure`] | percentiles, a process's memory and CPU time, the knobs of a long run |
 //!
 //! Imports run one way, with no circles: `process` imports `servers`;
-//! `client` imports `servers`, `app`, `events` and `dispatcher`; the others
+//! `client` imports `servers`, `app`, `events` and `dispatcher`; `browser`
+//! imports `servers`; the others
 //! import nothing of this crate but [`WAIT`].
 //!
 //! What tests use most is re-exported here, so a test reads
 //! `use testkit::{spawn_app, create_body};`.
 
 pub mod app;
+pub mod browser;
 pub mod client;
 pub mod dispatcher;
 pub mod events;
@@ -36,6 +38,7 @@ pub mod servers;
 use std::time::Duration;
 
 pub use app::{wait_healthy, App};
+pub use browser::Browser;
 pub use client::{
     attach, client_for, create_body, msg_id, random_tenant, spawn_app, spawn_app_with, TestApp,
 };
