@@ -430,6 +430,7 @@ async fn run(port: u16, n: usize) -> anyhow::Result<()> {
         url: SecretUrl::new(format!("redis://127.0.0.1:{port}")),
         response_timeout_ms: 30_000,
         require_appendonly: false,
+        ..RedisSettings::default()
     };
     let mut tries = 0;
     let store = loop {

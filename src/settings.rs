@@ -67,14 +67,29 @@ impl SecretUrl {
         &self.0
     }
 
-    /// The URL with any `user:password@` part replaced by `***@`.
+    /// The URL with any `user:password@` part replaced by `***@` (in each
+    /// of several, comma-separated).
     pub fn redacted(&self) -> String {
-        match (self.0.find("://"), self.0.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                format!("{}***{}", &self.0[..scheme_end + 3], &self.0[at..])
-            }
-            _ => self.0.clone(),
-        }
+        self.servers()
+            .into_iter()
+            .map(|url| match (url.find("://"), url.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                _ => url.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The URLs it names: several servers of one cluster are given
+    /// comma-separated (`nats://a:4222,nats://b:4222`).
+    pub fn servers(&self) -> Vec<&str> {
+        self.0
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
@@ -240,8 +255,17 @@ pub struct NatsSettings {
     pub duplicate_window_secs: u64,
     /// How long commands, job updates and job commands are kept, in hours.
     pub work_max_age_hours: u64,
+    /// Bytes the commands, job updates and job commands streams may each
+    /// hold (-1: no limit); past it the oldest go.
+    pub work_max_bytes: i64,
     /// How long events are kept (the history endpoint reads them), in days.
     pub events_max_age_days: u64,
+    /// Bytes the events and dead-letter streams may each hold (-1: no limit).
+    pub events_max_bytes: i64,
+    /// Copies JetStream keeps of each stream and key-value bucket orderd
+    /// creates: 1 on a single server, 3 on a three-node cluster (a stored
+    /// message then survives the loss of any one node).
+    pub replicas: usize,
     /// The largest message a stream accepts, in bytes.
     pub max_msg_bytes: i32,
     /// Durable consumer names share this prefix (`orderd-cmd_<tenant>`,
@@ -257,7 +281,10 @@ impl Default for NatsSettings {
             auto_create_streams: true,
             duplicate_window_secs: 120,
             work_max_age_hours: 24 * 7,
+            work_max_bytes: -1,
             events_max_age_days: 30,
+            events_max_bytes: -1,
+            replicas: 1,
             max_msg_bytes: 1024 * 1024,
             consumer_prefix: "orderd".into(),
         }
@@ -274,6 +301,18 @@ pub struct RedisSettings {
     pub response_timeout_ms: u64,
     /// Refuse to start when Redis runs without `appendonly yes`.
     pub require_appendonly: bool,
+    /// Redis Sentinel nodes (`host:port` each): when given, orderd asks
+    /// them for the primary of [`RedisSettings::master_name`] and follows a
+    /// failover; `url` then gives only the credentials and database.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub master_name: String,
+    /// After each snapshot write, wait until this many replicas have it
+    /// (Redis `WAIT`) before the command is acknowledged; fewer in time
+    /// fails the write, and the command is redelivered. 0: do not wait.
+    pub wait_replicas: u32,
+    /// How long a write waits for [`RedisSettings::wait_replicas`].
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -282,6 +321,10 @@ impl Default for RedisSettings {
             url: SecretUrl::new("redis://127.0.0.1:6379"),
             response_timeout_ms: 2_000,
             require_appendonly: true,
+            sentinels: Vec::new(),
+            master_name: "orderd".into(),
+            wait_replicas: 0,
+            wait_timeout_ms: 1_000,
         }
     }
 }
@@ -645,11 +688,48 @@ impl Settings {
                 })
             }
         }
+        let servers = self.nats.url.servers();
         check(
-            self.nats.url.expose().starts_with("nats://")
-                || self.nats.url.expose().starts_with("tls://"),
+            !servers.is_empty()
+                && servers
+                    .iter()
+                    .all(|u| u.starts_with("nats://") || u.starts_with("tls://")),
             "nats.url",
-            "must start with nats:// or tls://",
+            "must be one or more (comma-separated) URLs starting with nats:// or tls://",
+        )?;
+        check(
+            self.redis.sentinels.iter().all(|s| {
+                s.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            }),
+            "redis.sentinels",
+            "each must be host:port",
+        )?;
+        check(
+            !self.redis.master_name.trim().is_empty(),
+            "redis.master_name",
+            "must not be empty",
+        )?;
+        check(
+            self.redis.wait_replicas == 0
+                || (10..self.redis.response_timeout_ms).contains(&self.redis.wait_timeout_ms),
+            "redis.wait_timeout_ms",
+            "must be at least 10 and below redis.response_timeout_ms when redis.wait_replicas is set",
+        )?;
+        check(
+            (1..=5).contains(&self.nats.replicas),
+            "nats.replicas",
+            "must be between 1 and 5 (3 on a three-node cluster)",
+        )?;
+        check(
+            self.nats.work_max_bytes == -1 || self.nats.work_max_bytes > 0,
+            "nats.work_max_bytes",
+            "must be -1 (no limit) or a number of bytes",
+        )?;
+        check(
+            self.nats.events_max_bytes == -1 || self.nats.events_max_bytes > 0,
+            "nats.events_max_bytes",
+            "must be -1 (no limit) or a number of bytes",
         )?;
         check(
             self.redis.url.expose().starts_with("redis://")

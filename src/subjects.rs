@@ -991,7 +991,7 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 6 + 5 + 1 + 2);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 7 + 5 + 1 + 2);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.plugin.{plugin}.validate"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.dlq.cmd"));

@@ -48,6 +48,7 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("keys", &[]),
             ("indexes", &["keys"]),
             ("personal", &["keys"]),
+            ("sentinel", &[]),
             ("paging", &["keys"]),
             ("timers", &["keys"]),
             ("backfill", &["keys"]),

@@ -116,7 +116,7 @@ pub async fn connect(settings: &Settings) -> Result<async_nats::Client, BusError
             }
             telemetry::connection_event(name);
         })
-        .connect(settings.nats.url.expose())
+        .connect(settings.nats.url.servers())
         .await
         .map_err(|source| BusError::Connect {
             url: settings.nats.url.redacted(),
@@ -145,22 +145,84 @@ pub fn stream_config(spec: StreamSpec, settings: &Settings) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
         max_age,
+        max_bytes: if spec.is_events {
+            settings.nats.events_max_bytes
+        } else {
+            settings.nats.work_max_bytes
+        },
         max_message_size: settings.nats.max_msg_bytes,
         duplicate_window: Duration::from_secs(settings.nats.duplicate_window_secs),
-        num_replicas: 1,
+        num_replicas: settings.nats.replicas,
         ..Default::default()
     }
 }
 
-/// Creates the streams, or brings their settings up to date.
+/// Creates the streams that are missing, with the settings. A stream that
+/// exists keeps what an operator chose for it (replicas, limits, the
+/// duplicate window, placement): only its subjects are set again when they
+/// are not orderd's, as orderd could not work without them; what differs
+/// from the settings is logged.
 pub async fn ensure_streams(js: &jetstream::Context, settings: &Settings) -> Result<(), BusError> {
+    use jetstream::context::GetStreamErrorKind;
     for spec in stream_specs() {
-        js.create_or_update_stream(stream_config(spec, settings))
-            .await
-            .map_err(|e| BusError::Stream {
-                stream: spec.name,
-                why: e.to_string(),
-            })?;
+        let failed = |why: String| BusError::Stream {
+            stream: spec.name,
+            why,
+        };
+        let wanted = stream_config(spec, settings);
+        match js.get_stream(spec.name).await {
+            Ok(mut stream) => {
+                let info = stream.info().await.map_err(|e| failed(e.to_string()))?;
+                let mut have = info.config.clone();
+                for (what, theirs, ours) in [
+                    (
+                        "replicas",
+                        have.num_replicas as i64,
+                        wanted.num_replicas as i64,
+                    ),
+                    (
+                        "max_age_secs",
+                        have.max_age.as_secs() as i64,
+                        wanted.max_age.as_secs() as i64,
+                    ),
+                    ("max_bytes", have.max_bytes, wanted.max_bytes),
+                    (
+                        "duplicate_window_secs",
+                        have.duplicate_window.as_secs() as i64,
+                        wanted.duplicate_window.as_secs() as i64,
+                    ),
+                ] {
+                    if theirs != ours {
+                        tracing::info!(
+                            stream = spec.name,
+                            setting = what,
+                            stream_has = theirs,
+                            settings_say = ours,
+                            "the stream exists: kept as it is (change it with the NATS tools)"
+                        );
+                    }
+                }
+                if have.subjects != wanted.subjects {
+                    tracing::warn!(
+                        stream = spec.name,
+                        "the stream's subjects are not orderd's: setting them"
+                    );
+                    have.subjects = wanted.subjects;
+                    js.update_stream(have)
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
+                }
+            }
+            Err(e)
+                if matches!(e.kind(), GetStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                js.create_stream(wanted)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        }
     }
     Ok(())
 }

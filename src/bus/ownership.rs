@@ -116,6 +116,7 @@ impl Ownership {
                 history: 1,
                 max_age: lease,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: settings.nats.replicas,
                 ..Default::default()
             },
         )
@@ -127,6 +128,7 @@ impl Ownership {
                 description: "orderd: the instance that pulls each tenant's lanes".into(),
                 history: 1,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: settings.nats.replicas,
                 ..Default::default()
             },
         )

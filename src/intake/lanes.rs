@@ -421,6 +421,8 @@ impl Lanes {
                 consumer
                     .stream()
                     .max_messages_per_batch(DISCOVERY_BATCH)
+                    .expires(super::pull::PULL_EXPIRES)
+                    .heartbeat(super::pull::PULL_HEARTBEAT)
                     .messages()
                     .await
                     .map_err(|e| BusError::Consumer {

@@ -50,6 +50,16 @@ pub struct Intake {
     pub permits: Arc<Semaphore>,
 }
 
+/// How long one pull request waits at the server, and how often the server
+/// says it is still there while the lane is idle. A pull request lives at
+/// one server: when that server dies, or the consumer's leader moves, two
+/// missed heartbeats tell the client to pull again elsewhere (async-nats's
+/// defaults, 30 s and 15 s, left a lane silent for up to half a minute
+/// after a node of a cluster died).
+pub const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// See [`PULL_EXPIRES`].
+pub const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+
 impl Intake {
     /// Pulls `consumer` until `shutdown` turns true, then puts back the
     /// messages it had prefetched. Ends early when the consumer no longer
@@ -66,6 +76,8 @@ impl Intake {
             let stream = consumer
                 .stream()
                 .max_messages_per_batch(batch)
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT)
                 .messages()
                 .await;
             let mut messages = match stream {

@@ -111,7 +111,7 @@ impl RedisStore {
 
     /// The tenant's backfill in progress, if any.
     async fn backfill_marker(&self, tenant: &TenantId) -> Result<Option<Marker>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (attrs, cursor): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(keys::backfill(tenant))
             .arg("attrs")
@@ -126,7 +126,7 @@ impl RedisStore {
 
     /// The tenants with a backfill in progress.
     async fn backfill_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let names: Vec<String> = redis::cmd("SMEMBERS")
             .arg(keys::BACKFILLS)
             .query_async(&mut conn)
@@ -149,7 +149,7 @@ impl RedisStore {
             .key(keys::backfill(tenant))
             .arg(&marker.attrs)
             .arg(cursor)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(kept == 1)
     }
@@ -166,7 +166,7 @@ impl RedisStore {
             .key(keys::BACKFILLS)
             .arg(&marker.attrs)
             .arg(tenant.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(finished == 1)
     }
@@ -177,7 +177,7 @@ impl RedisStore {
             .key(keys::backfill(tenant))
             .key(keys::BACKFILLS)
             .arg(tenant.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }

@@ -120,7 +120,7 @@ impl RedisStore {
         &self,
         tenant: &TenantId,
     ) -> Result<(u64, TenantConfig), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let got: Option<(u64, Option<Vec<u8>>)> = redis::Script::new(CURRENT_SCRIPT)
             .key(keys::config_current(tenant))
             .arg(keys::config_version_prefix(tenant))
@@ -147,7 +147,7 @@ impl RedisStore {
         tenant: &TenantId,
         version: u64,
     ) -> Result<TenantConfig, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let key = keys::config_version(tenant, version);
         let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
         match bytes {
@@ -186,7 +186,7 @@ impl RedisStore {
 
     /// The current version number of a tenant.
     pub async fn current_config_version(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let v: Option<u64> = redis::cmd("GET")
             .arg(keys::config_current(tenant))
             .query_async(&mut conn)
@@ -205,7 +205,7 @@ impl RedisStore {
         config: &TenantConfig,
         expected: Option<u64>,
     ) -> Result<Published, PublishError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         for _ in 0..PUBLISH_TRIES {
             let stored: Option<u64> = redis::cmd("GET")
                 .arg(keys::config_current(tenant))

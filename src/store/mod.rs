@@ -46,6 +46,7 @@ pub mod indexes;
 pub mod keys;
 mod paging;
 mod personal;
+mod sentinel;
 mod snapshots;
 mod timers;
 
@@ -100,6 +101,15 @@ pub enum StoreError {
     /// The order's snapshot was not loaded (a bug in the caller).
     #[error("snapshot not loaded")]
     NotLoaded,
+    /// A write reached fewer replicas than `redis.wait_replicas` in time:
+    /// passing (the command comes again).
+    #[error("a write reached {reached} of the {wanted} replicas asked for in time")]
+    NotReplicated {
+        /// Replicas that have it.
+        reached: u32,
+        /// Replicas asked for.
+        wanted: u32,
+    },
     /// Redis runs without the append-only file.
     #[error("redis must run with appendonly yes (found appendonly {0})")]
     NoAppendOnly(String),
@@ -112,7 +122,10 @@ pub enum StoreError {
 impl StoreError {
     /// Worth retrying later (Redis unreachable or slow).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Redis(_) | StoreError::ConfigChanging(_))
+        matches!(
+            self,
+            StoreError::Redis(_) | StoreError::ConfigChanging(_) | StoreError::NotReplicated { .. }
+        )
     }
 }
 
@@ -163,13 +176,31 @@ pub trait SnapshotStore: Send + Sync + 'static {
 /// Cheap to clone: one multiplexed connection, shared.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// Private to the folder: no raw connection leaves it.
-    conn: ConnectionManager,
+    /// The connection to the primary. Private to the folder: no raw
+    /// connection leaves it. Replaced when Sentinel names another primary.
+    primary: Arc<std::sync::RwLock<ConnectionManager>>,
+    /// Replicas a write must reach before it counts, and how long to wait.
+    wait: Option<(u32, u64)>,
     save_script: redis::Script,
     versions: Arc<configs::ConfigVersions>,
     /// The current configuration version last seen per tenant: the guess a
     /// write computes its index entries with (the save script checks it).
     current: Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
+}
+
+/// A self-reconnecting multiplexed connection to `info`.
+async fn manager(
+    info: redis::ConnectionInfo,
+    settings: &RedisSettings,
+) -> Result<ConnectionManager, StoreError> {
+    let client = redis::Client::open(info)?;
+    let timeout = Duration::from_millis(settings.response_timeout_ms);
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    Ok(client.get_connection_manager_with_config(config).await?)
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -179,18 +210,33 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects, and checks that Redis keeps an append-only file when asked to.
+    /// Connects (to the primary the sentinels name, when there are any, and
+    /// follows it from then on), and checks that Redis keeps an append-only
+    /// file when asked to.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.expose())?;
-        let timeout = Duration::from_millis(settings.response_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let info = redis::IntoConnectionInfo::into_connection_info(settings.url.expose())?;
+        let sentinels = sentinel::Sentinels::new(settings);
+        let info = match &sentinels {
+            Some(s) => {
+                let (host, port) = s.primary().await?;
+                info.set_addr(redis::ConnectionAddr::Tcp(host, port))
+            }
+            None => info,
+        };
+        let conn = manager(info.clone(), settings).await?;
+        let primary = Arc::new(std::sync::RwLock::new(conn));
+        if let Some(sentinels) = sentinels {
+            tokio::spawn(sentinel::follow(
+                sentinels,
+                info,
+                settings.clone(),
+                Arc::downgrade(&primary),
+            ));
+        }
         let store = Self {
-            conn,
+            primary,
+            wait: (settings.wait_replicas > 0)
+                .then_some((settings.wait_replicas, settings.wait_timeout_ms)),
             save_script: redis::Script::new(snapshots::SAVE_SCRIPT),
             versions: Arc::default(),
             current: Arc::default(),
@@ -202,7 +248,7 @@ impl RedisStore {
     }
 
     async fn check_appendonly(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         match redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendonly")
@@ -229,7 +275,7 @@ impl RedisStore {
     /// Says what a host crash of Redis can lose under its fsync policy
     /// (see docs/runtime.md).
     async fn check_fsync(&self) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let policy = redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendfsync")
@@ -248,9 +294,38 @@ impl RedisStore {
         }
     }
 
+    /// A handle on the connection to the primary (cheap: multiplexed).
+    fn conn(&self) -> ConnectionManager {
+        self.primary
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// With `redis.wait_replicas` set: waits until that many replicas have
+    /// every write sent on `conn` so far (Redis `WAIT`); fewer in time is an
+    /// error, so the command is not acknowledged and comes again.
+    async fn replicated(&self, conn: &mut ConnectionManager) -> Result<(), StoreError> {
+        let Some((replicas, timeout_ms)) = self.wait else {
+            return Ok(());
+        };
+        let reached: u32 = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout_ms)
+            .query_async(conn)
+            .await?;
+        if reached < replicas {
+            return Err(StoreError::NotReplicated {
+                reached,
+                wanted: replicas,
+            });
+        }
+        Ok(())
+    }
+
     /// Answers PING.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
         Ok(())
     }

@@ -78,7 +78,7 @@ impl RedisStore {
         for sub in sub_states {
             pipe.zcard(keys::sub_state_index(tenant, sub));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
         let (states, subs) = counts.split_at(OrderState::ALL.len().min(counts.len()));
         Ok((
@@ -147,7 +147,7 @@ impl RedisStore {
             None => (min, 0),
             Some(c) => parse_cursor(c).ok_or(StoreError::BadCursor)?,
         };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         // One more than asked, to know whether there is a next page.
         let rows: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(&index.0)
@@ -178,7 +178,7 @@ impl RedisStore {
 
     /// How many orders the tenant has.
     pub async fn order_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(redis::cmd("ZCARD")
             .arg(keys::created_index(tenant))
             .query_async(&mut conn)
@@ -194,7 +194,7 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ids: Vec<String> = redis::cmd("ZREVRANGE")
             .arg(keys::created_index(tenant))
             .arg(0)
@@ -210,7 +210,7 @@ impl RedisStore {
         &self,
         state: OrderState,
     ) -> Result<Vec<TenantId>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let pattern = keys::state_index_pattern(state);
         let mut tenants = Vec::new();
         let mut cursor: u64 = 0;
@@ -245,7 +245,7 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(keys::state_index(tenant, state))
             .arg(0)

@@ -47,7 +47,7 @@ impl RedisStore {
     }
 
     async fn stored_personal(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 }

@@ -213,7 +213,7 @@ impl RedisStore {
         order: &OrderId,
         command: &CommandId,
     ) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let answer: Option<String> = redis::cmd("HGET")
             .arg(keys::refusals(order))
             .arg(command.as_str())
@@ -229,7 +229,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HGET").arg(keys::order(id)).arg("snap");
@@ -289,7 +289,7 @@ impl RedisStore {
         let mut config_version = self.current_guess(&order.tenant, order.schema_version);
         for _ in 0..WRITE_TRIES {
             let config = self.cached_config(&order.tenant, config_version).await?;
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let mut invocation = self.save_script.prepare_invoke();
             invocation
                 .key(keys::order(&order.id))
@@ -330,7 +330,7 @@ impl RedisStore {
             match ok {
                 1 => {
                     self.remember_current(&order.tenant, config_version);
-                    return Ok(());
+                    return self.replicated(&mut conn).await;
                 }
                 2 => {
                     config_version = found.parse().unwrap_or(configs::DEFAULT_VERSION);
@@ -400,7 +400,7 @@ fn decode_snapshot(id: &OrderId, bytes: &[u8]) -> Result<Snapshot, StoreError> {
 impl SnapshotStore for RedisStore {
     fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             // One transaction: the ids as of the snapshot's own version.
             type Loaded = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
             let (bytes, ids, refusals): Loaded = redis::pipe()
@@ -417,6 +417,10 @@ impl SnapshotStore for RedisStore {
             let Some(bytes) = bytes else {
                 return Ok(None);
             };
+            // What is decided on must be on the replicas too: a write whose
+            // wait failed is still on the primary, and its command, coming
+            // again, is answered from it as a duplicate.
+            self.replicated(&mut conn).await?;
             let mut snapshot = decode_snapshot(&order, &bytes)?;
             // Written before the ids had a key of their own: they are in the
             // order; the next write appends them to the key.
@@ -462,7 +466,7 @@ impl SnapshotStore for RedisStore {
     fn refuse<'a>(&'a self, snapshot: &'a mut Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let order = snapshot.order.id;
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let (ok, found): (i64, String) = redis::Script::new(REFUSE_SCRIPT)
                 .key(keys::order(&order))
                 .key(keys::refusals(&order))
@@ -478,6 +482,7 @@ impl SnapshotStore for RedisStore {
                     found: found.parse().unwrap_or(0),
                 });
             }
+            self.replicated(&mut conn).await?;
             snapshot.refusals_recorded();
             Ok(())
         })

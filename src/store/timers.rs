@@ -11,7 +11,7 @@ impl RedisStore {
     /// Order ids whose earliest timer is due at or before `now_ms`, at most
     /// `limit`, the longest overdue first.
     pub async fn due_timers(&self, now_ms: i64, limit: usize) -> Result<Vec<OrderId>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(keys::TIMERS)
             .arg("-inf")

@@ -116,13 +116,32 @@ impl EventLog {
 }
 
 /// Every message of `stream` under `filter`, read raw (no dedupe, no ack),
-/// oldest first.
+/// oldest first. Asks again while JetStream cannot answer (a cluster
+/// electing a leader), for up to [`WAIT`].
 pub async fn stored_messages(
     js: &jetstream::Context,
     stream: &str,
     filter: String,
 ) -> Vec<jetstream::Message> {
-    let stream = js.get_stream(stream).await.expect("the stream exists");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match try_stored_messages(js, stream, filter.clone()).await {
+            Ok(all) => return all,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("cannot read {stream}: {e}"),
+        }
+    }
+}
+
+async fn try_stored_messages(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: String,
+) -> Result<Vec<jetstream::Message>, String> {
+    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
     let mut consumer: jetstream::consumer::PullConsumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
             filter_subject: filter,
@@ -130,8 +149,12 @@ pub async fn stored_messages(
             ..Default::default()
         })
         .await
-        .expect("consumer");
-    let mut remaining = consumer.info().await.expect("info").num_pending as usize;
+        .map_err(|e| e.to_string())?;
+    let mut remaining = consumer
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .num_pending as usize;
     let mut out = Vec::with_capacity(remaining);
     while remaining > 0 {
         let mut batch = consumer
@@ -140,13 +163,17 @@ pub async fn stored_messages(
             .expires(Duration::from_secs(2))
             .messages()
             .await
-            .expect("fetch");
+            .map_err(|e| e.to_string())?;
+        let before = remaining;
         while let Some(Ok(msg)) = batch.next().await {
             remaining -= 1;
             out.push(msg);
         }
+        if remaining == before {
+            return Err(format!("{remaining} messages did not come"));
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Every event message of the tenant stored in the events stream, read raw
@@ -167,4 +194,35 @@ pub async fn stored_events(
         out.entry(e.order_id.clone()).or_default().push(e);
     }
     out
+}
+
+/// Waits (up to a minute) until each of `orders` has at least `events`
+/// stored event messages; every stored event of the tenant, by order.
+pub async fn wait_until_each_has(
+    js: &jetstream::Context,
+    tenant: &TenantId,
+    orders: &[orderd_core::OrderId],
+    events: usize,
+) -> BTreeMap<String, Vec<EventMessage>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let by_order = stored_events(js, tenant).await;
+        let finished = orders
+            .iter()
+            .filter(|o| {
+                by_order
+                    .get(&o.to_string())
+                    .is_some_and(|e| e.len() >= events)
+            })
+            .count();
+        if finished == orders.len() {
+            return by_order;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{finished} of {} orders have {events} events",
+            orders.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -155,13 +155,14 @@ mod tests {
 
     #[test]
     fn compose_runs_the_pinned_image() {
-        let compose =
-            std::fs::read_to_string(workspace_root().join("compose.yaml")).expect("compose.yaml");
-        let images: Vec<&str> = compose
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("image: nats:"))
-            .collect();
-        assert_eq!(images, [pinned_nats_version()], "compose.yaml's nats image");
+        for file in ["compose.yaml", "compose.cluster.yaml"] {
+            let compose = std::fs::read_to_string(workspace_root().join(file)).expect(file);
+            let images: Vec<&str> = compose
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("image: nats:"))
+                .collect();
+            assert_eq!(images, [pinned_nats_version()], "{file}'s nats image");
+        }
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! crate.
 
 pub mod binary;
+mod cluster;
 mod nats;
 mod redis;
+mod sentinel;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,10 @@ use std::time::Duration;
 
 use orderd::settings::{SecretUrl, Settings};
 
-pub use nats::{NatsOptions, NatsServer};
+pub use cluster::NatsCluster;
+pub use nats::{ClusterNode, NatsOptions, NatsServer};
 pub use redis::RedisServer;
+pub use sentinel::SentinelSet;
 
 /// How long a server may take to listen.
 pub const START_WITHIN: Duration = Duration::from_secs(15);

@@ -17,6 +17,23 @@ pub struct NatsOptions {
     pub env: Vec<(String, String)>,
     /// Go's profiles (`/debug/pprof/…`) served on this port (`--profile`).
     pub profile_port: Option<String>,
+    /// A node of a cluster: its stable name, its route port, and the
+    /// route ports of the others.
+    pub cluster: Option<ClusterNode>,
+}
+
+/// How one node of a nats-server cluster is started.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// `--server_name`: stable across restarts (JetStream knows its peers
+    /// by name).
+    pub name: String,
+    /// `--cluster_name`.
+    pub cluster: String,
+    /// This node's route port.
+    pub route_port: u16,
+    /// The other nodes' route ports.
+    pub routes: Vec<u16>,
 }
 
 /// One nats-server (the pinned release), killed on drop; its store is
@@ -116,6 +133,19 @@ impl NatsServer {
             .arg(self.dir.join("nats"));
         if let Some(port) = &self.options.profile_port {
             cmd.args(["--profile", port]);
+        }
+        if let Some(node) = &self.options.cluster {
+            let routes: Vec<String> = node
+                .routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            cmd.args(["--server_name", &node.name])
+                .args(["--cluster_name", &node.cluster])
+                .arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{}", node.route_port))
+                .arg("--routes")
+                .arg(routes.join(","));
         }
         cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

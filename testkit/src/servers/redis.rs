@@ -14,11 +14,18 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// More arguments (`--replicaof 127.0.0.1 <port>`).
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one in `dir` (which the caller keeps).
     pub async fn start_in(dir: &Path) -> Result<Self, ServerError> {
+        Self::start_with(dir, Vec::new()).await
+    }
+
+    /// Starts one in `dir` with more arguments.
+    pub async fn start_with(dir: &Path, args: Vec<String>) -> Result<Self, ServerError> {
         let data = dir.join("redis");
         std::fs::create_dir_all(&data).map_err(|source| ServerError::Io {
             what: format!("creating {}", data.display()),
@@ -29,9 +36,25 @@ impl RedisServer {
             child: None,
             port: free_port(),
             dir: dir.to_owned(),
+            args,
         };
         server.start_again().await?;
         Ok(server)
+    }
+
+    /// Its port (the same across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends it a signal by name (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(child.id().to_string())
+                .status();
+        }
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -101,6 +124,7 @@ impl RedisServer {
             .args(["--save", ""])
             .arg("--dir")
             .arg(self.dir.join("redis"))
+            .args(&self.args)
             .stdout(log)
             .stderr(Stdio::null())
             .spawn()
