@@ -271,6 +271,59 @@ pub struct NatsSettings {
     /// Durable consumer names share this prefix (`orderd-cmd_<tenant>`,
     /// `orderd-job_<tenant>`, `orderd-cmd-discovery`, `orderd-job-discovery`).
     pub consumer_prefix: String,
+    /// Refuse a connection that is not TLS.
+    pub tls_required: bool,
+    /// PEM file of the certificate authorities to trust for the server's
+    /// certificate (besides the system's); empty: the system's only.
+    pub tls_ca_file: String,
+    /// PEM file of this client's certificate, when the server asks for one
+    /// (with [`NatsSettings::tls_key_file`]).
+    pub tls_cert_file: String,
+    /// PEM file of this client's private key.
+    pub tls_key_file: String,
+    /// A `.creds` file (a user JWT and its nkey seed), for servers that use
+    /// decentralised authentication.
+    pub credentials_file: String,
+    /// A file holding an nkey seed (`SU…`), for servers that authenticate
+    /// users by nkey.
+    pub nkey_seed_file: String,
+}
+
+impl NatsSettings {
+    /// How to connect as these settings say: TLS, certificates, the
+    /// credentials or nkey; the files are read here. An error names the
+    /// setting and the file, never what it holds.
+    pub fn connect_options(&self) -> Result<async_nats::ConnectOptions, String> {
+        let read = |field: &str, path: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("nats.{field}: cannot read {path}: {e}"))
+        };
+        let mut options = async_nats::ConnectOptions::new();
+        if !self.credentials_file.is_empty() {
+            let creds = read("credentials_file", &self.credentials_file)?;
+            options = options
+                .credentials(&creds)
+                .map_err(|e| format!("nats.credentials_file: {}: {e}", self.credentials_file))?;
+        }
+        if !self.nkey_seed_file.is_empty() {
+            let seed = read("nkey_seed_file", &self.nkey_seed_file)?;
+            options = options.nkey(seed.trim().to_owned());
+        }
+        if !self.tls_ca_file.is_empty() {
+            options = options.add_root_certificates(self.tls_ca_file.clone().into());
+        }
+        if !self.tls_cert_file.is_empty() {
+            options = options.add_client_certificate(
+                self.tls_cert_file.clone().into(),
+                self.tls_key_file.clone().into(),
+            );
+        }
+        let tls = self.tls_required
+            || !self.tls_ca_file.is_empty()
+            || !self.tls_cert_file.is_empty()
+            || self.url.servers().iter().any(|u| u.starts_with("tls://"));
+        Ok(options.require_tls(tls))
+    }
 }
 
 impl Default for NatsSettings {
@@ -287,6 +340,12 @@ impl Default for NatsSettings {
             replicas: 1,
             max_msg_bytes: 1024 * 1024,
             consumer_prefix: "orderd".into(),
+            tls_required: false,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            credentials_file: String::new(),
+            nkey_seed_file: String::new(),
         }
     }
 }
@@ -704,6 +763,16 @@ impl Settings {
             }),
             "redis.sentinels",
             "each must be host:port",
+        )?;
+        check(
+            self.nats.tls_cert_file.is_empty() == self.nats.tls_key_file.is_empty(),
+            "nats.tls_cert_file",
+            "a client certificate needs its key (nats.tls_key_file), and the other way round",
+        )?;
+        check(
+            self.nats.credentials_file.is_empty() || self.nats.nkey_seed_file.is_empty(),
+            "nats.nkey_seed_file",
+            "give a credentials file or an nkey seed, not both",
         )?;
         check(
             !self.redis.master_name.trim().is_empty(),

@@ -34,6 +34,9 @@ pub enum BusError {
         /// Why.
         source: async_nats::ConnectError,
     },
+    /// The TLS, credentials or nkey files the settings name cannot be used.
+    #[error("cannot connect to nats as configured: {0}")]
+    ConnectSettings(String),
     /// A stream could not be created, updated or found.
     #[error("stream {stream}: {why}")]
     Stream {
@@ -94,7 +97,11 @@ pub fn stream_specs() -> [StreamSpec; 5] {
 
 /// Connects to NATS.
 pub async fn connect(settings: &Settings) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
+    let options = settings
+        .nats
+        .connect_options()
+        .map_err(BusError::ConnectSettings)?;
+    options
         .name("orderd")
         .connection_timeout(Duration::from_millis(settings.nats.connect_timeout_ms))
         // Keep reconnecting for ever: JetStream keeps the commands meanwhile.

@@ -121,6 +121,47 @@ pub struct Connection {
         value_parser = nats_url
     )]
     pub nats_url: SecretUrl,
+    /// PEM file of the certificate authorities that signed the server's
+    /// certificate (TLS).
+    #[arg(
+        long,
+        env = "ORDERD_NATS_TLS_CA_FILE",
+        value_name = "FILE",
+        default_value = ""
+    )]
+    pub tls_ca: String,
+    /// PEM file of this client's certificate, when the server asks for one.
+    #[arg(
+        long,
+        env = "ORDERD_NATS_TLS_CERT_FILE",
+        value_name = "FILE",
+        default_value = ""
+    )]
+    pub tls_cert: String,
+    /// PEM file of this client's private key.
+    #[arg(
+        long,
+        env = "ORDERD_NATS_TLS_KEY_FILE",
+        value_name = "FILE",
+        default_value = ""
+    )]
+    pub tls_key: String,
+    /// A `.creds` file (user JWT and nkey seed).
+    #[arg(
+        long,
+        env = "ORDERD_NATS_CREDENTIALS_FILE",
+        value_name = "FILE",
+        default_value = ""
+    )]
+    pub creds: String,
+    /// A file holding an nkey seed.
+    #[arg(
+        long,
+        env = "ORDERD_NATS_NKEY_SEED_FILE",
+        value_name = "FILE",
+        default_value = ""
+    )]
+    pub nkey_seed: String,
     /// The tenant ([A-Za-z0-9_-]{1,64}).
     #[arg(short, long, env = "ORDERD_TENANT", value_parser = tenant)]
     pub tenant: TenantId,

@@ -49,10 +49,20 @@ pub struct Sent {
 impl Client {
     /// Connects to the NATS server the arguments name.
     pub async fn connect(conn: &Connection) -> Result<Self, Failure> {
-        let nats = async_nats::ConnectOptions::new()
+        let settings = crate::settings::NatsSettings {
+            url: conn.nats_url.clone(),
+            tls_ca_file: conn.tls_ca.clone(),
+            tls_cert_file: conn.tls_cert.clone(),
+            tls_key_file: conn.tls_key.clone(),
+            credentials_file: conn.creds.clone(),
+            nkey_seed_file: conn.nkey_seed.clone(),
+            ..Default::default()
+        };
+        let options = settings.connect_options().map_err(Failure::Usage)?;
+        let nats = options
             .connection_timeout(conn.timeout)
             .request_timeout(Some(conn.timeout))
-            .connect(conn.nats_url.expose())
+            .connect(conn.nats_url.servers())
             .await
             .map_err(|e| {
                 Failure::Unavailable(format!(

@@ -20,6 +20,8 @@ pub struct NatsOptions {
     /// A node of a cluster: its stable name, its route port, and the
     /// route ports of the others.
     pub cluster: Option<ClusterNode>,
+    /// More command-line arguments (`--tls`, `--tlscert FILE`, …).
+    pub args: Vec<String>,
 }
 
 /// How one node of a nats-server cluster is started.
@@ -134,6 +136,7 @@ impl NatsServer {
         if let Some(port) = &self.options.profile_port {
             cmd.args(["--profile", port]);
         }
+        cmd.args(&self.options.args);
         if let Some(node) = &self.options.cluster {
             let routes: Vec<String> = node
                 .routes
