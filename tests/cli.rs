@@ -554,3 +554,31 @@ async fn watch_begun_in_a_burst_prints_each_change_once_in_order() {
         }
     }
 }
+
+#[tokio::test]
+async fn as_of_rebuilds_an_order_with_a_long_history() {
+    let t = spawn_app().await;
+    let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    // 600 holds and resumes: 601 events, more than one page of history.
+    for i in 0..600 {
+        let verb = if i % 2 == 0 { Verb::Hold } else { Verb::Resume };
+        let out = t.command(order, verb, &json!({})).await;
+        assert!(out.ok, "{i}: {out:?}");
+    }
+    let mut stored = testkit::stored_events(&t.js, &t.tenant).await;
+    let history = stored.remove(&order.to_string()).expect("its events");
+    assert_eq!(history.len(), 601);
+    let id = order.to_string();
+    for pick in [0, 250, 437, 599, 600] {
+        let at = history[pick].at.clone();
+        // Events share milliseconds: the order as of `at` is the one after
+        // the last event at or before it.
+        let expected = history.iter().rev().find(|e| e.at <= at).unwrap();
+        let then = orderd(&t, &["get", &id, "--as-of", &at, "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(then["seq"], json!(expected.seq), "as of {at}");
+        assert_eq!(then["state"], json!(expected.state), "as of {at}");
+    }
+}
