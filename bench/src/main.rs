@@ -82,6 +82,9 @@ struct Args {
     secs: f64,
     inflight: usize,
     saturation: usize,
+    /// A Redis replica, and orderd waits for it on every write
+    /// (`redis.wait_replicas = 1`).
+    redis_replica: bool,
 }
 
 impl Args {
@@ -94,6 +97,7 @@ impl Args {
             secs: 20.0,
             inflight: 256,
             saturation: 1024,
+            redis_replica: false,
         };
         let mut live = None;
         let mut secs = None;
@@ -108,9 +112,10 @@ impl Args {
                 "--secs" => secs = Some(value()?.parse()?),
                 "--inflight" => a.inflight = value()?.parse()?,
                 "--saturation" => a.saturation = value()?.parse()?,
+                "--redis-replica" => a.redis_replica = true,
                 _ => bail!(
                     "usage: orderd-bench [--quick] [--json PATH] [--passivated N] [--live N] \
-                     [--secs S] [--inflight N] [--saturation N]"
+                     [--secs S] [--inflight N] [--saturation N] [--redis-replica]"
                 ),
             }
         }
@@ -201,11 +206,13 @@ fn serve() -> ExitCode {
 /// append-only) and orderd; all killed on drop, orderd first.
 struct Stack {
     orderd: Option<Process>,
+    /// With `--redis-replica`: a replica of the Redis, which orderd waits for.
+    replica: Option<testkit::servers::RedisServer>,
     servers: Servers,
 }
 
 impl Stack {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(redis_replica: bool) -> anyhow::Result<Self> {
         // Go profiles of nats-server on this port, for finding where its
         // share of the cores goes (`/debug/pprof/profile?seconds=N`).
         let servers = Servers::builder()
@@ -213,8 +220,18 @@ impl Stack {
             .nats_profile_port(std::env::var("ORDERD_BENCH_NATS_PROFILE").ok())
             .start()
             .await?;
+        let replica = if redis_replica {
+            let dir = servers.dir().join("replica");
+            std::fs::create_dir_all(&dir)?;
+            let port = servers.redis().url().rsplit(':').next().unwrap_or_default().to_owned();
+            let of = vec!["--replicaof".into(), "127.0.0.1".into(), port];
+            Some(testkit::servers::RedisServer::start_with(&dir, of).await?)
+        } else {
+            None
+        };
         Ok(Self {
             orderd: None,
+            replica,
             servers,
         })
     }
@@ -231,6 +248,9 @@ impl Stack {
             .env("ORDERD_NATS_URL", &self.servers.nats_url)
             .env("ORDERD_REDIS_URL", &self.servers.redis_url)
             .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string());
+        if self.replica.is_some() {
+            cmd.env("ORDERD_REDIS_WAIT_REPLICAS", "1");
+        }
         let orderd = Process::spawn(cmd, Some(&log)).context("orderd")?;
         let pid = orderd.pid();
         let orderd = self.orderd.insert(orderd);
@@ -1095,7 +1115,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model()
     );
-    let mut stack = Stack::start().await?;
+    let mut stack = Stack::start(args.redis_replica).await?;
     eprintln!(
         "servers: {} | {}",
         stack.servers.nats().version(),
@@ -1478,6 +1498,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     if let Some(path) = &args.json {
         let report = json!({
             "quick": args.quick,
+            "redis_replica_wait": args.redis_replica,
             "ok": ok,
             "orders": orders,
             "lifecycles_per_sec": saturated,
