@@ -372,6 +372,14 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     /// How long a write waits for [`RedisSettings::wait_replicas`].
     pub wait_timeout_ms: u64,
+    /// With a `rediss://` URL: PEM file of the authorities that signed the
+    /// server's certificate (besides the system's).
+    pub tls_ca_file: String,
+    /// PEM file of orderd's client certificate, when Redis verifies clients
+    /// (`tls-auth-clients yes`, its default).
+    pub tls_cert_file: String,
+    /// PEM file of its private key.
+    pub tls_key_file: String,
 }
 
 impl Default for RedisSettings {
@@ -384,6 +392,9 @@ impl Default for RedisSettings {
             master_name: "orderd".into(),
             wait_replicas: 0,
             wait_timeout_ms: 1_000,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -773,6 +784,17 @@ impl Settings {
             self.nats.credentials_file.is_empty() || self.nats.nkey_seed_file.is_empty(),
             "nats.nkey_seed_file",
             "give a credentials file or an nkey seed, not both",
+        )?;
+        check(
+            self.redis.tls_cert_file.is_empty() == self.redis.tls_key_file.is_empty(),
+            "redis.tls_cert_file",
+            "a client certificate needs its key (redis.tls_key_file), and the other way round",
+        )?;
+        check(
+            (self.redis.tls_ca_file.is_empty() && self.redis.tls_cert_file.is_empty())
+                || self.redis.url.expose().starts_with("rediss://"),
+            "redis.url",
+            "must start with rediss:// when redis.tls_ca_file or redis.tls_cert_file is set",
         )?;
         check(
             !self.redis.master_name.trim().is_empty(),

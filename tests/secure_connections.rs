@@ -3,7 +3,8 @@
 //! with `openssl`: a CA, a server certificate for 127.0.0.1, a client
 //! certificate), and an nkey user. orderd runs an order to its end over
 //! each; without the client certificate, or with the wrong nkey, it refuses
-//! to start and says why, without printing a secret.
+//! to start and says why, without printing a secret. And Redis over TLS as
+//! an ACL user with only the commands orderd needs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -221,4 +222,84 @@ async fn a_missing_file_is_named_at_start() {
     s.nats.tls_cert_file = "client.pem".into();
     let e = s.validate().unwrap_err().to_string();
     assert!(e.contains("nats.tls_cert_file"), "{e}");
+}
+
+/// redis-server on a TLS port only, with client certificates verified, the
+/// default user off and one ACL user `orderd` allowed only what orderd
+/// needs (docs/operations.md); killed on drop.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tls_redis(dir: &Path) -> TlsRedis {
+    let port = testkit::servers::free_port();
+    std::fs::create_dir_all(dir.join("redis")).unwrap();
+    let conf = dir.join("redis.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port 0\nbind 127.0.0.1\ntls-port {port}\n\
+             tls-cert-file {d}/server.pem\ntls-key-file {d}/server.key\ntls-ca-cert-file {d}/ca.pem\n\
+             appendonly yes\nsave \"\"\ndir {d}/redis\n\
+             user default off\nuser orderd on >orderd-secret-pw ~orderd:* +@read +@write +@scripting +@connection +@transaction +wait +config|get\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // Killed and reaped by its Drop, on every path.
+    let redis = TlsRedis {
+        child: Command::new("redis-server")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+        port,
+    };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return redis;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("redis-server with TLS did not listen on {port}");
+}
+
+#[tokio::test]
+async fn redis_over_tls_as_an_acl_user() {
+    let certs = TempDir::new("orderd-certs").unwrap();
+    let dir: PathBuf = certs.path().to_owned();
+    certificates(&dir);
+    let redis = tls_redis(&dir).await;
+    let servers = Servers::start().await; // its NATS; its own Redis is unused
+    let on = |password: &str| {
+        let mut s = servers.settings();
+        s.redis.url = SecretUrl::new(format!(
+            "rediss://orderd:{password}@127.0.0.1:{}",
+            redis.port
+        ));
+        s.redis.tls_ca_file = file(&dir, "ca.pem");
+        s.redis.tls_cert_file = file(&dir, "client.pem");
+        s.redis.tls_key_file = file(&dir, "client.key");
+        s.validate().expect("valid settings");
+        s
+    };
+
+    // A wrong password stops orderd at start, and the error does not print it.
+    let why = refused(on("not-the-password")).await;
+    assert!(why.contains("redis"), "{why}");
+    assert!(!why.contains("not-the-password"), "{why}");
+
+    let settings = on("orderd-secret-pw");
+    one_order_to_its_end(servers, settings).await;
 }

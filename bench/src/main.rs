@@ -223,7 +223,13 @@ impl Stack {
         let replica = if redis_replica {
             let dir = servers.dir().join("replica");
             std::fs::create_dir_all(&dir)?;
-            let port = servers.redis().url().rsplit(':').next().unwrap_or_default().to_owned();
+            let port = servers
+                .redis()
+                .url()
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let of = vec!["--replicaof".into(), "127.0.0.1".into(), port];
             Some(testkit::servers::RedisServer::start_with(&dir, of).await?)
         } else {

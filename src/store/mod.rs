@@ -110,6 +110,9 @@ pub enum StoreError {
         /// Replicas asked for.
         wanted: u32,
     },
+    /// The TLS files the settings name cannot be read.
+    #[error("{0}")]
+    Setup(String),
     /// Redis runs without the append-only file.
     #[error("redis must run with appendonly yes (found appendonly {0})")]
     NoAppendOnly(String),
@@ -193,7 +196,34 @@ async fn manager(
     info: redis::ConnectionInfo,
     settings: &RedisSettings,
 ) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(info)?;
+    let client = if settings.tls_ca_file.is_empty() && settings.tls_cert_file.is_empty() {
+        redis::Client::open(info)?
+    } else {
+        let read = |field: &'static str, path: &str| {
+            std::fs::read(path)
+                .map_err(|e| StoreError::Setup(format!("redis.{field}: cannot read {path}: {e}")))
+        };
+        let client_tls = if settings.tls_cert_file.is_empty() {
+            None
+        } else {
+            Some(redis::ClientTlsConfig {
+                client_cert: read("tls_cert_file", &settings.tls_cert_file)?,
+                client_key: read("tls_key_file", &settings.tls_key_file)?,
+            })
+        };
+        let root_cert = if settings.tls_ca_file.is_empty() {
+            None
+        } else {
+            Some(read("tls_ca_file", &settings.tls_ca_file)?)
+        };
+        redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )?
+    };
     let timeout = Duration::from_millis(settings.response_timeout_ms);
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
@@ -218,8 +248,9 @@ impl RedisStore {
         let sentinels = sentinel::Sentinels::new(settings);
         let info = match &sentinels {
             Some(s) => {
-                let (host, port) = s.primary().await?;
-                info.set_addr(redis::ConnectionAddr::Tcp(host, port))
+                let primary = s.primary().await?;
+                let addr = sentinel::at(&info, &primary);
+                info.set_addr(addr)
             }
             None => info,
         };

@@ -75,6 +75,22 @@ impl Sentinels {
     }
 }
 
+/// The address `(host, port)` in the form of `info`'s: TLS if it is.
+pub(super) fn at(
+    info: &redis::ConnectionInfo,
+    (host, port): &(String, u16),
+) -> redis::ConnectionAddr {
+    match info.addr() {
+        redis::ConnectionAddr::TcpTls { insecure, .. } => redis::ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: *insecure,
+            tls_params: None,
+        },
+        _ => redis::ConnectionAddr::Tcp(host.clone(), *port),
+    }
+}
+
 /// Follows the primary until the store is gone: a new primary gets a new
 /// connection, which replaces the old one in `primary`.
 pub(super) async fn follow(
@@ -84,7 +100,8 @@ pub(super) async fn follow(
     primary: Weak<RwLock<ConnectionManager>>,
 ) {
     let mut current = match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
         _ => None,
     };
     loop {
@@ -98,9 +115,7 @@ pub(super) async fn follow(
         if current.as_ref() == Some(&now) {
             continue;
         }
-        let next = info
-            .clone()
-            .set_addr(redis::ConnectionAddr::Tcp(now.0.clone(), now.1));
+        let next = info.clone().set_addr(at(&info, &now));
         match super::manager(next, &settings).await {
             Ok(conn) => {
                 tracing::warn!(host = %now.0, port = now.1, "redis primary moved (sentinel failover): writing there now");
