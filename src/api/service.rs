@@ -361,7 +361,7 @@ impl Reader {
         };
         let order = match live {
             Some(CallResult::Success(Ok(order))) => order.map(|o| *o),
-            _ => self.store.load(order_id).await?.map(|s| s.order),
+            _ => self.store.fetch(order_id).await?.map(|s| s.order),
         };
         order
             .filter(|o| o.exists() && &o.tenant == tenant)

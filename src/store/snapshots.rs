@@ -222,6 +222,49 @@ impl RedisStore {
         Ok(answer)
     }
 
+    /// The order's snapshot as the primary holds it, for reading: unlike
+    /// [`SnapshotStore::load`] (what an actor decides on) it does not wait
+    /// for the replicas, so reads go on while they are away.
+    pub async fn fetch(&self, order: OrderId) -> Result<Option<Snapshot>, StoreError> {
+        let mut conn = self.conn();
+        // One transaction: the ids as of the snapshot's own version.
+        type Loaded = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
+        let (bytes, ids, refusals): Loaded = redis::pipe()
+            .atomic()
+            .cmd("HGET")
+            .arg(keys::order(&order))
+            .arg("snap")
+            .cmd("GET")
+            .arg(keys::command_ids(&order))
+            .cmd("HGETALL")
+            .arg(keys::refusals(&order))
+            .query_async(&mut conn)
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let mut snapshot = decode_snapshot(&order, &bytes)?;
+        // Written before the ids had a key of their own: they are in the
+        // order; the next write appends them to the key.
+        snapshot.new_command_ids = snapshot.order.applied_commands.iter().cloned().collect();
+        for id in ids.as_deref().unwrap_or_default().split(|b| *b == b'\n') {
+            if id.is_empty() {
+                continue;
+            }
+            let id = std::str::from_utf8(id)
+                .ok()
+                .and_then(|id| CommandId::parse(id).ok())
+                .ok_or_else(|| StoreError::CorruptIds(keys::command_ids(&order)))?;
+            snapshot.order.applied_commands.insert(id);
+        }
+        for (id, answer) in refusals {
+            let id = CommandId::parse(&id)
+                .map_err(|_| StoreError::CorruptIds(keys::refusals(&order)))?;
+            snapshot.refusals.insert(id, answer);
+        }
+        Ok(Some(snapshot))
+    }
+
     /// Loads several snapshots in one round trip, for reading; missing ones
     /// are skipped. Their orders carry no applied command ids (those are
     /// loaded by [`SnapshotStore::load`], the path to a write).
@@ -400,47 +443,14 @@ fn decode_snapshot(id: &OrderId, bytes: &[u8]) -> Result<Snapshot, StoreError> {
 impl SnapshotStore for RedisStore {
     fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.conn();
-            // One transaction: the ids as of the snapshot's own version.
-            type Loaded = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
-            let (bytes, ids, refusals): Loaded = redis::pipe()
-                .atomic()
-                .cmd("HGET")
-                .arg(keys::order(&order))
-                .arg("snap")
-                .cmd("GET")
-                .arg(keys::command_ids(&order))
-                .cmd("HGETALL")
-                .arg(keys::refusals(&order))
-                .query_async(&mut conn)
-                .await?;
-            let Some(bytes) = bytes else {
-                return Ok(None);
-            };
-            // What is decided on must be on the replicas too: a write whose
-            // wait failed is still on the primary, and its command, coming
-            // again, is answered from it as a duplicate.
-            self.replicated(&mut conn).await?;
-            let mut snapshot = decode_snapshot(&order, &bytes)?;
-            // Written before the ids had a key of their own: they are in the
-            // order; the next write appends them to the key.
-            snapshot.new_command_ids = snapshot.order.applied_commands.iter().cloned().collect();
-            for id in ids.as_deref().unwrap_or_default().split(|b| *b == b'\n') {
-                if id.is_empty() {
-                    continue;
-                }
-                let id = std::str::from_utf8(id)
-                    .ok()
-                    .and_then(|id| CommandId::parse(id).ok())
-                    .ok_or_else(|| StoreError::CorruptIds(keys::command_ids(&order)))?;
-                snapshot.order.applied_commands.insert(id);
+            let snapshot = self.fetch(order).await?;
+            if snapshot.is_some() {
+                // What is decided on must be on the replicas too: a write
+                // whose wait failed is still on the primary, and its
+                // command, coming again, is answered from it as a duplicate.
+                self.replicated(&mut self.conn()).await?;
             }
-            for (id, answer) in refusals {
-                let id = CommandId::parse(&id)
-                    .map_err(|_| StoreError::CorruptIds(keys::refusals(&order)))?;
-                snapshot.refusals.insert(id, answer);
-            }
-            Ok(Some(snapshot))
+            Ok(snapshot)
         })
     }
 
