@@ -33,8 +33,14 @@
 //! It fails (exit 1) if an order does not reach EXECUTED or one of its
 //! events is missing (each order's event sequence numbers must be 1, 2, 3…).
 //!
+//! Durability: `--redis-replica` adds a Redis replica that orderd waits for
+//! on every write; `--durable` also runs NATS as a three-node cluster with
+//! every stream on three replicas, so an answer means a quorum stored it,
+//! and counts the CPU of all five servers.
+//!
 //! `cargo run --release -p orderd-bench -- [--quick] [--json PATH]
-//! [--passivated N] [--live N] [--secs S] [--inflight N] [--saturation N]`
+//! [--passivated N] [--live N] [--secs S] [--inflight N] [--saturation N]
+//! [--redis-replica] [--durable]`
 
 #![recursion_limit = "256"]
 
@@ -62,7 +68,7 @@ use orderd::wire;
 use orderd_core::model::JobStatus;
 use orderd_core::{OrderId, TenantId, WorkOrderId};
 use testkit::measure::{cpu_secs, rss_kib};
-use testkit::servers::{log_tail, Servers};
+use testkit::servers::{log_tail, NatsCluster, Servers};
 use testkit::Process;
 
 /// The same allocator as the `orderd` binary, so `--serve` measures it.
@@ -85,6 +91,10 @@ struct Args {
     /// A Redis replica, and orderd waits for it on every write
     /// (`redis.wait_replicas = 1`).
     redis_replica: bool,
+    /// Equal durability with a peer that fsyncs before it answers: a
+    /// three-node NATS cluster with every stream on three replicas (a PubAck
+    /// means a quorum stored it) and the Redis replica wait.
+    durable: bool,
 }
 
 impl Args {
@@ -98,6 +108,7 @@ impl Args {
             inflight: 256,
             saturation: 1024,
             redis_replica: false,
+            durable: false,
         };
         let mut live = None;
         let mut secs = None;
@@ -113,9 +124,13 @@ impl Args {
                 "--inflight" => a.inflight = value()?.parse()?,
                 "--saturation" => a.saturation = value()?.parse()?,
                 "--redis-replica" => a.redis_replica = true,
+                "--durable" => {
+                    a.durable = true;
+                    a.redis_replica = true;
+                }
                 _ => bail!(
                     "usage: orderd-bench [--quick] [--json PATH] [--passivated N] [--live N] \
-                     [--secs S] [--inflight N] [--saturation N] [--redis-replica]"
+                     [--secs S] [--inflight N] [--saturation N] [--redis-replica] [--durable]"
                 ),
             }
         }
@@ -208,11 +223,14 @@ struct Stack {
     orderd: Option<Process>,
     /// With `--redis-replica`: a replica of the Redis, which orderd waits for.
     replica: Option<testkit::servers::RedisServer>,
+    /// With `--durable`: the three-node NATS cluster orderd and the bench
+    /// use instead of the single server (which then stands idle).
+    cluster: Option<NatsCluster>,
     servers: Servers,
 }
 
 impl Stack {
-    async fn start(redis_replica: bool) -> anyhow::Result<Self> {
+    async fn start(redis_replica: bool, durable: bool) -> anyhow::Result<Self> {
         // Go profiles of nats-server on this port, for finding where its
         // share of the cores goes (`/debug/pprof/profile?seconds=N`).
         let servers = Servers::builder()
@@ -235,11 +253,57 @@ impl Stack {
         } else {
             None
         };
+        let cluster = if durable {
+            Some(NatsCluster::start(3).await?)
+        } else {
+            None
+        };
         Ok(Self {
             orderd: None,
             replica,
+            cluster,
             servers,
         })
+    }
+
+    /// The NATS servers' URLs: the cluster's nodes, or the single server.
+    fn nats_urls(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(cluster) => cluster.urls(),
+            None => vec![self.servers.nats_url.clone()],
+        }
+    }
+
+    /// The nats-server processes: the cluster's three, or the single one.
+    fn nats_pids(&self) -> Vec<u32> {
+        match &self.cluster {
+            Some(cluster) => cluster.pids(),
+            None => self.servers.nats().pid().into_iter().collect(),
+        }
+    }
+
+    /// What the run's durability is, for the report.
+    fn setup(&self) -> String {
+        let nats = if self.cluster.is_some() {
+            "3-node NATS cluster, streams R3"
+        } else {
+            "one nats-server, streams R1"
+        };
+        let redis = if self.replica.is_some() {
+            "Redis + a replica orderd waits for"
+        } else {
+            "Redis without replica"
+        };
+        format!("{nats}; {redis}")
+    }
+
+    /// Stream replicas: three on the cluster.
+    fn replicas(&self) -> usize {
+        if self.cluster.is_some() {
+            3
+        } else {
+            1
+        }
     }
 
     /// Starts orderd (this binary, `--serve`) with the given passivation.
@@ -251,7 +315,8 @@ impl Stack {
         let log = self.servers.dir().join("orderd.log");
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("--serve")
-            .env("ORDERD_NATS_URL", &self.servers.nats_url)
+            .env("ORDERD_NATS_URL", self.nats_urls().join(","))
+            .env("ORDERD_NATS_REPLICAS", self.replicas().to_string())
             .env("ORDERD_REDIS_URL", &self.servers.redis_url)
             .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string());
         if self.replica.is_some() {
@@ -315,8 +380,14 @@ struct CpuUse {
 impl CpuUse {
     fn now(stack: &Stack, orderd: u32) -> Self {
         Self {
-            nats: cpu_secs(stack.servers.nats().pid().unwrap_or(0)),
-            redis: cpu_secs(stack.servers.redis().pid().unwrap_or(0)),
+            nats: stack.nats_pids().into_iter().map(cpu_secs).sum(),
+            redis: cpu_secs(stack.servers.redis().pid().unwrap_or(0))
+                + stack
+                    .cluster
+                    .as_ref()
+                    .and(stack.replica.as_ref())
+                    .and_then(|r| r.pid())
+                    .map_or(0.0, cpu_secs),
             orderd: cpu_secs(orderd),
             bench: cpu_secs(std::process::id()),
         }
@@ -976,6 +1047,7 @@ async fn raw_jetstream(
     size: usize,
     secs: f64,
     window: usize,
+    replicas: usize,
 ) -> anyhow::Result<f64> {
     let js = jetstream::new(client.clone());
     let _ = js.delete_stream("BENCH_RAW").await;
@@ -983,6 +1055,7 @@ async fn raw_jetstream(
         name: "BENCH_RAW".into(),
         subjects: vec!["bench.raw.>".into()],
         storage: stream::StorageType::File,
+        num_replicas: replicas,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     })
@@ -1121,14 +1194,15 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model()
     );
-    let mut stack = Stack::start(args.redis_replica).await?;
+    let mut stack = Stack::start(args.redis_replica, args.durable).await?;
     eprintln!(
-        "servers: {} | {}",
+        "servers: {} | {} ({})",
         stack.servers.nats().version(),
-        stack.servers.redis().version()
+        stack.servers.redis().version(),
+        stack.setup()
     );
     let connect = |name: &'static str| {
-        let url = stack.servers.nats_url.clone();
+        let url = stack.nats_urls();
         async move {
             async_nats::ConnectOptions::new()
                 .name(name)
@@ -1206,7 +1280,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
 
     let raw_secs = if args.quick { 2.0 } else { 5.0 };
     note(&progress, "raw capacity (JetStream, Redis)");
-    let js_raw_1 = raw_jetstream(&control, msg_size, raw_secs, 4096).await?;
+    let js_raw_1 = raw_jetstream(&control, msg_size, raw_secs, 4096, stack.replicas()).await?;
     let redis_raw_1 = raw_redis(&stack.servers.redis_url, snapshot_size, raw_secs).await?;
 
     // Throughput at a fixed number in flight.
@@ -1277,7 +1351,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
 
     // Raw capacity again, at the end of the run.
     note(&progress, "raw capacity again");
-    let js_raw_2 = raw_jetstream(&control, msg_size, raw_secs, 4096).await?;
+    let js_raw_2 = raw_jetstream(&control, msg_size, raw_secs, 4096, stack.replicas()).await?;
     let redis_raw_2 = raw_redis(&stack.servers.redis_url, snapshot_size, raw_secs).await?;
 
     // Memory per live actor.
@@ -1420,9 +1494,10 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
-        "servers: {} | {}",
+        "servers: {} | {} ({})",
         stack.servers.nats().version(),
-        stack.servers.redis().version()
+        stack.servers.redis().version(),
+        stack.setup()
     );
     println!("{:<48} {:>14}", "measure", "value");
     let row = |k: &str, v: String| println!("{k:<48} {v:>14}");
@@ -1505,6 +1580,8 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         let report = json!({
             "quick": args.quick,
             "redis_replica_wait": args.redis_replica,
+            "nats_cluster_r3": args.durable,
+            "setup": stack.setup(),
             "ok": ok,
             "orders": orders,
             "lifecycles_per_sec": saturated,

@@ -56,6 +56,11 @@ impl NatsCluster {
         self.nodes.iter().map(NatsServer::url).collect()
     }
 
+    /// The running nodes' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(NatsServer::pid).collect()
+    }
+
     /// The node named `name` (`n0`, …), by its index.
     pub fn index_of(name: &str) -> Option<usize> {
         name.strip_prefix('n')?.parse().ok()
