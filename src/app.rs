@@ -108,6 +108,7 @@ pub async fn run_with_clock(
         intake,
         stop_rx.clone(),
         ownership,
+        store.clone(),
     );
     // The lanes that exist already, before anything else is read. A failure
     // here (another instance creating the streams at the same moment, say)
@@ -132,10 +133,6 @@ pub async fn run_with_clock(
             in_flight: Arc::default(),
         },
         plugin_asks,
-    ));
-    let resume = tokio::spawn(crate::order::plugins::resume_waiting(
-        store.clone(),
-        router.clone(),
     ));
     let backfill_wake = crate::store::backfill::Wake::default();
     let backfill = tokio::spawn(crate::store::backfill::run(
@@ -177,7 +174,6 @@ pub async fn run_with_clock(
     lanes.join().await;
     let _ = sweeper.await;
     let _ = backfill.await;
-    resume.abort();
 
     let grace = Duration::from_millis(settings.runtime.shutdown_grace_ms);
     if lanes.drain(grace).await {

@@ -41,6 +41,8 @@ pub const NATS_CONNECTION_EVENTS: &str = "orderd_nats_connection_events_total";
 pub const TIMERS_FIRED: &str = "orderd_timers_fired_total";
 /// Tenants this instance decides.
 pub const TENANTS_OWNED: &str = "orderd_tenants_owned";
+/// Writes refused because another instance owns the order's tenant now.
+pub const FENCED_WRITES: &str = "orderd_fenced_writes_total";
 
 /// The histogram buckets of [`STAGE_SECONDS`], in seconds: 0.25 ms to 5 s.
 pub const STAGE_BUCKETS: &[f64] = &[
@@ -77,6 +79,10 @@ pub fn describe() {
         "Messages stored in a tenant's lane, not yet delivered"
     );
     describe_counter!(REDIS_ERRORS, "Redis calls that failed");
+    describe_counter!(
+        FENCED_WRITES,
+        "Writes refused: another instance owns the tenant now"
+    );
     describe_counter!(NATS_PUBLISH_ERRORS, "Outbox publishes that failed");
     describe_counter!(
         NATS_CONNECTION_EVENTS,
@@ -133,6 +139,14 @@ pub fn redis_error() {
         return;
     }
     metrics::counter!(REDIS_ERRORS).increment(1);
+}
+
+/// A write was fenced (another instance owns the tenant now).
+pub fn fenced_write() {
+    if !recording() {
+        return;
+    }
+    metrics::counter!(FENCED_WRITES).increment(1);
 }
 
 /// An outbox publish failed.
@@ -260,6 +274,7 @@ mod tests {
         NATS_CONNECTION_EVENTS,
         TIMERS_FIRED,
         TENANTS_OWNED,
+        FENCED_WRITES,
     ];
 
     /// The `orderd_…` names a text mentions.

@@ -28,7 +28,7 @@ const CRATE: &[(&str, &[&str])] = &[
     // 3. The order actors.
     ("order", &["store", "bus", "outbox", "subjects", "headers", "wire", "settings", "telemetry", "retry"]),
     // 4. The two ways in.
-    ("intake", &["order", "bus", "settings", "subjects", "headers", "wire", "telemetry", "retry"]),
+    ("intake", &["order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry", "retry"]),
     ("api", &["order", "store", "bus", "settings", "subjects", "headers", "wire"]),
     ("http", &["api", "order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
     // 5. The entry point.
@@ -49,6 +49,7 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("indexes", &["keys"]),
             ("personal", &["keys"]),
             ("sentinel", &[]),
+            ("fence", &["keys"]),
             ("paging", &["keys"]),
             ("timers", &["keys"]),
             ("backfill", &["keys"]),

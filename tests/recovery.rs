@@ -132,6 +132,80 @@ async fn two_instances_share_the_work_and_never_both_apply_a_command() {
 }
 
 #[tokio::test]
+async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoch() {
+    let servers = Servers::start().await;
+    let old_owner = servers.store().await;
+    let new_owner = servers.store().await;
+    let tenant = testkit::random_tenant();
+    let id = OrderId(uuid::Uuid::new_v4());
+    let mut order = orderd_core::Order::blank(id, tenant.clone());
+    order.seq = 1;
+    order.state = OrderState::Created;
+    assert!(old_owner.fence(&tenant, 7).await.unwrap());
+    let mut v1 = Snapshot::new(order.clone(), vec![], 1);
+    old_owner.save(&mut v1, None).await.unwrap();
+
+    // The new owner claims the tenant under a later epoch; an earlier one
+    // cannot lower it.
+    assert!(new_owner.fence(&tenant, 9).await.unwrap());
+    assert!(!old_owner.fence(&tenant, 8).await.unwrap());
+    assert_eq!(new_owner.stored_epoch(&tenant).await.unwrap(), 9);
+
+    // The earlier owner, still holding epoch 7, decides on what it holds:
+    // its write is refused and changes nothing, its refusals too.
+    let mut stale = v1.clone();
+    stale.version = 2;
+    stale.order.seq = 2;
+    stale.order.state = OrderState::OnHold;
+    match old_owner.save(&mut stale, Some(OrderState::Created)).await {
+        Err(StoreError::Fenced { mine, stored, .. }) => assert_eq!((mine, stored), (7, 9)),
+        other => panic!("expected a fenced write, got {other:?}"),
+    }
+    let mut refusing = v1.clone();
+    refusing.new_refusals.push((
+        orderd_core::CommandId::parse("c-stale").unwrap(),
+        "409".into(),
+    ));
+    assert!(matches!(
+        old_owner.refuse(&mut refusing).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    let stored = new_owner.load(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.order.state),
+        (1, OrderState::Created)
+    );
+    assert!(stored.refusals.is_empty());
+    let on_hold = new_owner
+        .orders_in_state(&tenant, OrderState::OnHold, None, 10)
+        .await
+        .unwrap();
+    assert!(on_hold.ids.is_empty(), "the fenced write moved no index");
+
+    // The new owner writes; once it lets go, its writes are fenced too.
+    let mut next = stored.clone();
+    next.version = 2;
+    next.order.state = OrderState::InProgress;
+    new_owner
+        .save(&mut next, Some(OrderState::Created))
+        .await
+        .unwrap();
+    new_owner.unfence(&tenant);
+    let mut after = next.clone();
+    after.version = 3;
+    assert!(matches!(
+        new_owner
+            .save(&mut after, Some(OrderState::InProgress))
+            .await,
+        Err(StoreError::Fenced {
+            mine: 0,
+            stored: 9,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
 async fn a_second_writer_of_the_same_version_gets_stale_version() {
     let servers = Servers::start().await;
     let one = servers.store().await;

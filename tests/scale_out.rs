@@ -177,6 +177,18 @@ async fn owner(js: &jetstream::Context, tenant: &str) -> Option<String> {
     (!v.is_empty()).then(|| String::from_utf8_lossy(&v).into_owned())
 }
 
+/// The tenant's owner, and which of the instances `names` it is.
+async fn owner_among(t: &TestApp, names: &[&str]) -> (String, usize) {
+    let owner = owner(&t.js, t.tenant.as_str())
+        .await
+        .expect("the tenant has an owner");
+    let i = names
+        .iter()
+        .position(|n| owner.starts_with(&format!("{n}-")))
+        .expect("the owner is one of the instances");
+    (owner, i)
+}
+
 #[tokio::test]
 async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
     let servers = Servers::start().await;
@@ -192,13 +204,7 @@ async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
         .collect();
     let t = testkit::attach(servers).await;
     let orders = create_orders(&t, 40).await;
-    let owner_before = owner(&t.js, t.tenant.as_str())
-        .await
-        .expect("the tenant has an owner");
-    let victim = names
-        .iter()
-        .position(|n| owner_before.starts_with(&format!("{n}-")))
-        .expect("the owner is one of the three");
+    let (owner_before, victim) = owner_among(&t, &names).await;
 
     let reply = t.nats.new_inbox();
     let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
@@ -237,6 +243,63 @@ async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
         takeover < Duration::from_secs(10),
         "takeover took {takeover:?} (lease 3 s)"
     );
+}
+
+#[tokio::test]
+async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lost() {
+    let servers = Servers::start().await;
+    let names = ["alpha", "bravo"];
+    let procs: Vec<Process> = names
+        .iter()
+        .map(|n| Process::start_with_env(&servers, &[("ORDERD_INSTANCE_NAME", n)]))
+        .collect();
+    let t = testkit::attach(servers).await;
+    let store = t.servers.store().await;
+    let orders = create_orders(&t, 40).await;
+    let (owner_before, stalled) = owner_among(&t, &names).await;
+    let epoch_before = store.stored_epoch(&t.tenant).await.unwrap();
+    assert!(epoch_before > 0, "the owner raised the tenant's epoch");
+
+    // Mid-burst, the owner stops (as a paused VM): what it pulled sits in
+    // its actors, undecided, while the other instance takes the tenant.
+    let reply = t.nats.new_inbox();
+    let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
+    let mut stopped_at = None;
+    let n = publish_burst(&t, &orders, &reply, || {
+        procs[stalled].signal("STOP");
+        stopped_at = Some(Instant::now());
+    })
+    .await;
+    let stopped_at = stopped_at.expect("stopped mid-burst");
+    loop {
+        match owner(&t.js, t.tenant.as_str()).await {
+            Some(o) if o != owner_before => break,
+            _ => {}
+        }
+        assert!(stopped_at.elapsed() < WAIT, "nobody took the tenant over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let epoch_after = store.stored_epoch(&t.tenant).await.unwrap();
+    assert!(
+        epoch_after > epoch_before,
+        "the new owner raised the epoch ({epoch_before} -> {epoch_after})"
+    );
+    // Let the new owner decide a while, then wake the stalled one: it
+    // finds its claim gone and its writes fenced.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    procs[stalled].signal("CONT");
+
+    let got = outcomes(&mut sub, n, WAIT * 2).await;
+    assert_eq!(
+        refused(&got),
+        Vec::<String>::new(),
+        "commands refused across the stall"
+    );
+    assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
+    assert_eq!(store.stored_epoch(&t.tenant).await.unwrap(), epoch_after);
+    for p in procs {
+        p.kill9();
+    }
 }
 
 #[tokio::test]

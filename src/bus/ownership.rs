@@ -20,9 +20,11 @@
 //! Another instance takes the tenant over (compare-and-set on the owners
 //! key) only once the owner's member key is gone, which the server does a
 //! whole lease after the owner's last renewal: by then the owner has
-//! stopped pulling for at least a quarter of a lease. Commands it had
-//! already handed to its actors may still be decided; the snapshot's
-//! compare-and-set makes either write lose to the other, and the new owner
+//! stopped pulling for at least a quarter of a lease. The claim's revision
+//! is its epoch: the new owner raises the tenant's epoch in Redis before it
+//! pulls (`crate::store` fence), and every write of the tenant's orders
+//! must carry the stored epoch, so an owner that stalled past its lease
+//! cannot write when it wakes, whatever the timing. The new owner
 //! reads every unacknowledged message again from the lane's ack floor, in
 //! stream order (`crate::intake::consumers::take_over`). A graceful hand-over (a
 //! join, or shutdown) does not wait for the lease: the owner stops pulling,

@@ -52,6 +52,7 @@ use super::pull::{refuse_unroutable, Intake};
 use crate::bus::ownership::{owner_of, Ownership};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
+use crate::store::RedisStore;
 use crate::{retry, subjects};
 
 /// How often each instance looks for lanes made by others.
@@ -90,6 +91,8 @@ pub struct Lanes {
     intake: Intake,
     stop: watch::Receiver<bool>,
     ownership: Ownership,
+    /// Where each claim's epoch is raised (the fence of its writes).
+    store: RedisStore,
     /// Tenants with lanes on the streams (whoever made them).
     known: Mutex<HashSet<TenantId>>,
     /// Tenants this instance owns.
@@ -110,6 +113,7 @@ impl Lanes {
         intake: Intake,
         stop: watch::Receiver<bool>,
         ownership: Ownership,
+        store: RedisStore,
     ) -> Arc<Self> {
         Arc::new(Self {
             js,
@@ -117,6 +121,7 @@ impl Lanes {
             intake,
             stop,
             ownership,
+            store,
             known: Mutex::new(HashSet::new()),
             held: Mutex::new(HashMap::new()),
             releasing: Mutex::new(HashSet::new()),
@@ -170,6 +175,7 @@ impl Lanes {
                 // Still its owner: the next pass opens the lanes again.
                 h.stop();
                 self.ownership.set_deciding(&tenant, false);
+                self.store.unfence(&tenant);
                 self.ownership.release(&tenant, h.revision).await;
             }
         }
@@ -226,6 +232,7 @@ impl Lanes {
                             h.stop();
                         }
                         self.ownership.set_deciding(&tenant, false);
+                        self.store.unfence(&tenant);
                     }
                 }
                 (Some(_), false) => self.hand_over(tenant),
@@ -250,8 +257,22 @@ impl Lanes {
         Ok(())
     }
 
-    /// Starts pulling `tenant`'s lanes, which this instance now owns.
+    /// Starts pulling `tenant`'s lanes, which this instance now owns:
+    /// first raises the tenant's epoch to this claim's (its revision), so
+    /// no earlier owner writes its orders from then on.
     async fn pull(&self, tenant: &TenantId, revision: u64) {
+        match self.store.fence(tenant, revision).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(tenant = %tenant, "a later claim of the tenant exists: not pulling");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, tenant = %tenant, "cannot raise the tenant's epoch; the next pass tries again");
+                self.ownership.release(tenant, revision).await;
+                return;
+            }
+        }
         let (stop, stop_rx) = watch::channel(false);
         let mut lanes = Vec::new();
         for spec in consumers::intake_streams() {
@@ -261,6 +282,7 @@ impl Lanes {
                 Err(e) => {
                     tracing::warn!(error = %e, tenant = %tenant, "cannot open the lane; the next pass tries again");
                     let _ = stop.send(true);
+                    self.store.unfence(tenant);
                     self.ownership.release(tenant, revision).await;
                     return;
                 }
@@ -275,6 +297,12 @@ impl Lanes {
         }
         tracing::info!(tenant = %tenant, "owner of the tenant: pulling its lanes");
         self.ownership.set_deciding(tenant, true);
+        // Its orders waiting for plugins ask again, from here.
+        tokio::spawn(crate::order::plugins::resume_waiting(
+            self.store.clone(),
+            self.intake.router.clone(),
+            tenant.clone(),
+        ));
         self.held.lock().await.insert(
             tenant.clone(),
             Held {
@@ -299,6 +327,9 @@ impl Lanes {
             this.ownership.set_deciding(&tenant, false);
             let grace = Duration::from_millis(this.settings.runtime.shutdown_grace_ms);
             let settled = settle(&held, this.settings.runtime.max_in_flight, grace).await;
+            // The commands in flight wrote as the owner; from here on, any
+            // left over are fenced and go back to the stream.
+            this.store.unfence(&tenant);
             this.ownership.release(&tenant, held.revision).await;
             this.releasing.lock().await.remove(&tenant);
             tracing::info!(tenant = %tenant, settled, "handed the tenant over");
@@ -320,6 +351,7 @@ impl Lanes {
         for (tenant, h) in held.drain() {
             h.stop();
             self.ownership.set_deciding(&tenant, false);
+            self.store.unfence(&tenant);
         }
     }
 
@@ -511,6 +543,7 @@ impl Lanes {
         let mut held = self.held.lock().await;
         for (tenant, h) in held.drain() {
             self.ownership.set_deciding(&tenant, false);
+            self.store.unfence(&tenant);
             self.ownership.release(&tenant, h.revision).await;
         }
         self.ownership.leave().await;

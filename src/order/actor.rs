@@ -111,6 +111,8 @@ pub struct OrderActorState {
     handled: u64,
     last_activity: Instant,
     idle_reported: bool,
+    /// A write was fenced: another instance owns the tenant; stop.
+    fenced: bool,
     timer: Option<TimerHandle>,
     idle_check: Option<JoinHandle<()>>,
     publish_retry: Option<TimerHandle>,
@@ -153,6 +155,7 @@ impl Actor for OrderActor {
             handled: 0,
             last_activity: Instant::now(),
             idle_reported: false,
+            fenced: false,
             timer: None,
             idle_check: Some(idle_check),
             publish_retry: None,
@@ -192,7 +195,12 @@ impl Actor for OrderActor {
         // inline, allocated for the actor's whole life; the command path's
         // future is several KiB, so inline it would cost every live order
         // that much memory while it sits idle.
-        Box::pin(state.handle_msg(myself, msg)).await;
+        Box::pin(state.handle_msg(myself.clone(), msg)).await;
+        if state.fenced {
+            // Another instance owns the order's tenant now: what this actor
+            // holds may be stale, and the owner decides from here on.
+            myself.stop(Some("fenced".into()));
+        }
         Ok(())
     }
 }
@@ -404,6 +412,16 @@ impl OrderActorState {
                     conflicts += 1;
                     tracing::info!("snapshot moved under us; reloading once");
                     self.snap = None;
+                }
+                Err(StoreError::Fenced {
+                    tenant,
+                    mine,
+                    stored,
+                }) => {
+                    tracing::info!(%tenant, mine, stored, commands = execs.len(), "another instance owns the tenant now: not deciding; the commands go back to it");
+                    telemetry::fenced_write();
+                    self.fenced = true;
+                    return vec![Verdict::Retry(RetryReason::Fenced); execs.len()];
                 }
                 Err(e) => {
                     let reason = match e {
@@ -767,6 +785,8 @@ mod tests {
         loads: AtomicUsize,
         /// The next save fails as if another instance had written first.
         conflict_once: AtomicBool,
+        /// Saves fail as if another instance owned the tenant now.
+        fenced: AtomicBool,
     }
 
     impl SnapshotStore for MemStore {
@@ -781,6 +801,13 @@ mod tests {
             _previous: Option<OrderState>,
         ) -> BoxFuture<'a, Result<(), StoreError>> {
             Box::pin(async move {
+                if self.fenced.load(Ordering::SeqCst) {
+                    return Err(StoreError::Fenced {
+                        tenant: snapshot.order.tenant.clone(),
+                        mine: 1,
+                        stored: 2,
+                    });
+                }
                 let mut snaps = self.snaps.lock().unwrap();
                 let found = snaps.get(&snapshot.order.id).map_or(0, |s| s.version);
                 if self.conflict_once.swap(false, Ordering::SeqCst) {
@@ -955,6 +982,51 @@ mod tests {
             ractor::rpc::CallResult::Success(Ok(order)) => order,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_fenced_write_sends_the_command_back_and_stops_the_actor() {
+        let w = world().await;
+        let id = OrderId(Uuid::new_v4());
+        assert!(matches!(
+            run(&w, id, "k-1", create()).await,
+            Verdict::Applied(_)
+        ));
+        w.store.fenced.store(true, Ordering::SeqCst);
+        let saves = w.store.saves.load(Ordering::SeqCst);
+        let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
+        assert!(
+            matches!(held, Verdict::Retry(RetryReason::Fenced)),
+            "{held:?}"
+        );
+        assert_eq!(w.store.saves.load(Ordering::SeqCst), saves);
+        // The actor stopped: what it held may be stale, so nothing answers
+        // from memory (a read goes to the store).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let read = w
+                .router
+                .call(
+                    |reply| RouterMsg::Read {
+                        order_id: id,
+                        reply,
+                    },
+                    Some(Duration::from_secs(5)),
+                )
+                .await
+                .unwrap();
+            if matches!(read, ractor::rpc::CallResult::Success(Err(_))) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the fenced actor is still live");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Owner again: the command, delivered again, loads the order anew.
+        w.store.fenced.store(false, Ordering::SeqCst);
+        let loads = w.store.loads.load(Ordering::SeqCst);
+        let held = run(&w, id, "k-2", Command::Hold { reason: None }).await;
+        assert!(matches!(held, Verdict::Applied(_)), "{held:?}");
+        assert!(w.store.loads.load(Ordering::SeqCst) > loads);
     }
 
     #[tokio::test]

@@ -116,6 +116,8 @@ pub enum RetryReason {
     Store(String),
     /// Another instance wrote the order twice while we decided.
     Conflict,
+    /// Another instance owns the order's tenant now (its epoch is stored).
+    Fenced,
     /// An earlier command of this order failed and must go first.
     WaitingForEarlier,
 }

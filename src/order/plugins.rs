@@ -17,8 +17,11 @@
 //! that is restarting gets its retries spread out).
 //!
 //! Restarts: an INITIATED order asks again whenever its actor loads it, and
-//! at start-up [`resume_waiting`] loads every INITIATED order, so no order
-//! waits forever for a question nobody asks.
+//! an instance that takes a tenant (at start-up, or over from another)
+//! loads every INITIATED order of it ([`resume_waiting`]), so no order
+//! waits forever for a question nobody asks. A verdict is recorded by the
+//! tenant's owner only: another instance's write is fenced, and it stops
+//! delivering.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -30,9 +33,9 @@ use tokio::sync::mpsc;
 
 use orderd_core::command::PluginVerdict;
 use orderd_core::config::OnTimeout;
-use orderd_core::{Command, CommandId, Envelope, Order, OrderId, OrderState};
+use orderd_core::{Command, CommandId, Envelope, Order, OrderId, OrderState, TenantId};
 
-use super::messages::{Execution, Routed, RouterMsg, Verdict};
+use super::messages::{Execution, RetryReason, Routed, RouterMsg, Verdict};
 use crate::store::{RedisStore, SnapshotStore};
 use crate::wire::{OrderView, PluginReply, PluginRequest};
 use crate::{retry, subjects};
@@ -213,6 +216,10 @@ impl Asker {
                 return; // shutting down: the order asks again when it loads
             }
             match tokio::time::timeout(Duration::from_secs(30), rx).await {
+                Ok(Ok(Verdict::Retry(RetryReason::Fenced))) => {
+                    // Another instance owns the tenant: it asks itself.
+                    return;
+                }
                 Ok(Ok(Verdict::Retry(_))) | Err(_) => {
                     tokio::time::sleep(delays.next().unwrap_or(retry::LONGEST)).await;
                 }
@@ -227,35 +234,32 @@ impl Asker {
     }
 }
 
-/// At start-up: loads every INITIATED order of every tenant, so each asks
-/// its plugins again.
-pub async fn resume_waiting(store: RedisStore, router: ActorRef<RouterMsg>) {
-    let Ok(tenants) = store.tenants_with_orders_in(OrderState::Initiated).await else {
-        tracing::warn!("cannot look for INITIATED orders at start-up");
+/// When this instance takes `tenant` (at start-up, or over from another):
+/// loads every INITIATED order of it, so each asks its plugins again.
+pub async fn resume_waiting(store: RedisStore, router: ActorRef<RouterMsg>, tenant: TenantId) {
+    let Ok(ids) = store
+        .oldest_orders_in(&tenant, OrderState::Initiated, 10_000)
+        .await
+    else {
+        tracing::warn!(%tenant, "cannot look for the tenant's INITIATED orders");
         return;
     };
-    for tenant in tenants {
-        let ids = store
-            .oldest_orders_in(&tenant, OrderState::Initiated, 10_000)
-            .await
-            .unwrap_or_default();
-        let loads = futures::stream::iter(ids)
-            .map(|order_id| {
-                let router = router.clone();
-                async move {
-                    let (tx, rx) = ractor::concurrency::oneshot();
-                    if router
-                        .cast(RouterMsg::Route {
-                            order_id,
-                            msg: Routed::Read(tx.into()),
-                        })
-                        .is_ok()
-                    {
-                        let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-                    }
+    let loads = futures::stream::iter(ids)
+        .map(|order_id| {
+            let router = router.clone();
+            async move {
+                let (tx, rx) = ractor::concurrency::oneshot();
+                if router
+                    .cast(RouterMsg::Route {
+                        order_id,
+                        msg: Routed::Read(tx.into()),
+                    })
+                    .is_ok()
+                {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
                 }
-            })
-            .buffer_unordered(16);
-        loads.collect::<Vec<()>>().await;
-    }
+            }
+        })
+        .buffer_unordered(16);
+    loads.collect::<Vec<()>>().await;
 }

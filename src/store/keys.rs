@@ -18,6 +18,7 @@
 //! | `orderd:location:<locationId>` | string | msgpack address (personal data) | the save script |
 //! | `orderd:tenant:<tenant>:config:<version>` | string | msgpack `TenantConfig`, never changed | the publish script |
 //! | `orderd:tenant:<tenant>:config:current` | string | the current version number | the publish script |
+//! | `orderd:tenant:<tenant>:epoch` | string | the epoch of the tenant's owner: its orders are written with it only | the owner's claim (`fence`) |
 //!
 //! Invariants: every key starts with [`ROOT`]; tenants and ids are printed by
 //! their own `Display`, which never holds a `:`, so a key names one thing;
@@ -134,6 +135,11 @@ pub fn config_version_prefix(tenant: &TenantId) -> String {
 /// The tenant's current configuration version number.
 pub fn config_current(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:config:current")
+}
+
+/// The epoch of the tenant's current owner (the fence).
+pub fn owner_epoch(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:epoch")
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@
 //!   start-up scan (keyset pages over an index, recent orders, the orders
 //!   in a state);
 //! - `timers`: the set of orders by their earliest due timer;
+//! - `fence`: the epoch of each tenant's owner, which every write of its
+//!   orders must carry;
 //! - `configs`: tenant configurations, one immutable version per change and
 //!   the current pointer, their caches, and the publish script;
 //! - [`backfill`]: the background walk that writes the index entries a
@@ -42,6 +44,7 @@
 
 pub mod backfill;
 mod configs;
+mod fence;
 pub mod indexes;
 pub mod keys;
 mod paging;
@@ -109,6 +112,18 @@ pub enum StoreError {
         reached: u32,
         /// Replicas asked for.
         wanted: u32,
+    },
+    /// Another instance owns the order's tenant now (a later claim raised
+    /// its epoch): this one may not write its orders. Nothing was written;
+    /// the command goes back to the stream for the owner.
+    #[error("tenant {tenant} is owned under epoch {stored}, not {mine}: write fenced")]
+    Fenced {
+        /// The tenant.
+        tenant: TenantId,
+        /// The epoch this instance wrote with.
+        mine: u64,
+        /// The stored one.
+        stored: u64,
     },
     /// The TLS files the settings name cannot be read.
     #[error("{0}")]
@@ -189,6 +204,8 @@ pub struct RedisStore {
     /// The current configuration version last seen per tenant: the guess a
     /// write computes its index entries with (the save script checks it).
     current: Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
+    /// The epochs this instance writes its tenants' orders with.
+    fences: fence::Fences,
 }
 
 /// A self-reconnecting multiplexed connection to `info`.
@@ -271,6 +288,7 @@ impl RedisStore {
             save_script: redis::Script::new(snapshots::SAVE_SCRIPT),
             versions: Arc::default(),
             current: Arc::default(),
+            fences: fence::Fences::default(),
         };
         if settings.require_appendonly {
             store.check_appendonly().await?;

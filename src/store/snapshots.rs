@@ -106,14 +106,16 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
 /// id index, 5 timers, 6 the tenant's current configuration pointer, 7 the
-/// order's command ids, 8 its refusals.
+/// order's command ids, 8 its refusals, 9 the tenant's owner epoch.
 /// ARGV: 1 expected version, 2 new version, 3 snapshot ('' to rewrite only
 /// the indexes of the stored snapshot), 4 order id, 5 createdAt score, 6 "1"
 /// when there is an old state, 7 "1" when the order has a client order id,
 /// 8 earliest timer due (ms) or "", 9 the configuration version the entries
 /// were computed with, 10 command ids to append (each followed by a
 /// newline; '' for none), 11 refusals to record (see [`refusals_arg`]),
-/// 12 how many refusals an order keeps at most, 13 the number n of personal data items, then n
+/// 12 how many refusals an order keeps at most, 13 the writer's epoch ('' for
+/// a write of the indexes alone, which any instance may do; see
+/// [`super::fence`]), 14 the number n of personal data items, then n
 /// pairs of (contact or location key, value) to set, then pairs of (index
 /// key, score): the order's other
 /// index entries ([`super::indexes`]). Entries of the previous write (the
@@ -126,13 +128,17 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// fine on a single Redis, not on a cluster (where every key would need one
 /// hash slot).
 pub(super) const SAVE_SCRIPT: &str = r"
+if ARGV[13] ~= '' then
+  local epoch = redis.call('GET', KEYS[9]) or '0'
+  if epoch ~= ARGV[13] then return {3, epoch} end
+end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
 local config = redis.call('GET', KEYS[6])
 if not config then config = '1' end
 if config ~= ARGV[9] then return {2, config} end
-local personal = 14 + 2 * tonumber(ARGV[13])
+local personal = 15 + 2 * tonumber(ARGV[14])
 local keep = {}
 local list = {}
 for i = personal, #ARGV, 2 do
@@ -147,7 +153,7 @@ if old then
   end
 end
 if ARGV[3] ~= '' then
-  for i = 14, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
+  for i = 15, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
   if ARGV[10] ~= '' then redis.call('APPEND', KEYS[7], ARGV[10]) end
   for line in string.gmatch(ARGV[11], '[^\n]+') do
     if redis.call('HLEN', KEYS[8]) >= tonumber(ARGV[12]) then break end
@@ -173,13 +179,16 @@ return {1, ARGV[2]}
 /// an order never written (it has no version to check, and a refusal of an
 /// order that does not exist repeats itself when decided again).
 ///
-/// KEYS: 1 order hash, 2 its refusals. ARGV: 1 the version they were
-/// decided on, 2 the refusals (see [`refusals_arg`]), 3 how many an order
-/// keeps at most.
+/// KEYS: 1 order hash, 2 its refusals, 3 the tenant's owner epoch. ARGV: 1
+/// the version they were decided on, 2 the refusals (see [`refusals_arg`]),
+/// 3 how many an order keeps at most, 4 the writer's epoch.
 ///
 /// Returns `{1, version}` when recorded (or nothing to record), `{0, stored
-/// version}` when the order moved on.
+/// version}` when the order moved on, `{3, stored epoch}` when another
+/// owner's epoch is stored.
 const REFUSE_SCRIPT: &str = r"
+local epoch = redis.call('GET', KEYS[3]) or '0'
+if epoch ~= ARGV[4] then return {3, epoch} end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
@@ -346,6 +355,7 @@ impl RedisStore {
                 .key(keys::config_current(&order.tenant))
                 .key(keys::command_ids(&order.id))
                 .key(keys::refusals(&order.id))
+                .key(keys::owner_epoch(&order.tenant))
                 .arg(expected)
                 .arg(new_version)
                 .arg(&bytes)
@@ -362,6 +372,11 @@ impl RedisStore {
                 .arg(&new_ids)
                 .arg(&refusals)
                 .arg(REFUSALS_KEPT)
+                .arg(if new_version == expected {
+                    String::new()
+                } else {
+                    self.fences.epoch(&order.tenant).to_string()
+                })
                 .arg(personal.len());
             for (key, value) in &personal {
                 invocation.arg(key).arg(value);
@@ -378,6 +393,7 @@ impl RedisStore {
                 2 => {
                     config_version = found.parse().unwrap_or(configs::DEFAULT_VERSION);
                 }
+                3 => return Err(self.fenced(&order.tenant, &found)),
                 _ => {
                     return Err(StoreError::StaleVersion {
                         order: order.id,
@@ -388,6 +404,14 @@ impl RedisStore {
             }
         }
         Err(StoreError::ConfigChanging(order.tenant.clone()))
+    }
+
+    fn fenced(&self, tenant: &TenantId, stored: &str) -> StoreError {
+        StoreError::Fenced {
+            tenant: tenant.clone(),
+            mine: self.fences.epoch(tenant),
+            stored: stored.parse().unwrap_or(0),
+        }
     }
 
     fn current_guess(&self, tenant: &TenantId, fallback: u64) -> u64 {
@@ -480,11 +504,16 @@ impl SnapshotStore for RedisStore {
             let (ok, found): (i64, String) = redis::Script::new(REFUSE_SCRIPT)
                 .key(keys::order(&order))
                 .key(keys::refusals(&order))
+                .key(keys::owner_epoch(&snapshot.order.tenant))
                 .arg(snapshot.version)
                 .arg(refusals_arg(&snapshot.new_refusals))
                 .arg(REFUSALS_KEPT)
+                .arg(self.fences.epoch(&snapshot.order.tenant))
                 .invoke_async(&mut conn)
                 .await?;
+            if ok == 3 {
+                return Err(self.fenced(&snapshot.order.tenant, &found));
+            }
             if ok != 1 {
                 return Err(StoreError::StaleVersion {
                     order,
