@@ -98,9 +98,11 @@ fn template(tenant: &TenantId, config: &TenantConfig) -> anyhow::Result<Order> {
             work_orders: vec![
                 WorkOrderSpec {
                     kind: "PICKUP".into(),
+                    ..Default::default()
                 },
                 WorkOrderSpec {
                     kind: "DELIVERY".into(),
+                    ..Default::default()
                 },
             ],
             custom,

@@ -28,9 +28,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use command::{
-    ContactBody, CreateOrderBody, DropDetailsBody, EmptyBody, ExecutionFlowBody, JobUpdateBody,
-    MoneyBody, OrderSummaryBody, ReasonBody, SubStateBody, UpdateDropDetailsBody, UpdateOrderBody,
-    WorkOrderBody,
+    ContactBody, CreateOrderBody, DropDetailsBody, EmptyBody, ExecutionFlowBody, ItemBody,
+    JobUpdateBody, MoneyBody, OrderSummaryBody, ReasonBody, StopBody, SubStateBody,
+    UpdateDropDetailsBody, UpdateOrderBody, WorkOrderBody,
 };
 pub use config::{
     AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest,
@@ -42,7 +42,7 @@ pub use message::{close_reason, parse_rfc3339, rfc3339, DispatchMessage, EventMe
 pub use view::{
     CancellationView, CountsRequest, CountsResponse, DropDetailsView, HistoryRequest,
     HistoryResponse, MilestoneView, OrderRequest, OrderSummaryView, OrderView, OutcomeRequest,
-    QueryRequest, QueryResponse, RangeBody, WorkOrderView,
+    QueryRequest, QueryResponse, RangeBody, StopView, WorkOrderView,
 };
 
 use crate::headers;

@@ -11,7 +11,7 @@ use orderd::wire::{
     DispatchMessage, DropDetailsBody, DryRunReply, DryRunRequest, ErrorBody, EventMessage,
     ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody, MoneyBody, OrderDifference,
     OrderEnd, OrderRequest, OrderSummaryBody, OrderView, Outcome, PluginReply, PluginRequest,
-    QueryRequest, QueryResponse, RangeBody, ReasonBody, StepDifference, SubStateBody,
+    QueryRequest, QueryResponse, RangeBody, ReasonBody, StepDifference, StopBody, SubStateBody,
     UnreplayableOrder, UpdateDropDetailsBody, UpdateOrderBody, ValidateReply, WorkOrderBody,
 };
 use orderd_core::ids::{CommandId, Timestamp};
@@ -185,6 +185,17 @@ fn sample_order() -> Order {
         job_id: None,
         ignored_updates: 0,
         last_ignored: None,
+        details: orderd_core::model::WorkOrderDetails {
+            items: vec![orderd_core::model::Item {
+                id: "SKU-1".into(),
+                description: "Fridge".into(),
+                quantity: 1,
+                weight: Some(60.0),
+            }],
+            instructions: Some("ring twice".into()),
+            pickup: Default::default(),
+            drop: Default::default(),
+        },
     });
     o
 }
@@ -219,6 +230,12 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             currency: "GBP".into(),
         }),
     };
+    let item = orderd::wire::ItemBody {
+        id: "SKU-1".into(),
+        description: "Fridge".into(),
+        quantity: 1,
+        weight: Some(60.0),
+    };
     let contact = ContactBody {
         name: "n".into(),
         phone: "p".into(),
@@ -233,6 +250,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         order_summary: None,
         work_orders: vec![WorkOrderBody {
             kind: "DELIVERY".into(),
+            ..Default::default()
         }],
         custom_attributes: Default::default(),
     };
@@ -291,8 +309,15 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             "WorkOrderSpec",
             fields(&WorkOrderBody {
                 kind: "DELIVERY".into(),
+                items: vec![item.clone()],
+                instructions: Some("ring twice".into()),
+                pickup: Some(StopBody::default()),
+                drop: Some(StopBody::default()),
             }),
         ),
+        ("Item", fields(&item)),
+        ("Stop", fields(&StopBody::default())),
+        ("StopView", fields(&orderd::wire::StopView::default())),
         ("UpdateOrder", fields(&UpdateOrderBody::default())),
         (
             "UpdateDropDetails",

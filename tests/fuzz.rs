@@ -1410,7 +1410,10 @@ fn plain_create(kind: &str) -> CreateOrder {
         return_location: None,
         execution_flow: ExecutionFlow::Sequential,
         summary: OrderSummary::default(),
-        work_orders: vec![WorkOrderSpec { kind: kind.into() }],
+        work_orders: vec![WorkOrderSpec {
+            kind: kind.into(),
+            ..Default::default()
+        }],
         custom: BTreeMap::new(),
     }
 }
@@ -1534,7 +1537,10 @@ fn create_order() -> impl Strategy<Value = CreateOrder> {
                     },
                     work_orders: kinds
                         .into_iter()
-                        .map(|kind| WorkOrderSpec { kind })
+                        .map(|kind| WorkOrderSpec {
+                            kind,
+                            ..Default::default()
+                        })
                         .collect(),
                     custom,
                 }

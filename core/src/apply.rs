@@ -46,6 +46,7 @@ fn new_work_order(r: &RegisteredWorkOrder) -> WorkOrder {
         job_id: None,
         ignored_updates: 0,
         last_ignored: None,
+        details: r.details.clone(),
     }
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::config::TenantConfig;
 use crate::ids::{CommandId, ContactId, LocationId, OrderId, TenantId, Timestamp, WorkOrderId};
-use crate::model::{Client, ExecutionFlow, JobStatus, Money, OrderSummary};
+use crate::model::{Client, ExecutionFlow, Item, JobStatus, Money, OrderSummary};
 
 /// A contact: personal data. Its `Debug` never prints the values.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +54,28 @@ pub enum LocationInput {
     Id(LocationId),
 }
 
+/// A pickup or drop of a work order, as the client gave it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StopInput {
+    /// Who to meet.
+    pub contact: Option<ContactInput>,
+    /// Where.
+    pub location: Option<LocationInput>,
+}
+
 /// One work order of a new order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct WorkOrderSpec {
     /// Its type, one the tenant configured (or a default type).
     pub kind: String,
+    /// The items it moves.
+    pub items: Vec<Item>,
+    /// Free text for the crew.
+    pub instructions: Option<String>,
+    /// Where it picks up.
+    pub pickup: StopInput,
+    /// Where it drops (else the order's drop details).
+    pub drop: StopInput,
 }
 
 /// A new order, as the client gave it.

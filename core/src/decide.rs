@@ -17,14 +17,14 @@
 use crate::apply::apply_at;
 use crate::command::{
     Command, ContactInput, CreateOrder, Ctx, Envelope, JobUpdate, LocationInput, PluginVerdict,
-    UpdateOrder,
+    StopInput, UpdateOrder,
 };
 use crate::config::RETURN_TYPE;
 use crate::event::{Event, RegisteredWorkOrder, Registration, Sealed};
 use crate::ids::{ContactId, LocationId, Timestamp, WorkOrderId};
 use crate::model::{
     CancellationStatus, CloseReason, DropDetails, ExecutionFlow, IgnoredWhy, JobStatus, Order,
-    OrderState, TimerKind, UpdateGroup, WorkOrderState,
+    OrderState, Stop, TimerKind, UpdateGroup, WorkOrderDetails, WorkOrderState,
 };
 use crate::rejection::Rejection;
 use crate::validate::{self, Problems};
@@ -100,11 +100,18 @@ impl<'a> Decision<'a> {
     }
 
     fn fresh_id(&mut self) -> uuid::Uuid {
-        // Ctx::FRESH_IDS covers the most any command needs (contact, location,
-        // return location); a shortfall would be a bug in this module.
-        let id = self.ctx.fresh_ids[self.next_fresh_id.min(self.ctx.fresh_ids.len() - 1)];
+        // Ctx::FRESH_IDS covers the order's own (contact, location, return
+        // location); a work order's pickup and drop given in full take ids
+        // derived from the first, which is random: unique in practice, and
+        // the same for the same context (the core stays a pure function).
+        let n = self.next_fresh_id;
         self.next_fresh_id += 1;
-        id
+        if let Some(id) = self.ctx.fresh_ids.get(n) {
+            return *id;
+        }
+        let seed = self.ctx.fresh_ids[0].as_u128();
+        let mixed = seed ^ (n as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        uuid::Builder::from_random_bytes(mixed.to_be_bytes()).into_uuid()
     }
 
     fn refuse_final(&self) -> Result<(), Rejection> {
@@ -129,24 +136,28 @@ impl<'a> Decision<'a> {
         let contact_id = self.contact(&c.contact);
         let location_id = self.location(&c.location);
         let return_location_id = self.location(&c.return_location);
-        let work_orders = c
-            .work_orders
-            .iter()
-            .zip(1u32..)
-            .filter_map(|(w, n)| {
-                config
-                    .work_order_type(&w.kind)
-                    .map(|t| RegisteredWorkOrder {
-                        id: WorkOrderId(n),
-                        kind: w.kind.clone(),
-                        job_type: t.job_type,
-                        max_attempts: t.max_attempts.max(1),
-                        return_on_failure: t.return_on_failure,
-                        return_on_cancel: t.return_on_cancel,
-                        returns: None,
-                    })
-            })
-            .collect();
+        let mut work_orders = Vec::with_capacity(c.work_orders.len());
+        for (w, n) in c.work_orders.iter().zip(1u32..) {
+            let Some(t) = config.work_order_type(&w.kind) else {
+                continue;
+            };
+            let details = WorkOrderDetails {
+                items: w.items.clone(),
+                instructions: w.instructions.clone(),
+                pickup: self.stop(&w.pickup),
+                drop: self.stop(&w.drop),
+            };
+            work_orders.push(RegisteredWorkOrder {
+                id: WorkOrderId(n),
+                kind: w.kind.clone(),
+                job_type: t.job_type,
+                max_attempts: t.max_attempts.max(1),
+                return_on_failure: t.return_on_failure,
+                return_on_cancel: t.return_on_cancel,
+                returns: None,
+                details,
+            });
+        }
         self.emit(Event::Registered(Box::new(Registration {
             client: c.client.clone(),
             client_order_id: c.client_order_id.clone(),
@@ -168,6 +179,14 @@ impl<'a> Decision<'a> {
         }
         self.start_milestones(None);
         Ok(())
+    }
+
+    /// Takes a work order's pickup or drop apart, as the order's.
+    fn stop(&mut self, s: &StopInput) -> Stop {
+        Stop {
+            contact_id: self.contact(&s.contact),
+            location_id: self.location(&s.location),
+        }
     }
 
     /// Takes a contact apart: details become a `ContactRecorded` with a fresh id.
@@ -920,6 +939,28 @@ impl<'a> Decision<'a> {
                 .unwrap_or(0)
                 + 1,
         );
+        // The goods go back the other way: picked up where the returned work
+        // order dropped them (its own drop, else the order's), taken to the
+        // order's return location, else to where they were picked up.
+        let (details, drop) = match self.order.work_order(of) {
+            Some(w) => (w.details.clone(), &self.order.drop),
+            None => (WorkOrderDetails::default(), &self.order.drop),
+        };
+        let pickup = if details.drop.is_empty() {
+            Stop {
+                contact_id: drop.contact_id,
+                location_id: drop.location_id,
+            }
+        } else {
+            details.drop
+        };
+        let back_to = match drop.return_location_id {
+            Some(location) => Stop {
+                contact_id: None,
+                location_id: Some(location),
+            },
+            None => details.pickup,
+        };
         self.emit(Event::ReturnAdded(RegisteredWorkOrder {
             id,
             kind: RETURN_TYPE.to_owned(),
@@ -928,6 +969,12 @@ impl<'a> Decision<'a> {
             return_on_failure: false,
             return_on_cancel: false,
             returns: Some(of),
+            details: WorkOrderDetails {
+                items: details.items,
+                instructions: None,
+                pickup,
+                drop: back_to,
+            },
         }));
     }
 }

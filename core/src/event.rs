@@ -11,7 +11,7 @@ use crate::command::{Address, Contact};
 use crate::ids::{CommandId, ContactId, LocationId, Timestamp, WorkOrderId};
 use crate::model::{
     Client, CloseReason, DropDetails, ExecutionFlow, IgnoredWhy, JobStatus, OrderState,
-    OrderSummary, TimerKind, UpdateGroup, WorkOrderState,
+    OrderSummary, TimerKind, UpdateGroup, WorkOrderDetails, WorkOrderState,
 };
 
 /// Personal data riding on an event on its way to the store apart. It never
@@ -57,6 +57,9 @@ pub struct RegisteredWorkOrder {
     pub return_on_cancel: bool,
     /// For a RETURN: the work order it returns.
     pub returns: Option<WorkOrderId>,
+    /// Items, instructions, pickup and drop (ids only).
+    #[serde(default, skip_serializing_if = "WorkOrderDetails::is_empty")]
+    pub details: WorkOrderDetails,
 }
 
 /// The core attributes of a new order.

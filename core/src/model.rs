@@ -356,6 +356,71 @@ pub enum IgnoredWhy {
     NoCancelRequested,
 }
 
+/// One item a work order moves or works on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// The client's id of the item (SKU, serial, …).
+    pub id: String,
+    /// What it is.
+    pub description: String,
+    /// How many.
+    pub quantity: u32,
+    /// Weight of one, in the client's unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+/// A place a work order picks up at or drops at: ids in the contact and
+/// location stores, never the personal data itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stop {
+    /// Who to meet there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<ContactId>,
+    /// Where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<LocationId>,
+}
+
+impl Stop {
+    /// Neither a contact nor a location.
+    pub fn is_empty(&self) -> bool {
+        self.contact_id.is_none() && self.location_id.is_none()
+    }
+}
+
+/// What dispatch needs to run a work order beyond its type: the items, the
+/// instructions, and where to pick up and drop (a work order without its
+/// own drop uses the order's drop details).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderDetails {
+    /// The items.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Item>,
+    /// Free text for the crew (no personal data: it travels in events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Where the goods are collected.
+    #[serde(default, skip_serializing_if = "Stop::is_empty")]
+    pub pickup: Stop,
+    /// Where they go.
+    #[serde(default, skip_serializing_if = "Stop::is_empty")]
+    pub drop: Stop,
+}
+
+impl WorkOrderDetails {
+    /// Nothing beyond the type.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+            && self.instructions.is_none()
+            && self.pickup.is_empty()
+            && self.drop.is_empty()
+    }
+}
+
 /// One instruction of the order, and the job that runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -394,6 +459,9 @@ pub struct WorkOrder {
     pub ignored_updates: u32,
     /// The latest job update that changed nothing.
     pub last_ignored: Option<IgnoredUpdate>,
+    /// Items, instructions, pickup and drop.
+    #[serde(default, skip_serializing_if = "WorkOrderDetails::is_empty")]
+    pub details: WorkOrderDetails,
 }
 
 impl WorkOrder {

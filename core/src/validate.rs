@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::command::{Address, Contact, CreateOrder, LocationInput, SummaryPatch};
+use crate::command::{
+    Address, Contact, ContactInput, CreateOrder, LocationInput, SummaryPatch, WorkOrderSpec,
+};
 use crate::config::{AttributeDef, DataType, TenantConfig};
 use crate::model::{Money, OrderSummary};
 use crate::rejection::FieldProblem;
@@ -21,6 +23,12 @@ pub const MAX_DEPTH: usize = 8;
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 64;
 /// The largest totalItems.
 pub const MAX_TOTAL_ITEMS: u32 = 1000;
+/// The most items one work order lists.
+pub const MAX_ITEMS: usize = 100;
+/// The longest item description, and the longest instructions.
+pub const MAX_DESCRIPTION: usize = 256;
+/// The longest instructions of a work order.
+pub const MAX_INSTRUCTIONS: usize = 1024;
 
 /// Problems found so far.
 #[derive(Debug, Default)]
@@ -174,8 +182,13 @@ pub fn patched_summary(current: &OrderSummary, patch: &SummaryPatch) -> OrderSum
 
 /// A contact: a name, and one phone number (not a list).
 pub fn contact(p: &mut Problems, c: &Contact) {
+    contact_at(p, "dropDetails.contact", c);
+}
+
+/// A contact at `field` (`dropDetails.contact`, `workOrders[0].pickup.contact`).
+fn contact_at(p: &mut Problems, field: &str, c: &Contact) {
     // Messages never repeat the values: they are personal data.
-    text(p, "dropDetails.contact.name", &c.name, 1, MAX_TEXT);
+    text(p, &format!("{field}.name"), &c.name, 1, MAX_TEXT);
     let phone_ok = (3..=32).contains(&c.phone.len())
         && c.phone.chars().enumerate().all(|(i, ch)| {
             ch.is_ascii_digit() || matches!(ch, ' ' | '-' | '(' | ')') || (i == 0 && ch == '+')
@@ -183,7 +196,7 @@ pub fn contact(p: &mut Problems, c: &Contact) {
         && c.phone.chars().filter(char::is_ascii_digit).count() >= 3;
     if !phone_ok {
         p.add(
-            "dropDetails.contact.phone",
+            format!("{field}.phone"),
             "PATTERN",
             "must be one phone number: digits, spaces, -, ( ), an optional leading +, 3 to 32 characters",
         );
@@ -248,6 +261,61 @@ pub fn create(p: &mut Problems, c: &CreateOrder, config: &TenantConfig) {
                 "UNKNOWN_TYPE",
                 "is not a work-order type of this tenant",
             );
+        }
+        work_order_details(p, &format!("workOrders[{i}]"), w);
+    }
+}
+
+/// A work order's items, instructions, pickup and drop.
+fn work_order_details(p: &mut Problems, at: &str, w: &WorkOrderSpec) {
+    if w.items.len() > MAX_ITEMS {
+        p.add(
+            format!("{at}.items"),
+            "LENGTH",
+            format!("must hold at most {MAX_ITEMS} items, got {}", w.items.len()),
+        );
+    }
+    for (j, item) in w.items.iter().enumerate().take(MAX_ITEMS) {
+        let field = format!("{at}.items[{j}]");
+        text(p, &format!("{field}.id"), &item.id, 1, MAX_TEXT);
+        text(
+            p,
+            &format!("{field}.description"),
+            &item.description,
+            1,
+            MAX_DESCRIPTION,
+        );
+        if item.quantity == 0 || item.quantity > MAX_TOTAL_ITEMS {
+            p.add(
+                format!("{field}.quantity"),
+                "RANGE",
+                format!("must be 1 to {MAX_TOTAL_ITEMS}, got {}", item.quantity),
+            );
+        }
+        if item.weight.is_some_and(|w| !w.is_finite() || w < 0.0) {
+            p.add(
+                format!("{field}.weight"),
+                "RANGE",
+                "must be a number 0 or more",
+            );
+        }
+    }
+    if let Some(instructions) = &w.instructions {
+        let n = instructions.chars().count();
+        if n == 0 || n > MAX_INSTRUCTIONS {
+            p.add(
+                format!("{at}.instructions"),
+                "LENGTH",
+                format!("must be 1 to {MAX_INSTRUCTIONS} characters, got {n}"),
+            );
+        }
+    }
+    for (name, stop) in [("pickup", &w.pickup), ("drop", &w.drop)] {
+        if let Some(ContactInput::Details(d)) = &stop.contact {
+            contact_at(p, &format!("{at}.{name}.contact"), d);
+        }
+        if let Some(l) = &stop.location {
+            location(p, &format!("{at}.{name}.location"), l);
         }
     }
 }

@@ -1067,3 +1067,75 @@ fn event_kinds_are_listed_once_each() {
         assert_eq!(json["kind"], e.kind(), "the serialized tag is the kind");
     }
 }
+
+#[test]
+fn a_work_orders_details_are_kept_with_ids_and_a_return_goes_the_other_way() {
+    use orderd_core::command::{Address, LocationInput, StopInput};
+    use orderd_core::model::Item;
+
+    let mut c = common::create(Sequential, &["DELIVERY", "DELIVERY"]);
+    let address =
+        |street: &str| LocationInput::Address(Address(serde_json::json!({"street": street})));
+    c.location = Some(address("1 Drop Lane"));
+    c.return_location = Some(address("7 Returns Way"));
+    c.work_orders[0].items = vec![Item {
+        id: "SKU-1".into(),
+        description: "Fridge".into(),
+        quantity: 1,
+        weight: Some(60.0),
+    }];
+    c.work_orders[0].instructions = Some("Two people".into());
+    c.work_orders[0].pickup = StopInput {
+        contact: Some(ContactInput::Details(Contact {
+            name: "Depot Desk".into(),
+            phone: "+15550111".into(),
+        })),
+        location: Some(address("9 Depot Road")),
+    };
+    c.work_orders[1].drop = StopInput {
+        contact: None,
+        location: Some(address("2 Other Street")),
+    };
+    let mut h = Harness::new(orderd_core::TenantConfig::default());
+    let created = h.ok(Command::Create(Box::new(c)));
+    // Six pieces of personal data (the order's contact, drop and return
+    // location, the pickup's contact and address, the second drop), each
+    // stored apart under its own id.
+    let recorded: Vec<String> = created
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ContactRecorded { contact_id, .. } => Some(contact_id.to_string()),
+            Event::LocationRecorded { location_id, .. } => Some(location_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded.len(), 6, "{recorded:?}");
+    let distinct: std::collections::HashSet<_> = recorded.iter().collect();
+    assert_eq!(distinct.len(), 6, "every id is new: {recorded:?}");
+    let first = h.wo(1).details.clone();
+    assert_eq!(first.items[0].id, "SKU-1");
+    assert_eq!(first.instructions.as_deref(), Some("Two people"));
+    assert!(first.pickup.contact_id.is_some() && first.pickup.location_id.is_some());
+    assert!(first.drop.is_empty(), "no own drop: the order's");
+    assert!(h.wo(2).details.drop.location_id.is_some());
+    assert_ne!(h.wo(2).details.drop.location_id, h.order.drop.location_id);
+
+    // The first fails for good: its return picks up where it dropped (the
+    // order's drop) and goes to the order's return location.
+    for attempt in 1..=3 {
+        h.job_ok(1, attempt, Failed);
+    }
+    let ret = h.wo(3).clone();
+    assert_eq!(ret.returns, Some(orderd_core::WorkOrderId(1)));
+    assert_eq!(ret.details.items, first.items);
+    assert_eq!(ret.details.pickup.location_id, h.order.drop.location_id);
+    assert_eq!(ret.details.pickup.contact_id, h.order.drop.contact_id);
+    assert_eq!(
+        ret.details.drop.location_id,
+        h.order.drop.return_location_id
+    );
+    assert_eq!(ret.details.instructions, None);
+    // Rebuilt from its events, the order holds the same details.
+    assert_eq!(h.rebuilt(), h.order);
+}

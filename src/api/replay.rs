@@ -57,12 +57,12 @@ use std::fmt::Write as _;
 use uuid::Uuid;
 
 use orderd_core::command::{
-    ContactInput, CreateOrder, JobUpdate, LocationInput, PluginVerdict, SummaryPatch, UpdateOrder,
-    WorkOrderSpec,
+    ContactInput, CreateOrder, JobUpdate, LocationInput, PluginVerdict, StopInput, SummaryPatch,
+    UpdateOrder, WorkOrderSpec,
 };
 use orderd_core::decide::{CANCELLED_BY_DISPATCH, COMPLETED_BEFORE_CANCEL};
 use orderd_core::event::Registration;
-use orderd_core::model::JobStatus;
+use orderd_core::model::{JobStatus, Stop};
 use orderd_core::{
     apply_change, execute, Command, CommandId, Ctx, Envelope, Event, Order, OrderId, Outcome,
     Rejection, TenantConfig, TenantId, Timestamp,
@@ -314,8 +314,18 @@ fn create_of(r: &Registration) -> CreateOrder {
             .work_orders
             .iter()
             .filter(|w| w.returns.is_none())
-            .map(|w| WorkOrderSpec {
-                kind: w.kind.clone(),
+            .map(|w| {
+                let stop = |s: &Stop| StopInput {
+                    contact: s.contact_id.map(ContactInput::Id),
+                    location: s.location_id.map(LocationInput::Id),
+                };
+                WorkOrderSpec {
+                    kind: w.kind.clone(),
+                    items: w.details.items.clone(),
+                    instructions: w.details.instructions.clone(),
+                    pickup: stop(&w.details.pickup),
+                    drop: stop(&w.details.drop),
+                }
             })
             .collect(),
         custom: r.custom.clone(),

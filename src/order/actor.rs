@@ -939,6 +939,7 @@ mod tests {
             summary: OrderSummary::default(),
             work_orders: vec![orderd_core::command::WorkOrderSpec {
                 kind: "PICKUP".into(),
+                ..Default::default()
             }],
             custom: Default::default(),
         }))

@@ -7,11 +7,11 @@ use std::marker::PhantomData;
 use std::num::NonZeroU32;
 
 use orderd_core::command::{
-    Address, Contact, ContactInput, CreateOrder, JobUpdate, LocationInput, SummaryPatch,
+    Address, Contact, ContactInput, CreateOrder, JobUpdate, LocationInput, StopInput, SummaryPatch,
     UpdateOrder, WorkOrderSpec,
 };
 use orderd_core::ids::{ContactId, LocationId};
-use orderd_core::model::{Client, ExecutionFlow, Money, OrderSummary};
+use orderd_core::model::{Client, ExecutionFlow, Item, Money, OrderSummary};
 use orderd_core::Command;
 use serde::de::value::{MapAccessDeserializer, StringDeserializer};
 use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -195,12 +195,106 @@ impl From<&Money> for MoneyBody {
 }
 
 /// One work order of a new order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkOrderBody {
     /// Its type (DELIVERY, PICKUP, …).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The items it moves or works on.
+    #[serde(default)]
+    pub items: Vec<ItemBody>,
+    /// Free text for the crew (it travels in events: no personal data).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Where it picks up: a contact and a location, each in full or by id.
+    #[serde(default, deserialize_with = "map_or_null")]
+    pub pickup: Option<StopBody>,
+    /// Where it drops (else the order's drop details).
+    #[serde(default, deserialize_with = "map_or_null")]
+    pub drop: Option<StopBody>,
+}
+
+/// One item of a work order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemBody {
+    /// The client's id of the item.
+    pub id: String,
+    /// What it is.
+    pub description: String,
+    /// How many (1 to 1000).
+    pub quantity: u32,
+    /// Weight of one.
+    #[serde(default)]
+    pub weight: Option<f64>,
+}
+
+impl From<ItemBody> for Item {
+    fn from(i: ItemBody) -> Self {
+        Item {
+            id: i.id,
+            description: i.description,
+            quantity: i.quantity,
+            weight: i.weight,
+        }
+    }
+}
+
+impl From<&Item> for ItemBody {
+    fn from(i: &Item) -> Self {
+        ItemBody {
+            id: i.id.clone(),
+            description: i.description.clone(),
+            quantity: i.quantity,
+            weight: i.weight,
+        }
+    }
+}
+
+/// A work order's pickup or drop: each of contact and location in full
+/// (personal data, stored apart under a new id) or by id, never both.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StopBody {
+    /// Who to meet (personal data).
+    #[serde(default, deserialize_with = "map_or_null")]
+    pub contact: Option<ContactBody>,
+    /// A contact already in the contact store.
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    /// The address: any JSON object (personal data).
+    #[serde(default)]
+    pub location: Option<serde_json::Value>,
+    /// A location already in the location store.
+    #[serde(default)]
+    pub location_id: Option<String>,
+}
+
+impl StopBody {
+    fn into_input(self, path: &str) -> Result<StopInput, WireError> {
+        Ok(StopInput {
+            contact: contact_input(self.contact, self.contact_id, path)?,
+            location: location_input(self.location, self.location_id, path, "location")?,
+        })
+    }
+}
+
+impl WorkOrderBody {
+    fn into_spec(self, i: usize) -> Result<WorkOrderSpec, WireError> {
+        let stop = |s: Option<StopBody>, name: &str| {
+            s.map_or(Ok(StopInput::default()), |s| {
+                s.into_input(&format!("workOrders[{i}].{name}"))
+            })
+        };
+        Ok(WorkOrderSpec {
+            kind: self.kind,
+            items: self.items.into_iter().map(Item::from).collect(),
+            instructions: self.instructions,
+            pickup: stop(self.pickup, "pickup")?,
+            drop: stop(self.drop, "drop")?,
+        })
+    }
 }
 
 /// The body of `update`: only what may change after creation.
@@ -431,8 +525,9 @@ impl TryFrom<CreateOrderBody> for CreateOrder {
             work_orders: b
                 .work_orders
                 .into_iter()
-                .map(|w| WorkOrderSpec { kind: w.kind })
-                .collect(),
+                .enumerate()
+                .map(|(i, w)| w.into_spec(i))
+                .collect::<Result<_, _>>()?,
             custom: b.custom_attributes,
         })
     }

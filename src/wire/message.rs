@@ -7,6 +7,8 @@ use orderd_core::{Change, Event, JobCommand, OrderId, Timestamp};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use super::command::ItemBody;
+use super::view::StopView;
 use super::ErrorBody;
 use crate::subjects::EventKind;
 
@@ -128,9 +130,11 @@ pub fn close_reason(reason: CloseReason) -> &'static str {
 /// A job command for dispatch, on
 /// `orderd.v1.<tenant>.dispatch.<orderId>.<workOrderId>.<action>`. A `create`
 /// also carries what the job needs to run: the job and work-order types, the
-/// group (COMPLETE_TOGETHER), and the contact and location ids (never the
-/// personal data itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// group (COMPLETE_TOGETHER), the items and instructions, where to pick up
+/// and drop, and the contact and location ids (never the personal data
+/// itself: dispatch reads it by id through the contact and location
+/// endpoints).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DispatchMessage {
     /// The tenant.
@@ -159,6 +163,15 @@ pub struct DispatchMessage {
     pub location_id: Option<String>,
     /// The return location id (create only).
     pub return_location_id: Option<String>,
+    /// The items (create only).
+    pub items: Option<Vec<ItemBody>>,
+    /// Free text for the crew (create only).
+    pub instructions: Option<String>,
+    /// Where the job picks up (create only).
+    pub pickup: Option<StopView>,
+    /// Where the job drops (create only): the work order's own drop, else
+    /// the order's drop contact and location.
+    pub drop: Option<StopView>,
 }
 
 impl DispatchMessage {
@@ -182,6 +195,25 @@ impl DispatchMessage {
             contact_id: when_create(order.drop.contact_id.map(|id| id.to_string())),
             location_id: when_create(order.drop.location_id.map(|id| id.to_string())),
             return_location_id: when_create(order.drop.return_location_id.map(|id| id.to_string())),
+            items: work_order
+                .filter(|_| create)
+                .map(|w| w.details.items.iter().map(ItemBody::from).collect()),
+            instructions: work_order
+                .filter(|_| create)
+                .and_then(|w| w.details.instructions.clone()),
+            pickup: work_order
+                .filter(|_| create)
+                .map(|w| StopView::from(&w.details.pickup)),
+            drop: work_order.filter(|_| create).map(|w| {
+                if w.details.drop.is_empty() {
+                    StopView {
+                        contact_id: order.drop.contact_id.map(|id| id.to_string()),
+                        location_id: order.drop.location_id.map(|id| id.to_string()),
+                    }
+                } else {
+                    StopView::from(&w.details.drop)
+                }
+            }),
         }
     }
 }

@@ -573,6 +573,7 @@ fn sample_order() -> Order {
         job_id: None,
         ignored_updates: 0,
         last_ignored: None,
+        details: Default::default(),
     });
     o
 }

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use orderd_core::model::{CancellationStatus, MilestoneStatus, Order, WorkOrder};
+use orderd_core::model::{CancellationStatus, MilestoneStatus, Order, Stop, WorkOrder};
 use orderd_core::{CommandId, OrderId, OrderState, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::command::{ExecutionFlowBody, MoneyBody};
+use super::command::{ExecutionFlowBody, ItemBody, MoneyBody};
 use super::message::{close_reason, rfc3339, EventMessage};
 use super::WireError;
 use crate::subjects;
@@ -113,8 +113,28 @@ pub struct CancellationView {
     pub status_timestamp: Option<String>,
 }
 
+/// A work order's pickup or drop: ids only (read the data itself through
+/// the contact and location endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopView {
+    /// Who to meet there.
+    pub contact_id: Option<String>,
+    /// Where.
+    pub location_id: Option<String>,
+}
+
+impl From<&Stop> for StopView {
+    fn from(s: &Stop) -> Self {
+        Self {
+            contact_id: s.contact_id.map(|id| id.to_string()),
+            location_id: s.location_id.map(|id| id.to_string()),
+        }
+    }
+}
+
 /// One work order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkOrderView {
     /// 1, 2, 3… within the order.
@@ -142,6 +162,14 @@ pub struct WorkOrderView {
     pub started: bool,
     /// The last cancel sent for the current attempt was refused by dispatch.
     pub cancel_failed: bool,
+    /// The items.
+    pub items: Vec<ItemBody>,
+    /// Free text for the crew.
+    pub instructions: Option<String>,
+    /// Its own pickup.
+    pub pickup: StopView,
+    /// Its own drop (empty: the order's drop details).
+    pub drop: StopView,
 }
 
 /// Where one milestone of the order stands.
@@ -194,6 +222,10 @@ impl From<&WorkOrder> for WorkOrderView {
             ignored_updates: w.ignored_updates,
             started: w.started,
             cancel_failed: w.cancel_failed,
+            items: w.details.items.iter().map(ItemBody::from).collect(),
+            instructions: w.details.instructions.clone(),
+            pickup: StopView::from(&w.details.pickup),
+            drop: StopView::from(&w.details.drop),
         }
     }
 }

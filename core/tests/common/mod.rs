@@ -39,7 +39,10 @@ pub fn create(flow: ExecutionFlow, kinds: &[&str]) -> CreateOrder {
         },
         work_orders: kinds
             .iter()
-            .map(|k| WorkOrderSpec { kind: (*k).into() })
+            .map(|k| WorkOrderSpec {
+                kind: (*k).into(),
+                ..Default::default()
+            })
             .collect(),
         custom: BTreeMap::new(),
     }

@@ -1,0 +1,206 @@
+//! What dispatch receives: a job command carries its work order's items,
+//! instructions, and where to pick up and drop, as ids in the contact and
+//! location stores, never the personal data itself; bad details are refused
+//! by field and change nothing.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use orderd::subjects;
+use orderd::wire::{DispatchMessage, Outcome};
+use serde_json::{json, Value};
+use testkit::{complete_everything, create_body, msg_id, spawn_app, TestApp};
+
+/// Personal data the test gives; none of it may reach dispatch or events.
+const SECRETS: [&str; 5] = [
+    "Sam Stockwell",
+    "+15550111",
+    "9 Depot Road",
+    "Jane Doe",
+    "1 Main St",
+];
+
+/// A create whose first work order has items, instructions and a pickup
+/// given in full, and whose second has none (it drops at the order's drop).
+fn detailed_create() -> Value {
+    let mut body = create_body("SEQUENTIAL", &["PICKUP", "DELIVERY"]);
+    body["workOrders"][0] = json!({
+        "type": "PICKUP",
+        "items": [
+            {"id": "SKU-1", "description": "Sofa", "quantity": 1, "weight": 40.5},
+            {"id": "SKU-2", "description": "Chair", "quantity": 4}
+        ],
+        "instructions": "Use the service lift",
+        "pickup": {
+            "contact": {"name": "Sam Stockwell", "phone": "+15550111"},
+            "location": {"street": "9 Depot Road", "city": "Springfield"}
+        }
+    });
+    body
+}
+
+async fn outcome(t: &TestApp, body: &Value) -> Outcome {
+    t.send(subjects::create(&t.tenant), body, &msg_id()).await
+}
+
+#[tokio::test]
+async fn a_job_command_carries_items_instructions_and_stops_by_id_only() {
+    let t = spawn_app().await;
+    let mut raw = t
+        .nats
+        .subscribe(subjects::dispatch_of_tenant(&t.tenant))
+        .await
+        .unwrap();
+    let mut events = t.events().await;
+    let _dispatch = t.dispatcher(complete_everything()).await;
+    let order = t.create(&detailed_create()).await;
+    events.wait_state(order, "EXECUTED").await;
+
+    // The two create commands, as dispatch received them, raw.
+    let mut creates: BTreeMap<u32, (DispatchMessage, String)> = BTreeMap::new();
+    while creates.len() < 2 {
+        let msg = tokio::time::timeout(testkit::WAIT, raw.next())
+            .await
+            .expect("job commands in time")
+            .expect("subscription open");
+        let text = String::from_utf8(msg.payload.to_vec()).unwrap();
+        let m: DispatchMessage = serde_json::from_str(&text).unwrap();
+        if m.order_id == order.to_string() && m.action == "create" {
+            creates.insert(m.work_order_id, (m, text));
+        }
+    }
+    let view = t.get(order).await;
+    let (first, first_raw) = &creates[&1];
+    let items = first.items.as_ref().expect("items");
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        (items[0].id.as_str(), items[0].quantity, items[0].weight),
+        ("SKU-1", 1, Some(40.5))
+    );
+    assert_eq!((items[1].id.as_str(), items[1].weight), ("SKU-2", None));
+    assert_eq!(first.instructions.as_deref(), Some("Use the service lift"));
+    let pickup = first.pickup.as_ref().expect("a pickup");
+    let (pickup_contact, pickup_location) = (
+        pickup.contact_id.clone().expect("pickup contact id"),
+        pickup.location_id.clone().expect("pickup location id"),
+    );
+    // The pickup's contact and address are stored apart, under their ids.
+    let store = t.servers.store().await;
+    assert!(store
+        .stored_contact(&pickup_contact)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .stored_location(&pickup_location)
+        .await
+        .unwrap()
+        .is_some());
+    // No own drop: the order's drop contact and location.
+    let drop = first.drop.as_ref().expect("a drop");
+    let order_drop = &view["dropDetails"];
+    assert_eq!(drop.contact_id.as_deref(), order_drop["contactId"].as_str());
+    assert_eq!(
+        drop.location_id.as_deref(),
+        order_drop["locationId"].as_str()
+    );
+    assert_ne!(drop.location_id.as_deref(), Some(pickup_location.as_str()));
+
+    let (second, _) = &creates[&2];
+    assert_eq!(second.items.as_deref().map(<[_]>::len), Some(0));
+    assert_eq!(second.instructions, None);
+    assert_eq!(
+        second
+            .pickup
+            .as_ref()
+            .map(|p| p.contact_id.is_none() && p.location_id.is_none()),
+        Some(true)
+    );
+
+    // The order's view shows the details; the events carry ids only.
+    let wo = &view["workOrders"][0];
+    assert_eq!(wo["items"][0]["description"], "Sofa");
+    assert_eq!(wo["instructions"], "Use the service lift");
+    assert_eq!(wo["pickup"]["contactId"], pickup_contact.as_str());
+    assert!(view["workOrders"][1]["drop"]["locationId"].is_null());
+    let history = serde_json::to_string(&t.history(order).await).unwrap();
+    for secret in SECRETS {
+        assert!(!first_raw.contains(secret), "{secret:?} reached dispatch");
+        assert!(!history.contains(secret), "{secret:?} is in an event");
+        assert!(
+            !view.to_string().contains(secret),
+            "{secret:?} is in the view"
+        );
+    }
+    assert!(history.contains("Use the service lift") && history.contains("SKU-2"));
+}
+
+#[tokio::test]
+async fn bad_work_order_details_are_refused_by_field_and_change_nothing() {
+    let t = spawn_app().await;
+    let field_problems = |o: &Outcome| -> Vec<(String, String)> {
+        let e = o.error.as_ref().expect("an error");
+        assert_eq!(e.code, "ORD-422-INVALID_FIELDS", "{o:?}");
+        e.details
+            .iter()
+            .map(|d| (d.field.clone(), d.code.clone()))
+            .collect()
+    };
+
+    let mut body = detailed_create();
+    body["workOrders"][0]["items"][0]["quantity"] = json!(0);
+    body["workOrders"][0]["items"][1]["weight"] = json!(-1);
+    body["workOrders"][0]["items"][1]["description"] = json!("");
+    body["workOrders"][0]["pickup"]["contact"]["phone"] = json!("call me");
+    let problems = field_problems(&outcome(&t, &body).await);
+    for (field, code) in [
+        ("workOrders[0].items[0].quantity", "RANGE"),
+        ("workOrders[0].items[1].weight", "RANGE"),
+        ("workOrders[0].items[1].description", "LENGTH"),
+        ("workOrders[0].pickup.contact.phone", "PATTERN"),
+    ] {
+        assert!(
+            problems.contains(&(field.to_owned(), code.to_owned())),
+            "{field} {code} not in {problems:?}"
+        );
+    }
+    // The messages never repeat the personal data they refuse.
+    let refused = outcome(&t, &body).await;
+    assert!(!format!("{:?}", refused.error).contains("call me"));
+
+    let mut body = detailed_create();
+    body["workOrders"][0]["items"] = json!(vec![
+        json!({"id": "x", "description": "y", "quantity": 1});
+        101
+    ]);
+    body["workOrders"][0]["instructions"] = json!("x".repeat(1025));
+    let problems = field_problems(&outcome(&t, &body).await);
+    assert!(problems.contains(&("workOrders[0].items".into(), "LENGTH".into())));
+    assert!(problems.contains(&("workOrders[0].instructions".into(), "LENGTH".into())));
+
+    // Shapes the wire refuses before the core: an unknown item field, a
+    // location in full and by id at once, a malformed id.
+    for (path, value) in [
+        ("/workOrders/0/items/0/colour", json!("red")),
+        (
+            "/workOrders/0/pickup/locationId",
+            json!("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+        ),
+        ("/workOrders/1/drop", json!({"contactId": "not-a-uuid"})),
+    ] {
+        let mut body = detailed_create();
+        let (parent, key) = path.rsplit_once('/').unwrap();
+        body.pointer_mut(parent).unwrap()[key] = value;
+        let o = outcome(&t, &body).await;
+        assert_eq!(
+            o.error.as_ref().map(|e| e.code.as_str()),
+            Some("ORD-400-MALFORMED"),
+            "{path}: {o:?}"
+        );
+    }
+    // Nothing was created.
+    let (_, counts) = t
+        .read(subjects::API_COUNTS, &json!({"tenant": t.tenant.as_str()}))
+        .await;
+    assert_eq!(counts["total"], 0, "{counts}");
+}
