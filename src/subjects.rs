@@ -140,6 +140,12 @@ pub const API_HEALTH_ENDPOINT: &str = "health";
 pub const API_OUTCOME_ENDPOINT: &str = "outcome";
 /// Endpoint name of `counts`: a tenant's orders per state and sub-state.
 pub const API_COUNTS_ENDPOINT: &str = "counts";
+/// Endpoint name of `contact`: a contact the tenant's orders stored, by id (audited).
+pub const API_CONTACT_ENDPOINT: &str = "contact";
+/// Endpoint name of `location`: an address the tenant's orders stored, by id (audited).
+pub const API_LOCATION_ENDPOINT: &str = "location";
+/// Endpoint name of `audit`: the tenant's latest reads of personal data.
+pub const API_AUDIT_ENDPOINT: &str = "audit";
 /// Subject of the `get` endpoint (group + endpoint name).
 pub const API_GET: &str = "orderd.v1.api.get";
 /// Subject of the `explain` endpoint.
@@ -154,8 +160,14 @@ pub const API_HEALTH: &str = "orderd.v1.api.health";
 pub const API_OUTCOME: &str = "orderd.v1.api.outcome";
 /// Subject of the `counts` endpoint.
 pub const API_COUNTS: &str = "orderd.v1.api.counts";
+/// Subject of the `contact` endpoint.
+pub const API_CONTACT: &str = "orderd.v1.api.contact";
+/// Subject of the `location` endpoint.
+pub const API_LOCATION: &str = "orderd.v1.api.location";
+/// Subject of the `audit` endpoint.
+pub const API_AUDIT: &str = "orderd.v1.api.audit";
 /// Every read endpoint, as (endpoint name, full subject).
-pub const API_ENDPOINTS: [(&str, &str); 7] = [
+pub const API_ENDPOINTS: [(&str, &str); 10] = [
     (API_GET_ENDPOINT, API_GET),
     (API_EXPLAIN_ENDPOINT, API_EXPLAIN),
     (API_QUERY_ENDPOINT, API_QUERY),
@@ -163,6 +175,9 @@ pub const API_ENDPOINTS: [(&str, &str); 7] = [
     (API_HEALTH_ENDPOINT, API_HEALTH),
     (API_OUTCOME_ENDPOINT, API_OUTCOME),
     (API_COUNTS_ENDPOINT, API_COUNTS),
+    (API_CONTACT_ENDPOINT, API_CONTACT),
+    (API_LOCATION_ENDPOINT, API_LOCATION),
+    (API_AUDIT_ENDPOINT, API_AUDIT),
 ];
 
 /// Endpoint name of `config.get`: a tenant's configuration (current or a version).
@@ -991,7 +1006,7 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 7 + 5 + 1 + 2);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 10 + 5 + 1 + 2);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.plugin.{plugin}.validate"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.dlq.cmd"));

@@ -40,9 +40,10 @@ pub use config::{
 pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
 pub use message::{close_reason, parse_rfc3339, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
-    CancellationView, CountsRequest, CountsResponse, DropDetailsView, HistoryRequest,
-    HistoryResponse, MilestoneView, OrderRequest, OrderSummaryView, OrderView, OutcomeRequest,
-    QueryRequest, QueryResponse, RangeBody, StopView, WorkOrderView,
+    AuditEntryView, AuditRequest, AuditResponse, CancellationView, ContactReply, CountsRequest,
+    CountsResponse, DropDetailsView, HistoryRequest, HistoryResponse, LocationReply, MilestoneView,
+    OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, PersonalRequest, QueryRequest,
+    QueryResponse, RangeBody, StopView, WorkOrderView,
 };
 
 use crate::headers;

@@ -106,6 +106,9 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_CONFIG_DRYRUN,
             subjects::API_OUTCOME,
             subjects::API_COUNTS,
+            subjects::API_CONTACT,
+            subjects::API_LOCATION,
+            subjects::API_AUDIT,
         ]
         .map(str::to_owned),
     );
@@ -359,6 +362,55 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 tenant: "acme".into(),
                 command_id: "k".into(),
                 order_id: Some("x".into()),
+            }),
+        ),
+        (
+            "PersonalRequest",
+            fields(&orderd::wire::PersonalRequest {
+                tenant: "acme".into(),
+                id: order_id.clone(),
+                by: "dispatch".into(),
+            }),
+        ),
+        (
+            "ContactReply",
+            fields(&orderd::wire::ContactReply {
+                tenant: "acme".into(),
+                contact_id: order_id.clone(),
+                name: "n".into(),
+                phone: "1".into(),
+            }),
+        ),
+        (
+            "LocationReply",
+            fields(&orderd::wire::LocationReply {
+                tenant: "acme".into(),
+                location_id: order_id.clone(),
+                address: serde_json::json!({"city": "x"}),
+            }),
+        ),
+        (
+            "AuditRequest",
+            fields(&orderd::wire::AuditRequest {
+                tenant: "acme".into(),
+                limit: Some(5),
+            }),
+        ),
+        (
+            "AuditEntry",
+            fields(&orderd::wire::AuditEntryView {
+                at: "1970-01-01T00:00:00.000Z".into(),
+                kind: "contact".into(),
+                id: "x".into(),
+                by: "d".into(),
+                found: true,
+            }),
+        ),
+        (
+            "AuditResponse",
+            fields(&orderd::wire::AuditResponse {
+                tenant: "acme".into(),
+                entries: vec![],
             }),
         ),
         (

@@ -34,6 +34,7 @@ async fn the_demo_runs_every_order_to_its_end() {
         "ON_HOLD",
         "failed (TECHNICIAN_ILL)",
         "dispatch: resume job 1",
+        "dispatch: read the drop address by id (2 fields",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
     }

@@ -204,3 +204,109 @@ async fn bad_work_order_details_are_refused_by_field_and_change_nothing() {
         .await;
     assert_eq!(counts["total"], 0, "{counts}");
 }
+
+#[tokio::test]
+async fn dispatch_reads_a_stop_by_id_for_its_own_tenant_only_and_every_read_is_audited() {
+    let t = spawn_app().await;
+    let order = t.create(&detailed_create()).await;
+    let view = t.get(order).await;
+    let pickup = &view["workOrders"][0]["pickup"];
+    let contact_id = pickup["contactId"]
+        .as_str()
+        .expect("a contact id")
+        .to_owned();
+    let location_id = pickup["locationId"]
+        .as_str()
+        .expect("a location id")
+        .to_owned();
+    let tenant = t.tenant.as_str();
+    let ask = |subject: &'static str, tenant: String, id: String| {
+        let t = &t;
+        async move {
+            t.read(
+                subject,
+                &json!({"tenant": tenant, "id": id, "by": "dispatch-east"}),
+            )
+            .await
+            .1
+        }
+    };
+
+    let contact = ask(subjects::API_CONTACT, tenant.into(), contact_id.clone()).await;
+    assert_eq!(contact["name"], "Sam Stockwell", "{contact}");
+    assert_eq!(contact["phone"], "+15550111");
+    assert_eq!(contact["contactId"], contact_id.as_str());
+    let location = ask(subjects::API_LOCATION, tenant.into(), location_id.clone()).await;
+    assert_eq!(
+        location["address"],
+        json!({"street": "9 Depot Road", "city": "Springfield"})
+    );
+    // The order's own drop contact reads the same way.
+    let drop_contact = view["dropDetails"]["contactId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jane = ask(subjects::API_CONTACT, tenant.into(), drop_contact).await;
+    assert_eq!(jane["name"], "Jane Doe");
+
+    // Another tenant cannot read them: not found, as for an unknown id;
+    // nor can a location id be read as a contact.
+    let other = testkit::random_tenant();
+    let refused = ask(subjects::API_CONTACT, other.to_string(), contact_id.clone()).await;
+    assert_eq!(refused["code"], "ORD-404-CONTACT_NOT_FOUND", "{refused}");
+    let refused = ask(
+        subjects::API_LOCATION,
+        other.to_string(),
+        location_id.clone(),
+    )
+    .await;
+    assert_eq!(refused["code"], "ORD-404-LOCATION_NOT_FOUND", "{refused}");
+    let crossed = ask(subjects::API_CONTACT, tenant.into(), location_id.clone()).await;
+    assert_eq!(crossed["code"], "ORD-404-CONTACT_NOT_FOUND", "{crossed}");
+    let unknown = ask(
+        subjects::API_LOCATION,
+        tenant.into(),
+        uuid::Uuid::new_v4().to_string(),
+    )
+    .await;
+    assert_eq!(unknown["code"], "ORD-404-LOCATION_NOT_FOUND");
+    let malformed = ask(subjects::API_CONTACT, tenant.into(), "nope".into()).await;
+    assert_eq!(malformed["code"], "ORD-400-MALFORMED");
+
+    // Every read is in its tenant's audit, newest first, without the data.
+    let (_, audit) = t
+        .read(subjects::API_AUDIT, &json!({"tenant": tenant, "limit": 10}))
+        .await;
+    let entries = audit["entries"].as_array().expect("entries");
+    let seen: Vec<(String, String, bool)> = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e["by"], "dispatch-east");
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+                e["found"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 5, "{audit}");
+    assert_eq!(seen[1], ("contact".into(), location_id.clone(), false));
+    assert_eq!(seen[4], ("contact".into(), contact_id.clone(), true));
+    assert_eq!(seen[3], ("location".into(), location_id.clone(), true));
+    for secret in SECRETS {
+        assert!(
+            !audit.to_string().contains(secret),
+            "{secret:?} in the audit"
+        );
+    }
+    let (_, theirs) = t
+        .read(subjects::API_AUDIT, &json!({"tenant": other.as_str()}))
+        .await;
+    let theirs = theirs["entries"].as_array().unwrap();
+    assert_eq!(
+        theirs.len(),
+        2,
+        "the other tenant's refused reads are its own"
+    );
+    assert!(theirs.iter().all(|e| e["found"] == false));
+}

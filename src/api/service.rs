@@ -22,12 +22,13 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use serde::Serialize;
 
-use orderd_core::{Order, OrderId, TenantId};
+use orderd_core::ids::{ContactId, LocationId};
+use orderd_core::{Order, OrderId, Personal, TenantId};
 
 use super::config;
 use crate::order::RouterMsg;
 use crate::settings::Settings;
-use crate::store::{RedisStore, SnapshotStore, StoreError};
+use crate::store::{PersonalRef, RedisStore, SnapshotStore, StoreError};
 use crate::wire::{self, ErrorBody, Format, WireError};
 use crate::{headers, subjects};
 
@@ -111,7 +112,7 @@ impl ServiceHandle {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Get,
     Explain,
@@ -125,6 +126,9 @@ enum Endpoint {
     ConfigDryRun,
     Outcome,
     Counts,
+    Contact,
+    Location,
+    Audit,
 }
 
 /// Starts the service and its endpoints.
@@ -192,6 +196,21 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_COUNTS_ENDPOINT,
             subjects::API_COUNTS,
             Endpoint::Counts,
+        ),
+        (
+            subjects::API_CONTACT_ENDPOINT,
+            subjects::API_CONTACT,
+            Endpoint::Contact,
+        ),
+        (
+            subjects::API_LOCATION_ENDPOINT,
+            subjects::API_LOCATION,
+            Endpoint::Location,
+        ),
+        (
+            subjects::API_AUDIT_ENDPOINT,
+            subjects::API_AUDIT,
+            Endpoint::Audit,
         ),
     ];
     let mut tasks = Vec::new();
@@ -271,6 +290,14 @@ impl Reader {
                     .map(|v| wire::encode_as(&v, format)),
                 Endpoint::Counts => self
                     .counts(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Contact | Endpoint::Location => {
+                    self.personal(which == Endpoint::Contact, ct, body, format)
+                        .await
+                }
+                Endpoint::Audit => self
+                    .audit(ct, body)
                     .await
                     .map(|v| wire::encode_as(&v, format)),
             },
@@ -415,6 +442,74 @@ impl Reader {
             .tenant_config_at(&tenant, order.schema_version)
             .await?;
         Ok(orderd_core::explain(&order, &config))
+    }
+
+    /// A contact (`contact`) or an address the tenant's orders stored, by
+    /// id; the read is audited whether found or not. Another tenant's id
+    /// reads as not found.
+    async fn personal(
+        &self,
+        contact: bool,
+        ct: Option<&str>,
+        body: &[u8],
+        format: Format,
+    ) -> Result<Vec<u8>, Failure> {
+        let req: wire::PersonalRequest = wire::decode(ct, body, self.max_body())?;
+        let tenant = subjects::parse_tenant(&req.tenant).map_err(WireError::from)?;
+        let bad_id = |e: orderd_core::ids::IdError| WireError::Malformed(format!("id: {e}"));
+        let what = if contact {
+            PersonalRef::Contact(ContactId::parse(&req.id).map_err(bad_id)?)
+        } else {
+            PersonalRef::Location(LocationId::parse(&req.id).map_err(bad_id)?)
+        };
+        let by = req.by.chars().take(128).collect::<String>();
+        match self.store.lookup_personal(&tenant, what, &by).await? {
+            Some(Personal::Contact(id, c)) => Ok(wire::encode_as(
+                &wire::ContactReply {
+                    tenant: req.tenant,
+                    contact_id: id.to_string(),
+                    name: c.name,
+                    phone: c.phone,
+                },
+                format,
+            )),
+            Some(Personal::Location(id, a)) => Ok(wire::encode_as(
+                &wire::LocationReply {
+                    tenant: req.tenant,
+                    location_id: id.to_string(),
+                    address: a.0,
+                },
+                format,
+            )),
+            None if contact => Err(Failure(ErrorBody::error(
+                "ORD-404-CONTACT_NOT_FOUND",
+                "no such contact in this tenant",
+            ))),
+            None => Err(Failure(ErrorBody::error(
+                "ORD-404-LOCATION_NOT_FOUND",
+                "no such location in this tenant",
+            ))),
+        }
+    }
+
+    async fn audit(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::AuditResponse, Failure> {
+        let req: wire::AuditRequest = wire::decode(ct, body, self.max_body())?;
+        let tenant = subjects::parse_tenant(&req.tenant).map_err(WireError::from)?;
+        let limit = req.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let entries = self.store.personal_audit(&tenant, limit).await?;
+        Ok(wire::AuditResponse {
+            tenant: req.tenant,
+            entries: entries
+                .into_iter()
+                .map(|e| wire::AuditEntryView {
+                    at: wire::rfc3339(orderd_core::Timestamp(e.at_ms)),
+                    kind: e.kind,
+                    id: e.id,
+                    by: e.by,
+                    found: e.found,
+                })
+                .collect(),
+        })
     }
 
     async fn counts(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::CountsResponse, Failure> {

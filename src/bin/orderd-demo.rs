@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
 
     let labels: Labels = Arc::new(Mutex::new(HashMap::new()));
     let events = print_events(&nats, &tenant, labels.clone()).await?;
-    let dispatch = play_dispatch(&js, &tenant, labels.clone()).await?;
+    let dispatch = play_dispatch(&nats, &js, &tenant, labels.clone()).await?;
 
     let plan: Vec<(&str, &str, Vec<&str>, Scenario)> = vec![
         (
@@ -344,9 +344,39 @@ fn describe(e: &orderd_core::Event) -> String {
     }
 }
 
+/// What a dispatch service does before it sends a crew: reads the job's
+/// drop address by id (the job command carries only the id), which orderd
+/// audits. Prints how many fields it got, not the address itself.
+async fn read_drop_address(
+    nats: &async_nats::Client,
+    tenant: &TenantId,
+    job: &DispatchMessage,
+    label: &str,
+) {
+    let Some(id) = job.drop.as_ref().and_then(|d| d.location_id.clone()) else {
+        return;
+    };
+    let request = json!({"tenant": tenant.as_str(), "id": id, "by": "demo-dispatch"});
+    let Ok(reply) = nats
+        .request(subjects::API_LOCATION, request.to_string().into())
+        .await
+    else {
+        return;
+    };
+    let fields = serde_json::from_slice::<serde_json::Value>(&reply.payload)
+        .ok()
+        .and_then(|v| v["address"].as_object().map(serde_json::Map::len))
+        .unwrap_or(0);
+    println!(
+        "{}  ◆ {label:<10} dispatch: read the drop address by id ({fields} fields; the read is audited)",
+        now()
+    );
+}
+
 /// Plays dispatch: reads the tenant's job commands from the ORDERD_DISPATCH
 /// stream and answers them as the order's scenario says.
 async fn play_dispatch(
+    nats: &async_nats::Client,
     js: &jetstream::Context,
     tenant: &TenantId,
     labels: Labels,
@@ -363,6 +393,7 @@ async fn play_dispatch(
         .await?;
     let mut messages = consumer.messages().await?;
     let js = js.clone();
+    let nats = nats.clone();
     let tenant = tenant.clone();
     Ok(tokio::spawn(async move {
         while let Some(Ok(msg)) = messages.next().await {
@@ -389,6 +420,9 @@ async fn play_dispatch(
                     .map(|t| format!(", {t}"))
                     .unwrap_or_default()
             );
+            if job.action == "create" && job.work_order_id == 1 {
+                read_drop_address(&nats, &tenant, &job, &label).await;
+            }
             let answers: Vec<(u64, JobStatus, Option<&str>)> = match (job.action.as_str(), scenario)
             {
                 ("create", Scenario::HoldResume | Scenario::Cancel) => {

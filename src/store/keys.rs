@@ -18,6 +18,8 @@
 //! | `orderd:location:<locationId>` | string | msgpack address (personal data) | the save script |
 //! | `orderd:tenant:<tenant>:config:<version>` | string | msgpack `TenantConfig`, never changed | the publish script |
 //! | `orderd:tenant:<tenant>:config:current` | string | the current version number | the publish script |
+//! | `orderd:tenant:<tenant>:personal` | set | the contact and location keys the tenant's orders stored: what its reads may resolve | the save script |
+//! | `orderd:tenant:<tenant>:audit` | stream | one entry per read of personal data (kind, id, by, found; never the data), capped | the lookup script |
 //! | `orderd:tenant:<tenant>:epoch` | string | the epoch of the tenant's owner: its orders are written with it only | the owner's claim (`fence`) |
 //!
 //! Invariants: every key starts with [`ROOT`]; tenants and ids are printed by
@@ -135,6 +137,16 @@ pub fn config_version_prefix(tenant: &TenantId) -> String {
 /// The tenant's current configuration version number.
 pub fn config_current(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:config:current")
+}
+
+/// The contact and location keys the tenant's orders stored.
+pub fn tenant_personal(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:personal")
+}
+
+/// The tenant's audit of personal-data reads.
+pub fn tenant_audit(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:audit")
 }
 
 /// The epoch of the tenant's current owner (the fence).

@@ -66,6 +66,7 @@ use crate::settings::RedisSettings;
 
 pub use configs::{PublishError, Published, TenantConfigs};
 pub use paging::{Index, Page};
+pub use personal::{AuditEntry, PersonalRef};
 pub use snapshots::{Reindexed, Snapshot};
 
 /// Why a store operation failed.

@@ -106,7 +106,8 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
 /// id index, 5 timers, 6 the tenant's current configuration pointer, 7 the
-/// order's command ids, 8 its refusals, 9 the tenant's owner epoch.
+/// order's command ids, 8 its refusals, 9 the tenant's owner epoch, 10 the
+/// tenant's personal-data set.
 /// ARGV: 1 expected version, 2 new version, 3 snapshot ('' to rewrite only
 /// the indexes of the stored snapshot), 4 order id, 5 createdAt score, 6 "1"
 /// when there is an old state, 7 "1" when the order has a client order id,
@@ -153,7 +154,10 @@ if old then
   end
 end
 if ARGV[3] ~= '' then
-  for i = 15, personal - 1, 2 do redis.call('SET', ARGV[i], ARGV[i + 1]) end
+  for i = 15, personal - 1, 2 do
+    redis.call('SET', ARGV[i], ARGV[i + 1])
+    redis.call('SADD', KEYS[10], ARGV[i])
+  end
   if ARGV[10] ~= '' then redis.call('APPEND', KEYS[7], ARGV[10]) end
   for line in string.gmatch(ARGV[11], '[^\n]+') do
     if redis.call('HLEN', KEYS[8]) >= tonumber(ARGV[12]) then break end
@@ -356,6 +360,7 @@ impl RedisStore {
                 .key(keys::command_ids(&order.id))
                 .key(keys::refusals(&order.id))
                 .key(keys::owner_epoch(&order.tenant))
+                .key(keys::tenant_personal(&order.tenant))
                 .arg(expected)
                 .arg(new_version)
                 .arg(&bytes)

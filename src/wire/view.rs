@@ -463,3 +463,92 @@ pub struct QueryResponse {
     /// The cursor of the next page, when there is more.
     pub next: Option<String>,
 }
+
+/// A request to the `contact` or `location` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PersonalRequest {
+    /// The tenant whose orders stored it.
+    pub tenant: String,
+    /// The contact or location id.
+    pub id: String,
+    /// Who reads it (a dispatch service's name, an operator): kept in the
+    /// audit with the read.
+    #[serde(default)]
+    pub by: String,
+}
+
+/// The reply of the `contact` endpoint: personal data. `Debug` is redacted.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactReply {
+    /// The tenant.
+    pub tenant: String,
+    /// The contact id.
+    pub contact_id: String,
+    /// The person's name.
+    pub name: String,
+    /// One phone number.
+    pub phone: String,
+}
+
+impl std::fmt::Debug for ContactReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContactReply({}, <redacted>)", self.contact_id)
+    }
+}
+
+/// The reply of the `location` endpoint: personal data. `Debug` is redacted.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocationReply {
+    /// The tenant.
+    pub tenant: String,
+    /// The location id.
+    pub location_id: String,
+    /// The address, as the client gave it.
+    pub address: serde_json::Value,
+}
+
+impl std::fmt::Debug for LocationReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocationReply({}, <redacted>)", self.location_id)
+    }
+}
+
+/// A request to the `audit` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditRequest {
+    /// The tenant.
+    pub tenant: String,
+    /// How many entries, newest first (default 50, at most 500).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// One read of personal data: never the data itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntryView {
+    /// When, RFC 3339.
+    pub at: String,
+    /// `contact` or `location`.
+    pub kind: String,
+    /// The id asked for.
+    pub id: String,
+    /// Who asked, as the request named itself.
+    pub by: String,
+    /// Whether the tenant had it (false: unknown, or another tenant's).
+    pub found: bool,
+}
+
+/// The reply of the `audit` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditResponse {
+    /// The tenant.
+    pub tenant: String,
+    /// Newest first.
+    pub entries: Vec<AuditEntryView>,
+}
