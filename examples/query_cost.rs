@@ -107,6 +107,7 @@ fn template(tenant: &TenantId, config: &TenantConfig) -> anyhow::Result<Order> {
             ],
             custom,
         })),
+        expected_seq: None,
     };
     let ctx = Ctx {
         now: Timestamp(START_MS),

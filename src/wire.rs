@@ -192,44 +192,58 @@ pub fn decode_command(
     body: &[u8],
     max_body: usize,
 ) -> Result<Command, WireError> {
+    decode_conditional_command(inbound, content_type, body, max_body).map(|(c, _)| c)
+}
+
+/// [`decode_command`], with the order sequence number the command expects
+/// (`expectedSeq` in the body of an order command; never for a create or a
+/// job update).
+pub fn decode_conditional_command(
+    inbound: &Inbound,
+    content_type: Option<&str>,
+    body: &[u8],
+    max_body: usize,
+) -> Result<(Command, Option<u64>), WireError> {
     let ct = content_type;
     Ok(match inbound {
         Inbound::Create { .. } => {
             let b: CreateOrderBody = decode(ct, body, max_body)?;
-            Command::Create(Box::new(b.try_into()?))
+            (Command::Create(Box::new(b.try_into()?)), None)
         }
         Inbound::Command { verb, .. } => match verb {
             Verb::Update => {
                 let b: UpdateOrderBody = decode(ct, body, max_body)?;
-                Command::Update(Box::new(b.try_into()?))
+                let expected = b.expected_seq;
+                (Command::Update(Box::new(b.try_into()?)), expected)
             }
-            Verb::Ready => {
-                decode::<EmptyBody>(ct, body, max_body)?;
-                Command::MarkReady
+            Verb::Ready | Verb::Resume | Verb::Close => {
+                let b: EmptyBody = decode(ct, body, max_body)?;
+                let command = match verb {
+                    Verb::Ready => Command::MarkReady,
+                    Verb::Resume => Command::Resume,
+                    _ => Command::Close,
+                };
+                (command, b.expected_seq)
             }
-            Verb::Hold => Command::Hold {
-                reason: decode::<ReasonBody>(ct, body, max_body)?.reason,
-            },
-            Verb::Resume => {
-                decode::<EmptyBody>(ct, body, max_body)?;
-                Command::Resume
+            Verb::Hold | Verb::Cancel => {
+                let b: ReasonBody = decode(ct, body, max_body)?;
+                let command = if *verb == Verb::Hold {
+                    Command::Hold { reason: b.reason }
+                } else {
+                    Command::Cancel { reason: b.reason }
+                };
+                (command, b.expected_seq)
             }
-            Verb::Cancel => Command::Cancel {
-                reason: decode::<ReasonBody>(ct, body, max_body)?.reason,
-            },
-            Verb::Close => {
-                decode::<EmptyBody>(ct, body, max_body)?;
-                Command::Close
+            Verb::SubState => {
+                let b: SubStateBody = decode(ct, body, max_body)?;
+                (Command::SetSubState { to: b.sub_state }, b.expected_seq)
             }
-            Verb::SubState => Command::SetSubState {
-                to: decode::<SubStateBody>(ct, body, max_body)?.sub_state,
-            },
         },
         Inbound::JobUpdate {
             work_order, status, ..
         } => {
             let b: JobUpdateBody = decode(ct, body, max_body)?;
-            command::job_update(b, *work_order, *status)
+            (command::job_update(b, *work_order, *status), None)
         }
     })
 }

@@ -321,13 +321,37 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         ("Item", fields(&item)),
         ("Stop", fields(&StopBody::default())),
         ("StopView", fields(&orderd::wire::StopView::default())),
-        ("UpdateOrder", fields(&UpdateOrderBody::default())),
+        (
+            "UpdateOrder",
+            fields(&UpdateOrderBody {
+                expected_seq: Some(3),
+                ..UpdateOrderBody::default()
+            }),
+        ),
         (
             "UpdateDropDetails",
             fields(&UpdateDropDetailsBody::default()),
         ),
-        ("Reason", fields(&ReasonBody::default())),
-        ("SubState", fields(&SubStateBody { sub_state: None })),
+        (
+            "Reason",
+            fields(&ReasonBody {
+                reason: None,
+                expected_seq: Some(3),
+            }),
+        ),
+        (
+            "SubState",
+            fields(&SubStateBody {
+                sub_state: None,
+                expected_seq: Some(3),
+            }),
+        ),
+        (
+            "Empty",
+            fields(&orderd::wire::EmptyBody {
+                expected_seq: Some(3),
+            }),
+        ),
         (
             "JobUpdate",
             fields(&JobUpdateBody {

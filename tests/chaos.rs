@@ -360,6 +360,7 @@ fn envelope_of(tenant: &TenantId, order: OrderId, command_id: &str, sent: &Sent)
         command_id: CommandId::parse(command_id).expect("command id"),
         by,
         command,
+        expected_seq: None,
     }
 }
 
@@ -565,6 +566,7 @@ async fn run(knobs: Knobs) {
                     command_id: CommandId::parse(&e.command_id).expect("id"),
                     by: "orderd".into(),
                     command: Command::FireTimers,
+                    expected_seq: None,
                 }
             } else {
                 let Some(sent) = ledger.sent.get(&e.command_id) else {

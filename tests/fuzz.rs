@@ -303,6 +303,7 @@ fn create_through_core(create: CreateOrder, config: &TenantConfig) {
         command_id: CommandId::parse("fuzz-1").unwrap(),
         by: "fuzz".into(),
         command: Command::Create(Box::new(create)),
+        expected_seq: None,
     };
     let mut order = Order::blank(order_id(), tenant());
     match execute(&order, &envelope, &ctx(config)) {
@@ -931,6 +932,7 @@ fn deep_nesting_is_refused_cleanly() {
         command_id: CommandId::parse("deep").unwrap(),
         by: "fuzz".into(),
         command: Command::Create(c),
+        expected_seq: None,
     };
     let config = rich_config();
     let Outcome::Refused(r) = execute(

@@ -10,7 +10,7 @@ use orderd::headers;
 use orderd::subjects::{self, Verb};
 use orderd_core::OrderId;
 use serde_json::json;
-use testkit::{create_body, msg_id, spawn_app_with, TestApp};
+use testkit::{create_body, msg_id, spawn_app, spawn_app_with, TestApp};
 
 async fn raw(
     t: &TestApp,
@@ -305,4 +305,61 @@ async fn reads_answer_only_on_the_named_tenants_inbox() {
     assert!(stolen.get("orderId").is_none());
     let made_up = ask(format!("replies.{}.r4", t.tenant)).await;
     assert_eq!(made_up["code"], json!("ORD-403-READ_NOT_ALLOWED"));
+}
+
+#[tokio::test]
+async fn a_command_naming_a_stale_sequence_is_refused_and_changes_nothing() {
+    let t = spawn_app().await;
+    let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    let seq = t.get(order).await["seq"].as_u64().expect("seq");
+
+    // Naming the order's sequence: decided as usual.
+    let held = t
+        .command(
+            order,
+            Verb::Hold,
+            &json!({"reason": "check stock", "expectedSeq": seq}),
+        )
+        .await;
+    assert!(held.ok, "{held:?}");
+    assert_eq!(held.seq, Some(seq + 1));
+
+    // A client acting on the view it had before the hold: refused, with
+    // both sequences in words, and the order stays as it is.
+    for (verb, body) in [
+        (Verb::Resume, json!({"expectedSeq": seq})),
+        (Verb::Cancel, json!({"reason": "x", "expectedSeq": seq})),
+        (
+            Verb::Update,
+            json!({"readyToProcess": true, "expectedSeq": seq + 5}),
+        ),
+        (Verb::SubState, json!({"subState": null, "expectedSeq": 0})),
+    ] {
+        let refused = t.command(order, verb, &body).await;
+        let error = refused.error.expect("refused");
+        assert_eq!(error.code, "ORD-409-SEQ_MISMATCH", "{verb:?}");
+        assert!(
+            error.message.contains(&format!("sequence {}", seq + 1)),
+            "{}",
+            error.message
+        );
+    }
+    let view = t.get(order).await;
+    assert_eq!(
+        (view["state"].as_str(), view["seq"].as_u64()),
+        (Some("ON_HOLD"), Some(seq + 1))
+    );
+
+    // The right sequence again; a wrong type is bad input.
+    let resumed = t
+        .command(order, Verb::Resume, &json!({"expectedSeq": seq + 1}))
+        .await;
+    assert!(resumed.ok, "{resumed:?}");
+    let bad = t
+        .command(order, Verb::Hold, &json!({"expectedSeq": "three"}))
+        .await;
+    assert_eq!(
+        bad.error.map(|e| e.code),
+        Some("ORD-400-MALFORMED".to_owned())
+    );
 }

@@ -63,6 +63,7 @@ fn send(subject: &str, content_type: Option<&str>, body: &[u8], config: &TenantC
         command_id: CommandId::parse("key-1").unwrap(),
         by: "client".into(),
         command,
+        expected_seq: None,
     };
     let ctx = Ctx {
         now: Timestamp(1_700_000_000_000),

@@ -241,6 +241,10 @@ pub struct Envelope {
     pub by: String,
     /// The command.
     pub command: Command,
+    /// The order's sequence number the sender saw: the command is refused
+    /// (`ORD-409-SEQ_MISMATCH`) unless the order is still there. `None`:
+    /// whatever the order's sequence.
+    pub expected_seq: Option<u64>,
 }
 
 /// What the shell hands the core with each command: the time, the tenant's

@@ -50,6 +50,14 @@ pub fn decide(order: &Order, envelope: &Envelope, ctx: &Ctx<'_>) -> Result<Vec<E
         // Another tenant's order is indistinguishable from no order at all.
         return Err(Rejection::OrderNotFound);
     }
+    if let Some(expected) = envelope.expected_seq {
+        if expected != order.seq {
+            return Err(Rejection::SeqMismatch {
+                expected,
+                actual: order.seq,
+            });
+        }
+    }
     let mut d = Decision::new(order, envelope, ctx);
     match &envelope.command {
         Command::Create(_) => unreachable!("handled above"),

@@ -71,6 +71,7 @@ pub fn allowance(
             command_id: CommandId::parse("explain-probe").expect("valid id"),
             by: "explain".to_owned(),
             command: cmd,
+            expected_seq: None,
         };
         let ctx = Ctx {
             now: order.updated_at,

@@ -123,6 +123,15 @@ pub enum Rejection {
     /// No timer is due.
     #[error("no timer is due")]
     NoTimerDue,
+    /// The command named the sequence it expected, and the order has moved
+    /// on (or is not there yet).
+    #[error("the order is at sequence {actual}, not the expected {expected}")]
+    SeqMismatch {
+        /// What the command expected.
+        expected: u64,
+        /// Where the order is.
+        actual: u64,
+    },
 }
 
 impl Rejection {
@@ -149,6 +158,7 @@ impl Rejection {
             Rejection::EmptyUpdate => "ORD-422-EMPTY_UPDATE",
             Rejection::UnexpectedPlugin(_) => "ORD-409-UNEXPECTED_PLUGIN",
             Rejection::NoTimerDue => "ORD-409-NO_TIMER_DUE",
+            Rejection::SeqMismatch { .. } => "ORD-409-SEQ_MISMATCH",
         }
     }
 

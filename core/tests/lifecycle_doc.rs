@@ -299,6 +299,10 @@ fn codes() -> Vec<(&'static str, String, String)> {
         R::EmptyUpdate,
         R::UnexpectedPlugin("p".into()),
         R::NoTimerDue,
+        R::SeqMismatch {
+            expected: 3,
+            actual: 4,
+        },
     ];
     all.iter()
         .map(|r| (r.code(), format!("{:?}", r.severity()), r.to_string()))

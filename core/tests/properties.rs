@@ -363,7 +363,43 @@ fn run(s: Scenario) {
                 (h.envelope(cmd), false)
             }
         };
+        // The same command naming the order's sequence decides exactly as
+        // without it; naming any other is refused and changes nothing.
+        let conditional = before.exists()
+            && !matches!(env.command, Command::Create(_))
+            && !before.applied_commands.contains(&env.command_id);
+        let mut right = h.clone();
+        let right_outcome = conditional.then(|| {
+            right.run_envelope(&Envelope {
+                expected_seq: Some(before.seq),
+                ..env.clone()
+            })
+        });
+        if conditional {
+            for wrong_seq in [before.seq + 1, before.seq.saturating_sub(1), before.seq + 7] {
+                if wrong_seq == before.seq {
+                    continue;
+                }
+                let mut wrong = h.clone();
+                let refused = wrong.run_envelope(&Envelope {
+                    expected_seq: Some(wrong_seq),
+                    ..env.clone()
+                });
+                assert_eq!(
+                    refused,
+                    Outcome::Refused(orderd_core::Rejection::SeqMismatch {
+                        expected: wrong_seq,
+                        actual: before.seq,
+                    })
+                );
+                assert_eq!(wrong.order, before);
+            }
+        }
         let outcome = h.run_envelope(&env);
+        if let Some(right_outcome) = right_outcome {
+            assert_eq!(right_outcome, outcome, "expectedSeq = seq changes nothing");
+            assert_eq!(right.order, h.order);
+        }
         match &outcome {
             Outcome::Applied(change) => {
                 assert!(

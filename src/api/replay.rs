@@ -534,6 +534,7 @@ fn run(
         command_id,
         by: by.to_owned(),
         command,
+        expected_seq: None,
     };
     let base = u128::from(salt) << 8;
     let ctx = Ctx {
@@ -788,6 +789,7 @@ mod tests {
                 command_id: CommandId::parse(&format!("cmd-{}", self.now)).unwrap(),
                 by: by.into(),
                 command,
+                expected_seq: None,
             };
             let ctx = Ctx {
                 now: Timestamp(self.now),

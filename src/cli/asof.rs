@@ -168,6 +168,7 @@ mod tests {
                 command_id: CommandId::parse(&format!("cmd-{n}")).unwrap(),
                 by: "client-1".into(),
                 command,
+                expected_seq: None,
             };
             let ctx = Ctx {
                 now: Timestamp(self.now),

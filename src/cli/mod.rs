@@ -96,7 +96,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Query(a) => query(a).await,
         Command::Create(a) => create(&a.write, &a.file).await,
         Command::Hold(a) => {
-            let body = ReasonBody { reason: a.reason };
+            let body = ReasonBody {
+                reason: a.reason,
+                ..ReasonBody::default()
+            };
             command_on(&a.write, a.order, Verb::Hold, wire::encode(&body, false)).await
         }
         Command::Resume(a) => {
@@ -104,12 +107,15 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 &a.write,
                 a.order,
                 Verb::Resume,
-                wire::encode(&EmptyBody {}, false),
+                wire::encode(&EmptyBody::default(), false),
             )
             .await
         }
         Command::Cancel(a) => {
-            let body = ReasonBody { reason: a.reason };
+            let body = ReasonBody {
+                reason: a.reason,
+                ..ReasonBody::default()
+            };
             command_on(&a.write, a.order, Verb::Cancel, wire::encode(&body, false)).await
         }
         Command::Close(a) => {
@@ -117,7 +123,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 &a.write,
                 a.order,
                 Verb::Close,
-                wire::encode(&EmptyBody {}, false),
+                wire::encode(&EmptyBody::default(), false),
             )
             .await
         }

@@ -294,7 +294,7 @@ impl Intake {
                 )
             })?,
         };
-        let command = wire::decode_command(
+        let (command, expected_seq) = wire::decode_conditional_command(
             &inbound,
             content_type.as_deref(),
             &msg.payload,
@@ -312,6 +312,7 @@ impl Intake {
             command_id,
             by,
             command,
+            expected_seq,
         })
     }
 

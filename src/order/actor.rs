@@ -648,6 +648,7 @@ impl OrderActorState {
             command_id,
             by: "orderd".into(),
             command: Command::FireTimers,
+            expected_seq: None,
         };
         let span = tracing::info_span!(
             "command",
@@ -954,6 +955,7 @@ mod tests {
                 command_id: CommandId::parse(id).unwrap(),
                 by: "test".into(),
                 command,
+                expected_seq: None,
             },
             reply: Some(tx.into()),
             span: tracing::Span::none(),
@@ -1181,6 +1183,7 @@ mod tests {
                     command_id: CommandId::parse(&format!("k-{i}")).unwrap(),
                     by: "test".into(),
                     command,
+                    expected_seq: None,
                 },
                 reply: Some(tx.into()),
                 span: tracing::Span::none(),

@@ -196,6 +196,7 @@ impl Asker {
                     plugin: plugin.to_owned(),
                     verdict: verdict.clone(),
                 },
+                expected_seq: None,
             };
             let span = tracing::info_span!(
                 "command",

@@ -313,6 +313,10 @@ pub struct UpdateOrderBody {
     /// Only `true` changes anything (false→true).
     #[serde(default)]
     pub ready_to_process: Option<bool>,
+    /// The order's sequence number the sender expects: refused with
+    /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seq: Option<u64>,
 }
 
 /// The body of `hold` and `cancel`.
@@ -322,6 +326,10 @@ pub struct ReasonBody {
     /// Why, for the record.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The order's sequence number the sender expects: refused with
+    /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seq: Option<u64>,
 }
 
 /// The body of `substate`: `subState` is required; null clears it.
@@ -331,12 +339,22 @@ pub struct SubStateBody {
     /// The sub-state to move to, or null.
     #[serde(deserialize_with = "present_or_null")]
     pub sub_state: Option<String>,
+    /// The order's sequence number the sender expects: refused with
+    /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seq: Option<u64>,
 }
 
-/// The body of `ready`, `resume` and `close`: empty, or `{}`.
+/// The body of `ready`, `resume` and `close`: empty, `{}`, or only
+/// `expectedSeq`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmptyBody {}
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmptyBody {
+    /// The order's sequence number the sender expects: refused with
+    /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seq: Option<u64>,
+}
 
 /// The body of a job update from dispatch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,6 +89,7 @@ impl Harness {
             command_id: CommandId::parse(&format!("cmd-{}", self.next_id)).unwrap(),
             by: "tester".into(),
             command,
+            expected_seq: None,
         }
     }
 
