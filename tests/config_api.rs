@@ -689,6 +689,9 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
     // orders to the other region and weight, one write after another.
     let writer = {
         let store = t.servers.store().await;
+        // It writes as the tenant's owner does: with the owner's epoch.
+        let epoch = store.stored_epoch(&t.tenant).await.unwrap();
+        assert!(store.fence(&t.tenant, epoch).await.unwrap());
         let moved: Vec<OrderId> = orders.iter().step_by(2).map(|(id, _, _)| *id).collect();
         tokio::spawn(async move {
             use orderd::store::SnapshotStore;

@@ -245,3 +245,41 @@ async fn an_order_not_ready_waits_until_ready() {
     let again = t.command(order, Verb::Ready, &json!({})).await;
     assert!(!again.ok);
 }
+
+#[tokio::test]
+async fn an_order_with_work_done_and_a_work_order_failed_for_good_closes_as_partial() {
+    let t = spawn_app().await;
+    let mut events = t.events().await;
+    // INSTALL fails on every attempt (2, no return); PICKUP completes.
+    let _dispatch = t
+        .dispatcher(Arc::new(|m: &DispatchMessage| {
+            match (m.action.as_str(), m.work_order_type.as_deref()) {
+                ("create", Some("INSTALL")) => vec![
+                    (JobStatus::Started, None),
+                    (JobStatus::Failed, Some("NO_ACCESS".to_owned())),
+                ],
+                ("create", _) => vec![(JobStatus::Started, None), (JobStatus::Completed, None)],
+                _ => vec![],
+            }
+        }))
+        .await;
+    let partial = t
+        .create(&create_body("START_TOGETHER", &["INSTALL", "PICKUP"]))
+        .await;
+    let closed = events.wait_state(partial, "CLOSED").await;
+    assert_eq!(closed.close_reason.as_deref(), Some("PARTIAL"));
+    let view = t.get(partial).await;
+    assert_eq!(view["closeReason"], "PARTIAL", "{view}");
+    let states: Vec<&str> = view["workOrders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["FAILED", "COMPLETED"]);
+
+    // With nothing done, the same failure closes it as CANCELLED.
+    let nothing = t.create(&create_body("SEQUENTIAL", &["INSTALL"])).await;
+    let closed = events.wait_state(nothing, "CLOSED").await;
+    assert_eq!(closed.close_reason.as_deref(), Some("CANCELLED"));
+}

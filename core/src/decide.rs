@@ -770,7 +770,8 @@ impl<'a> Decision<'a> {
     }
 
     /// Nothing is open: EXECUTED when every forward work order is covered;
-    /// otherwise the order cannot execute and closes as CANCELLED with the cause.
+    /// otherwise the order cannot execute and closes with the cause: as
+    /// PARTIAL when some forward work order was completed, else CANCELLED.
     fn finish(&mut self) {
         let o = &self.order;
         if o.cancellation.status == CancellationStatus::Success {
@@ -795,8 +796,16 @@ impl<'a> Decision<'a> {
                 });
             }
         } else {
+            let some_done = o
+                .work_orders
+                .iter()
+                .any(|w| !w.is_return() && w.state == WorkOrderState::Completed);
             self.emit(Event::Closed {
-                reason: CloseReason::Cancelled,
+                reason: if some_done {
+                    CloseReason::Partial
+                } else {
+                    CloseReason::Cancelled
+                },
                 cause: Some(format!(
                     "execution could not finish: {}",
                     uncovered.join(", ")

@@ -84,8 +84,13 @@ pub enum CloseReason {
     Completed,
     /// A validation plugin refused the order.
     ValidationFailed,
-    /// Cancelled, or its execution could not finish (see the close event's cause).
+    /// Cancelled, or its execution could not finish and no work order was
+    /// done (see the close event's cause).
     Cancelled,
+    /// Its execution could not finish, but some of its work orders were
+    /// done: at least one forward work order COMPLETED, and one FAILED or
+    /// CANCELLED with no completed return (the close event names them).
+    Partial,
 }
 
 /// How the work orders of an order run.

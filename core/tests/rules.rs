@@ -289,9 +289,10 @@ fn start_together_a_failure_does_not_stop_the_others() {
     assert_eq!(h.order.state, OrderState::InProgress);
     h.complete(2);
     // Nothing open, a forward work order failed and nothing covers it: the
-    // order cannot execute and closes as CANCELLED, saying why.
+    // order cannot execute and closes as PARTIAL (work order 2 was done),
+    // saying why.
     assert_eq!(h.order.state, OrderState::Closed);
-    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+    assert_eq!(h.order.close_reason, Some(CloseReason::Partial));
     let cause = h
         .changes
         .last()
@@ -358,6 +359,8 @@ fn a_failed_job_is_retried_up_to_max_attempts() {
     assert_eq!(h.wo(1).state, WorkOrderState::Failed);
     assert_eq!(h.job_commands().len(), 2, "no third attempt");
     assert_eq!(h.order.state, OrderState::Closed);
+    // Nothing was done: cancelled, not partial.
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
 }
 
 #[test]
@@ -397,7 +400,7 @@ fn an_order_is_executed_only_when_every_forward_work_order_is_completed_or_cover
         OrderState::Closed,
         "a failed return covers nothing"
     );
-    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+    assert_eq!(h.order.close_reason, Some(CloseReason::Partial));
 }
 
 #[test]

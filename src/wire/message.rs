@@ -124,6 +124,7 @@ pub fn close_reason(reason: CloseReason) -> &'static str {
         CloseReason::Completed => "COMPLETED",
         CloseReason::ValidationFailed => "VALIDATION_FAILED",
         CloseReason::Cancelled => "CANCELLED",
+        CloseReason::Partial => "PARTIAL",
     }
 }
 
