@@ -36,11 +36,13 @@
 //! Durability: `--redis-replica` adds a Redis replica that orderd waits for
 //! on every write; `--durable` also runs NATS as a three-node cluster with
 //! every stream on three replicas, so an answer means a quorum stored it,
-//! and counts the CPU of all five servers.
+//! and counts the CPU of all five servers. `--instances N` runs N orderd
+//! processes on the same servers (one owns the bench's tenant, the others
+//! stand by) and sums their CPU: what the coordination costs.
 //!
 //! `cargo run --release -p orderd-bench -- [--quick] [--json PATH]
 //! [--passivated N] [--live N] [--secs S] [--inflight N] [--saturation N]
-//! [--redis-replica] [--durable]`
+//! [--redis-replica] [--durable] [--instances N]`
 
 #![recursion_limit = "256"]
 
@@ -91,6 +93,9 @@ struct Args {
     /// A Redis replica, and orderd waits for it on every write
     /// (`redis.wait_replicas = 1`).
     redis_replica: bool,
+    /// orderd processes on the same servers (one owns the bench's tenant,
+    /// the others stand by): what the coordination of several costs.
+    instances: usize,
     /// Equal durability with a peer that fsyncs before it answers: a
     /// three-node NATS cluster with every stream on three replicas (a PubAck
     /// means a quorum stored it) and the Redis replica wait.
@@ -109,6 +114,7 @@ impl Args {
             saturation: 1024,
             redis_replica: false,
             durable: false,
+            instances: 1,
         };
         let mut live = None;
         let mut secs = None;
@@ -124,13 +130,15 @@ impl Args {
                 "--inflight" => a.inflight = value()?.parse()?,
                 "--saturation" => a.saturation = value()?.parse()?,
                 "--redis-replica" => a.redis_replica = true,
+                "--instances" => a.instances = value()?.parse::<usize>()?.max(1),
                 "--durable" => {
                     a.durable = true;
                     a.redis_replica = true;
                 }
                 _ => bail!(
                     "usage: orderd-bench [--quick] [--json PATH] [--passivated N] [--live N] \
-                     [--secs S] [--inflight N] [--saturation N] [--redis-replica] [--durable]"
+                     [--secs S] [--inflight N] [--saturation N] [--redis-replica] [--durable] \
+                     [--instances N]"
                 ),
             }
         }
@@ -140,6 +148,12 @@ impl Args {
         }
         a.live = live.unwrap_or(a.live);
         a.secs = secs.unwrap_or(a.secs);
+        if a.instances > 1 {
+            // Health answers from any instance: memory per actor is
+            // measured with one only.
+            a.live = 0;
+            a.passivated = None;
+        }
         Ok(a)
     }
 }
@@ -221,6 +235,8 @@ fn serve() -> ExitCode {
 /// append-only) and orderd; all killed on drop, orderd first.
 struct Stack {
     orderd: Option<Process>,
+    /// With `--instances N`: the N - 1 other orderd processes.
+    peers: Vec<Process>,
     /// With `--redis-replica`: a replica of the Redis, which orderd waits for.
     replica: Option<testkit::servers::RedisServer>,
     /// With `--durable`: the three-node NATS cluster orderd and the bench
@@ -260,6 +276,7 @@ impl Stack {
         };
         Ok(Self {
             orderd: None,
+            peers: Vec::new(),
             replica,
             cluster,
             servers,
@@ -306,6 +323,36 @@ impl Stack {
         }
     }
 
+    /// The command that runs one orderd (this binary, `--serve`).
+    fn orderd_command(&self, name: &str, passivate_ms: u64) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("--serve")
+            .env("ORDERD_NATS_URL", self.nats_urls().join(","))
+            .env("ORDERD_NATS_REPLICAS", self.replicas().to_string())
+            .env("ORDERD_REDIS_URL", &self.servers.redis_url)
+            .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string())
+            .env("ORDERD_INSTANCE_NAME", name);
+        if self.replica.is_some() {
+            cmd.env("ORDERD_REDIS_WAIT_REPLICAS", "1");
+        }
+        Ok(cmd)
+    }
+
+    /// Starts `n` more orderd processes beside the first, and waits a lease
+    /// and a half, so ownership has settled before anything is measured.
+    async fn start_peers(&mut self, n: usize) -> anyhow::Result<()> {
+        for i in 1..=n {
+            let log = self.servers.dir().join(format!("orderd-peer-{i}.log"));
+            let cmd = self.orderd_command(&format!("peer-{i}"), 3_600_000)?;
+            self.peers
+                .push(Process::spawn(cmd, Some(&log)).context("orderd peer")?);
+        }
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(4_500)).await;
+        }
+        Ok(())
+    }
+
     /// Starts orderd (this binary, `--serve`) with the given passivation.
     async fn start_orderd(
         &mut self,
@@ -313,15 +360,7 @@ impl Stack {
         passivate_ms: u64,
     ) -> anyhow::Result<u32> {
         let log = self.servers.dir().join("orderd.log");
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("--serve")
-            .env("ORDERD_NATS_URL", self.nats_urls().join(","))
-            .env("ORDERD_NATS_REPLICAS", self.replicas().to_string())
-            .env("ORDERD_REDIS_URL", &self.servers.redis_url)
-            .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string());
-        if self.replica.is_some() {
-            cmd.env("ORDERD_REDIS_WAIT_REPLICAS", "1");
-        }
+        let cmd = self.orderd_command("first", passivate_ms)?;
         let orderd = Process::spawn(cmd, Some(&log)).context("orderd")?;
         let pid = orderd.pid();
         let orderd = self.orderd.insert(orderd);
@@ -373,12 +412,16 @@ fn rss_bytes(pid: u32) -> u64 {
 struct CpuUse {
     nats: f64,
     redis: f64,
+    /// Every orderd process.
     orderd: f64,
+    /// Of which the `--instances` peers.
+    peers: f64,
     bench: f64,
 }
 
 impl CpuUse {
     fn now(stack: &Stack, orderd: u32) -> Self {
+        let peers = stack.peers.iter().map(|p| cpu_secs(p.pid())).sum::<f64>();
         Self {
             nats: stack.nats_pids().into_iter().map(cpu_secs).sum(),
             redis: cpu_secs(stack.servers.redis().pid().unwrap_or(0))
@@ -388,7 +431,8 @@ impl CpuUse {
                     .and(stack.replica.as_ref())
                     .and_then(|r| r.pid())
                     .map_or(0.0, cpu_secs),
-            orderd: cpu_secs(orderd),
+            orderd: cpu_secs(orderd) + peers,
+            peers,
             bench: cpu_secs(std::process::id()),
         }
     }
@@ -400,6 +444,7 @@ impl CpuUse {
             nats: per(self.nats, before.nats),
             redis: per(self.redis, before.redis),
             orderd: per(self.orderd, before.orderd),
+            peers: per(self.peers, before.peers),
             bench: per(self.bench, before.bench),
         }
     }
@@ -1218,6 +1263,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let events = connect("bench-events").await?;
     let passivate_ms = 3_600_000;
     let pid = stack.start_orderd(&control, passivate_ms).await?;
+    stack.start_peers(args.instances - 1).await?;
     let rss_idle = rss_bytes(pid);
 
     let tenant = TenantId::parse("bench")?;
@@ -1501,6 +1547,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     );
     println!("{:<48} {:>14}", "measure", "value");
     let row = |k: &str, v: String| println!("{k:<48} {v:>14}");
+    row("orderd instances (CPU summed)", args.instances.to_string());
     row(
         &format!("lifecycles/s, {} in flight", args.inflight),
         format!("{fixed:.0}"),
@@ -1581,6 +1628,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
             "quick": args.quick,
             "redis_replica_wait": args.redis_replica,
             "nats_cluster_r3": args.durable,
+            "instances": args.instances,
             "setup": stack.setup(),
             "ok": ok,
             "orders": orders,
@@ -1594,6 +1642,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
                 "nats": cpu.nats,
                 "redis": cpu.redis,
                 "orderd": cpu.orderd,
+                "orderd_peers": cpu.peers,
                 "bench": cpu.bench,
                 "total": cpu.total(),
             },
