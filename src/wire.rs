@@ -22,7 +22,7 @@ mod view;
 
 use std::io::Cursor;
 
-use orderd_core::{Command, OrderId, TenantId};
+use orderd_core::{Command, OrderId, TenantId, WorkOrderId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
@@ -227,10 +227,18 @@ pub fn decode_conditional_command(
             }
             Verb::Hold | Verb::Cancel => {
                 let b: ReasonBody = decode(ct, body, max_body)?;
-                let command = if *verb == Verb::Hold {
-                    Command::Hold { reason: b.reason }
-                } else {
-                    Command::Cancel { reason: b.reason }
+                let command = match (verb, b.work_order_id) {
+                    (Verb::Hold, None) => Command::Hold { reason: b.reason },
+                    (Verb::Hold, Some(_)) => {
+                        return Err(WireError::Malformed(
+                            "workOrderId: only cancel acts on one work order".to_owned(),
+                        ))
+                    }
+                    (_, Some(work_order)) => Command::CancelWorkOrder {
+                        work_order: WorkOrderId(work_order.get()),
+                        reason: b.reason,
+                    },
+                    (_, None) => Command::Cancel { reason: b.reason },
                 };
                 (command, b.expected_seq)
             }

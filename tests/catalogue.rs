@@ -199,6 +199,8 @@ fn sample_order() -> Order {
             pickup: Default::default(),
             drop: Default::default(),
         },
+        withdrawing: false,
+        withdrawn: false,
     });
     o
 }
@@ -336,6 +338,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             "Reason",
             fields(&ReasonBody {
                 reason: None,
+                work_order_id: std::num::NonZeroU32::new(2),
                 expected_seq: Some(3),
             }),
         ),

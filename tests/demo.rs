@@ -35,8 +35,10 @@ async fn the_demo_runs_every_order_to_its_end() {
         "failed (TECHNICIAN_ILL)",
         "dispatch: resume job 1",
         "dispatch: read the drop address by id (2 fields",
+        "work order 2 alone (operator)",
+        "dispatch: cancel job 2",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
     }
-    assert_eq!(stdout.matches("CLOSED (COMPLETED)").count(), 8, "{stdout}");
+    assert_eq!(stdout.matches("CLOSED (COMPLETED)").count(), 9, "{stdout}");
 }

@@ -310,3 +310,68 @@ async fn dispatch_reads_a_stop_by_id_for_its_own_tenant_only_and_every_read_is_a
     );
     assert!(theirs.iter().all(|e| e["found"] == false));
 }
+
+#[tokio::test]
+async fn one_work_order_is_cancelled_alone_and_the_order_executes_without_it() {
+    use orderd::subjects::Verb;
+    use orderd_core::model::JobStatus;
+
+    let t = spawn_app().await;
+    let mut events = t.events().await;
+    let dispatch = t.dispatcher(testkit::start_and_confirm_cancels()).await;
+    let order = t
+        .create_all_started(&mut events, &["PICKUP", "INSTALL"])
+        .await;
+
+    let cancelled = t
+        .command(
+            order,
+            Verb::Cancel,
+            &json!({"workOrderId": 1, "reason": "not needed"}),
+        )
+        .await;
+    assert!(cancelled.ok, "{cancelled:?}");
+    events
+        .wait_event(order, "work order 1 cancelled", |e| {
+            matches!(e, orderd_core::Event::JobCancelled { work_order, .. } if work_order.0 == 1)
+        })
+        .await;
+    let view = t.get(order).await;
+    assert_eq!(view["state"], "IN_PROGRESS");
+    assert_eq!(view["workOrders"][0]["state"], "CANCELLED");
+    assert_eq!(view["workOrders"][1]["state"], "IN_PROGRESS");
+    assert!(
+        !dispatch
+            .actions_of(order)
+            .contains_key(&(2, 1, "cancel".into())),
+        "only work order 1's job was cancelled"
+    );
+
+    // Bad input changes nothing.
+    for (verb, body, code) in [
+        (
+            Verb::Cancel,
+            json!({"workOrderId": 9}),
+            "ORD-404-WORK_ORDER_NOT_FOUND",
+        ),
+        (
+            Verb::Cancel,
+            json!({"workOrderId": 1}),
+            "ORD-409-WORK_ORDER_NOT_OPEN",
+        ),
+        (Verb::Cancel, json!({"workOrderId": 0}), "ORD-400-MALFORMED"),
+        (Verb::Hold, json!({"workOrderId": 2}), "ORD-400-MALFORMED"),
+    ] {
+        let refused = t.command(order, verb, &body).await;
+        assert_eq!(
+            refused.error.map(|e| e.code).as_deref(),
+            Some(code),
+            "{body}"
+        );
+    }
+
+    // The other completes: the order executes without the cancelled one.
+    let done = t.job(order, 2, 1, JobStatus::Completed, None).await;
+    assert!(done.ok, "{done:?}");
+    events.wait_state(order, "EXECUTED").await;
+}

@@ -75,23 +75,9 @@ async fn hold_then_resume_holds_and_resumes_the_job() {
 async fn cancellation_answered_cancelled_closes_the_order() {
     let t = spawn_app().await;
     let mut events = t.events().await;
-    let _dispatch = t
-        .dispatcher(Arc::new(|m: &DispatchMessage| match m.action.as_str() {
-            "create" => vec![(JobStatus::Started, None)],
-            "cancel" => vec![(JobStatus::Cancelled, None)],
-            _ => vec![],
-        }))
-        .await;
+    let _dispatch = t.dispatcher(testkit::start_and_confirm_cancels()).await;
     let order = t
-        .create(&create_body("START_TOGETHER", &["INSTALL", "PICKUP"]))
-        .await;
-    events
-        .wait_for("both jobs started", |e| {
-            e.order_id == order.to_string()
-                && e.events
-                    .iter()
-                    .any(|ev| matches!(ev, orderd_core::Event::JobStarted { work_order, .. } if work_order.0 == 2))
-        })
+        .create_all_started(&mut events, &["INSTALL", "PICKUP"])
         .await;
     let cancel = t
         .command(order, Verb::Cancel, &json!({"reason": "changed mind"}))

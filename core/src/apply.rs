@@ -47,6 +47,8 @@ fn new_work_order(r: &RegisteredWorkOrder) -> WorkOrder {
         ignored_updates: 0,
         last_ignored: None,
         details: r.details.clone(),
+        withdrawing: false,
+        withdrawn: false,
     }
 }
 
@@ -215,6 +217,13 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
                 wo.state = WorkOrderState::Cancelled;
                 wo.held_from = None;
                 wo.cancel_requested = false;
+                wo.withdrawn = wo.withdrawing;
+                wo.withdrawing = false;
+            }
+        }
+        Event::WorkOrderWithdrawn { work_order, .. } => {
+            if let Some(wo) = order.work_order_mut(*work_order) {
+                wo.withdrawing = true;
             }
         }
         Event::JobCancelFailed {
@@ -225,6 +234,7 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
             if let Some(wo) = order.work_order_mut(*work_order) {
                 wo.cancel_requested = false;
                 wo.cancel_failed = true;
+                wo.withdrawing = false;
             }
             if order.cancellation.status == CancellationStatus::Attempting
                 && order.cancellation.attempt_failure.is_none()
@@ -241,6 +251,8 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
                 wo.state = WorkOrderState::Cancelled;
                 wo.held_from = None;
                 wo.cancel_requested = false;
+                wo.withdrawn = wo.withdrawing;
+                wo.withdrawing = false;
             }
         }
         Event::ReturnAdded(r) => order.work_orders.push(new_work_order(r)),

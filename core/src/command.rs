@@ -189,6 +189,14 @@ pub enum Command {
         /// Why, for the record.
         reason: Option<String>,
     },
+    /// Cancel one work order: it is not needed any more. The others go on
+    /// (SEQUENTIAL moves to the next); the order executes without it.
+    CancelWorkOrder {
+        /// The work order.
+        work_order: WorkOrderId,
+        /// Why, for the record.
+        reason: Option<String>,
+    },
     /// Close an EXECUTED order as COMPLETED.
     Close,
     /// Move to a tenant sub-state (None clears it).
@@ -219,6 +227,7 @@ impl Command {
             Command::Hold { .. } => "hold",
             Command::Resume => "resume",
             Command::Cancel { .. } => "cancel",
+            Command::CancelWorkOrder { .. } => "cancel_work_order",
             Command::Close => "close",
             Command::SetSubState { .. } => "substate",
             Command::Job(_) => "job",

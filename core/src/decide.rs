@@ -66,6 +66,9 @@ pub fn decide(order: &Order, envelope: &Envelope, ctx: &Ctx<'_>) -> Result<Vec<E
         Command::Hold { reason } => d.hold(reason)?,
         Command::Resume => d.resume()?,
         Command::Cancel { reason } => d.cancel(reason)?,
+        Command::CancelWorkOrder { work_order, reason } => {
+            d.cancel_work_order(*work_order, reason)?;
+        }
         Command::Close => d.close()?,
         Command::SetSubState { to } => d.set_sub_state(to)?,
         Command::Job(update) => d.job_update(update)?,
@@ -359,6 +362,48 @@ impl<'a> Decision<'a> {
                 attempt,
             },
         );
+        Ok(())
+    }
+
+    /// Withdraws one work order: at once when no job is out, else through
+    /// its job's cancel (if dispatch refuses it, the work order carries on).
+    fn cancel_work_order(
+        &mut self,
+        work_order: WorkOrderId,
+        reason: &Option<String>,
+    ) -> Result<(), Rejection> {
+        self.refuse_final()?;
+        if self.order.cancellation.status.in_flight() {
+            return Err(Rejection::CancelInProgress);
+        }
+        let Some(w) = self.order.work_order(work_order) else {
+            return Err(Rejection::WorkOrderNotFound);
+        };
+        if !w.state.is_open() {
+            return Err(Rejection::WorkOrderNotOpen {
+                work_order: work_order.0,
+                state: w.state,
+            });
+        }
+        if w.withdrawing || w.cancel_requested {
+            return Err(Rejection::CancelInProgress);
+        }
+        let job_out = w.state.has_job_out()
+            || (w.state == WorkOrderState::OnHold
+                && w.held_from.is_some_and(WorkOrderState::has_job_out));
+        let (from, attempt) = (w.state, w.attempt);
+        self.emit(Event::WorkOrderWithdrawn {
+            work_order,
+            reason: reason.clone(),
+        });
+        if job_out {
+            self.emit(Event::JobCancelRequested {
+                work_order,
+                attempt,
+            });
+        } else {
+            self.emit(Event::WorkOrderCancelled { work_order, from });
+        }
         Ok(())
     }
 
@@ -781,6 +826,18 @@ impl<'a> Decision<'a> {
             });
             return;
         }
+        if o.work_orders
+            .iter()
+            .filter(|w| !w.is_return())
+            .all(|w| w.withdrawn)
+        {
+            // Every work order was cancelled one by one: nothing to execute.
+            self.emit(Event::Closed {
+                reason: CloseReason::Cancelled,
+                cause: Some("every work order was cancelled".to_owned()),
+            });
+            return;
+        }
         let uncovered: Vec<String> = o
             .work_orders
             .iter()
@@ -843,7 +900,9 @@ impl<'a> Decision<'a> {
         // or cancelled by a cancellation that failed elsewhere) breaks a
         // sequence and a group; START_TOGETHER lets the others carry on.
         let broken = self.order.work_orders.iter().any(|w| {
-            !w.is_return() && matches!(w.state, WorkOrderState::Failed | WorkOrderState::Cancelled)
+            !w.is_return()
+                && !w.withdrawn
+                && matches!(w.state, WorkOrderState::Failed | WorkOrderState::Cancelled)
         });
         if broken {
             match self.order.execution_flow {

@@ -257,6 +257,14 @@ pub enum Event {
         /// Dispatch's reason.
         reason_code: Option<String>,
     },
+    /// The client asked to cancel one work order: cancelled at once when no
+    /// job is out, else when dispatch confirms its job's cancel.
+    WorkOrderWithdrawn {
+        /// The work order.
+        work_order: WorkOrderId,
+        /// Why, for the record.
+        reason: Option<String>,
+    },
     /// A work order with no job out was cancelled (never started, or between attempts).
     WorkOrderCancelled {
         /// The work order.
@@ -393,6 +401,7 @@ impl Event {
             Event::JobCancelled { .. } => "job_cancelled",
             Event::JobCancelFailed { .. } => "job_cancel_failed",
             Event::WorkOrderCancelled { .. } => "work_order_cancelled",
+            Event::WorkOrderWithdrawn { .. } => "work_order_withdrawn",
             Event::ReturnAdded(_) => "return_added",
             Event::CancellationRequested { .. } => "cancellation_requested",
             Event::CancellationAttempting => "cancellation_attempting",

@@ -467,6 +467,14 @@ pub struct WorkOrder {
     /// Items, instructions, pickup and drop.
     #[serde(default, skip_serializing_if = "WorkOrderDetails::is_empty")]
     pub details: WorkOrderDetails,
+    /// The client asked to cancel this work order alone; its job's cancel
+    /// is out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawing: bool,
+    /// Cancelled at the client's request: not needed any more, so it
+    /// neither breaks its flow nor keeps the order from executing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
 }
 
 impl WorkOrder {
@@ -665,10 +673,11 @@ impl Order {
         self.work_orders.iter().filter(|w| w.state.is_open())
     }
 
-    /// A forward work order is covered when it completed, or when a RETURN for
-    /// it completed.
+    /// A forward work order is covered when it completed, when the client
+    /// withdrew it, or when a RETURN for it completed.
     pub fn is_covered(&self, wo: &WorkOrder) -> bool {
         wo.state == WorkOrderState::Completed
+            || wo.withdrawn
             || self
                 .work_orders
                 .iter()

@@ -123,6 +123,14 @@ pub enum Rejection {
     /// No timer is due.
     #[error("no timer is due")]
     NoTimerDue,
+    /// The work order is no longer open (completed, failed or cancelled).
+    #[error("work order {work_order} is {} and can no longer be cancelled", state.as_str())]
+    WorkOrderNotOpen {
+        /// The work order.
+        work_order: u32,
+        /// Its state.
+        state: crate::model::WorkOrderState,
+    },
     /// The command named the sequence it expected, and the order has moved
     /// on (or is not there yet).
     #[error("the order is at sequence {actual}, not the expected {expected}")]
@@ -159,6 +167,7 @@ impl Rejection {
             Rejection::UnexpectedPlugin(_) => "ORD-409-UNEXPECTED_PLUGIN",
             Rejection::NoTimerDue => "ORD-409-NO_TIMER_DUE",
             Rejection::SeqMismatch { .. } => "ORD-409-SEQ_MISMATCH",
+            Rejection::WorkOrderNotOpen { .. } => "ORD-409-WORK_ORDER_NOT_OPEN",
         }
     }
 

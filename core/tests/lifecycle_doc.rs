@@ -120,6 +120,13 @@ fn commands() -> Vec<(&'static str, Command)> {
         ("hold", Command::Hold { reason: None }),
         ("resume", Command::Resume),
         ("cancel", Command::Cancel { reason: None }),
+        (
+            "cancel work order 1 alone",
+            Command::CancelWorkOrder {
+                work_order: orderd_core::WorkOrderId(1),
+                reason: None,
+            },
+        ),
         ("close", Command::Close),
         (
             "substate",
@@ -302,6 +309,10 @@ fn codes() -> Vec<(&'static str, String, String)> {
         R::SeqMismatch {
             expected: 3,
             actual: 4,
+        },
+        R::WorkOrderNotOpen {
+            work_order: 1,
+            state: orderd_core::WorkOrderState::Completed,
         },
     ];
     all.iter()

@@ -34,6 +34,8 @@ enum Op {
     Hold,
     Resume,
     Cancel,
+    /// Cancel one work order, by index (sometimes one past the last).
+    CancelWorkOrder(usize),
     Close,
     MarkReady,
     Update(u32),
@@ -74,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Hold),
         2 => Just(Op::Resume),
         1 => Just(Op::Cancel),
+        2 => (0..6usize).prop_map(Op::CancelWorkOrder),
         1 => Just(Op::Close),
         1 => Just(Op::MarkReady),
         1 => (0..1200u32).prop_map(Op::Update),
@@ -176,6 +179,13 @@ fn command(h: &Harness, op: &Op) -> Command {
         Op::Hold => Command::Hold { reason: None },
         Op::Resume => Command::Resume,
         Op::Cancel => Command::Cancel { reason: None },
+        Op::CancelWorkOrder(wo) => {
+            let n = h.order.work_orders.len().max(1);
+            Command::CancelWorkOrder {
+                work_order: WorkOrderId((*wo % (n + 1)) as u32 + 1),
+                reason: None,
+            }
+        }
         Op::Close => Command::Close,
         Op::MarkReady => Command::MarkReady,
         Op::Update(items) => Command::Update(Box::new(UpdateOrder {

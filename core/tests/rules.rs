@@ -1142,3 +1142,88 @@ fn a_work_orders_details_are_kept_with_ids_and_a_return_goes_the_other_way() {
     // Rebuilt from its events, the order holds the same details.
     assert_eq!(h.rebuilt(), h.order);
 }
+
+fn cancel_wo(n: u32) -> Command {
+    Command::CancelWorkOrder {
+        work_order: orderd_core::WorkOrderId(n),
+        reason: Some("not needed".into()),
+    }
+}
+
+#[test]
+fn a_pending_work_order_cancelled_alone_is_skipped_and_the_order_executes_without_it() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "DELIVERY", "INSTALL"]);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+    h.ok(cancel_wo(2));
+    assert_eq!(h.wo(2).state, WorkOrderState::Cancelled);
+    assert!(h.wo(2).withdrawn);
+    assert_eq!(h.order.state, OrderState::InProgress);
+    h.complete(1);
+    // The sequence skips the withdrawn one.
+    assert_eq!(h.job_commands().last(), Some(&(3, 1, "create")));
+    h.complete(3);
+    assert_eq!(h.order.state, OrderState::Executed);
+    assert!(
+        h.job_commands().iter().all(|(wo, _, _)| *wo != 2),
+        "no job for the withdrawn one"
+    );
+    assert_eq!(h.rebuilt(), h.order);
+}
+
+#[test]
+fn a_running_work_order_is_cancelled_through_its_job_and_a_refused_cancel_lets_it_run() {
+    let mut h = Harness::created(StartTogether, &["PICKUP", "DELIVERY", "INSTALL"]);
+    h.job_ok(2, 1, Started);
+    h.ok(cancel_wo(2));
+    assert_eq!(h.job_commands().last(), Some(&(2, 1, "cancel")));
+    assert_eq!(
+        h.wo(2).state,
+        WorkOrderState::InProgress,
+        "until dispatch answers"
+    );
+    assert_eq!(h.refused(cancel_wo(2)), "ORD-409-CANCEL_IN_PROGRESS");
+    h.job_ok(2, 1, Cancelled);
+    assert!(h.wo(2).withdrawn);
+    // Dispatch refuses the next one's cancel: it runs on and counts.
+    h.ok(cancel_wo(3));
+    h.job_ok(3, 1, CancelFailed);
+    assert!(!h.wo(3).withdrawing && !h.wo(3).withdrawn);
+    h.complete(1);
+    assert_eq!(h.order.state, OrderState::InProgress, "3 still runs");
+    h.complete(3);
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn a_withdrawn_work_order_does_not_break_a_complete_together_group() {
+    let mut h = Harness::created(CompleteTogether, &["PICKUP", "INSTALL"]);
+    h.ok(cancel_wo(1));
+    h.job_ok(1, 1, Cancelled);
+    assert!(h.wo(1).withdrawn);
+    assert_eq!(
+        h.wo(2).state,
+        WorkOrderState::Dispatched,
+        "the group goes on"
+    );
+    h.complete(2);
+    assert_eq!(h.order.state, OrderState::Executed);
+}
+
+#[test]
+fn cancelling_one_work_order_is_refused_when_it_cannot_apply() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "DELIVERY"]);
+    assert_eq!(h.refused(cancel_wo(9)), "ORD-404-WORK_ORDER_NOT_FOUND");
+    h.complete(1);
+    assert_eq!(h.refused(cancel_wo(1)), "ORD-409-WORK_ORDER_NOT_OPEN");
+    h.ok(Command::Cancel { reason: None });
+    assert_eq!(h.refused(cancel_wo(2)), "ORD-409-CANCEL_IN_PROGRESS");
+    // Every work order withdrawn one by one: nothing to execute.
+    let mut all = Harness::created(StartTogether, &["PICKUP", "INSTALL"]);
+    all.ok(cancel_wo(1));
+    all.job_ok(1, 1, Cancelled);
+    all.ok(cancel_wo(2));
+    all.job_ok(2, 1, Cancelled);
+    assert_eq!(all.order.state, OrderState::Closed);
+    assert_eq!(all.order.close_reason, Some(CloseReason::Cancelled));
+    assert_eq!(all.refused(cancel_wo(1)), "ORD-409-ORDER_IMMUTABLE");
+}

@@ -273,6 +273,13 @@ fn command_of(m: &EventMessage) -> Result<Command, String> {
             }),
             _ => None,
         })?,
+        "cancel_work_order" => from("work_order_withdrawn", &|e| match e {
+            Event::WorkOrderWithdrawn { work_order, reason } => Some(Command::CancelWorkOrder {
+                work_order: *work_order,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })?,
         "close" => Command::Close,
         "substate" => from("sub_state_changed", &|e| match e {
             Event::SubStateChanged { to, .. } => Some(Command::SetSubState { to: to.clone() }),

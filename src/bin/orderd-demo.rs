@@ -34,6 +34,9 @@ enum Scenario {
     Cancel,
     /// The first attempt fails; the retry completes.
     FailOnce,
+    /// Its second work order is cancelled alone once its job started; the
+    /// first completes, and the order executes without the second.
+    CancelOne,
 }
 
 type Labels = Arc<Mutex<HashMap<String, (String, Scenario)>>>;
@@ -104,6 +107,12 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Cancel,
         ),
         ("retried", "SEQUENTIAL", vec!["INSTALL"], Scenario::FailOnce),
+        (
+            "trimmed",
+            "START_TOGETHER",
+            vec!["PICKUP", "INSTALL"],
+            Scenario::CancelOne,
+        ),
     ];
     let mut orders = Vec::new();
     for (label, flow, types, scenario) in &plan {
@@ -154,6 +163,15 @@ async fn main() -> anyhow::Result<()> {
                     println!("{}  → cancel  {l:<10} (operator)", now());
                     let _ =
                         command(&js, &t, o, Verb::Cancel, json!({"reason": "changed mind"})).await;
+                });
+            }
+            Scenario::CancelOne => {
+                let (o, l, t, js) = (*order, *label, tenant.clone(), js.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    println!("{}  → cancel  {l:<10} work order 2 alone (operator)", now());
+                    let body = json!({"workOrderId": 2, "reason": "not needed"});
+                    let _ = command(&js, &t, o, Verb::Cancel, body).await;
                 });
             }
             Scenario::Plain | Scenario::FailOnce => {}
@@ -428,6 +446,13 @@ async fn play_dispatch(
                 ("create", Scenario::HoldResume | Scenario::Cancel) => {
                     vec![(300, JobStatus::Started, None)]
                 }
+                ("create", Scenario::CancelOne) if job.work_order_id == 2 => {
+                    vec![(300, JobStatus::Started, None)]
+                }
+                ("create", Scenario::CancelOne) => vec![
+                    (300, JobStatus::Started, None),
+                    (1500, JobStatus::Completed, None),
+                ],
                 ("create", Scenario::FailOnce) if job.attempt == 1 => vec![
                     (300, JobStatus::Started, None),
                     (500, JobStatus::Failed, Some("TECHNICIAN_ILL")),

@@ -326,6 +326,10 @@ pub struct ReasonBody {
     /// Why, for the record.
     #[serde(default)]
     pub reason: Option<String>,
+    /// `cancel` only: the one work order to cancel (the order and its other
+    /// work orders go on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_order_id: Option<NonZeroU32>,
     /// The order's sequence number the sender expects: refused with
     /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -574,6 +574,8 @@ fn sample_order() -> Order {
         ignored_updates: 0,
         last_ignored: None,
         details: Default::default(),
+        withdrawing: false,
+        withdrawn: false,
     });
     o
 }

@@ -185,6 +185,24 @@ impl TestApp {
         orders
     }
 
+    /// Creates a START_TOGETHER order of `types` and waits, on `events`,
+    /// until the job of its last work order started (dispatch must start
+    /// jobs, as [`crate::start_and_confirm_cancels`] does).
+    pub async fn create_all_started(
+        &self,
+        events: &mut crate::EventLog,
+        types: &[&str],
+    ) -> OrderId {
+        let order = self.create(&create_body("START_TOGETHER", types)).await;
+        let last = u32::try_from(types.len()).expect("a few work orders");
+        events
+            .wait_event(order, &format!("work order {last} started"), |e| {
+                matches!(e, orderd_core::Event::JobStarted { work_order, .. } if work_order.0 == last)
+            })
+            .await;
+        order
+    }
+
     /// Creates an order; panics unless accepted.
     pub async fn create(&self, body: &Value) -> OrderId {
         let outcome = self

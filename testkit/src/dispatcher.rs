@@ -50,6 +50,15 @@ pub fn complete_everything() -> Script {
     })
 }
 
+/// Starts every job and leaves it running; confirms every cancel.
+pub fn start_and_confirm_cancels() -> Script {
+    Arc::new(|m: &DispatchMessage| match m.action.as_str() {
+        "create" => vec![(JobStatus::Started, None)],
+        "cancel" => vec![(JobStatus::Cancelled, None)],
+        _ => vec![],
+    })
+}
+
 /// A dispatcher that plays dispatch for one tenant: it records every job
 /// command and answers by its script, through JetStream like real dispatch.
 pub struct Dispatcher {

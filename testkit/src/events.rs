@@ -87,6 +87,21 @@ impl EventLog {
         }
     }
 
+    /// Waits until one of `order`'s event messages holds an event that `is`
+    /// (`what` names it in the failure message).
+    pub async fn wait_event(
+        &mut self,
+        order: OrderId,
+        what: &str,
+        is: impl Fn(&orderd_core::Event) -> bool,
+    ) -> EventMessage {
+        let id = order.to_string();
+        self.wait_for(&format!("{order} {what}"), |e| {
+            e.order_id == id && e.events.iter().any(&is)
+        })
+        .await
+    }
+
     /// Waits until `order` reaches `state`.
     pub async fn wait_state(&mut self, order: OrderId, state: &str) -> EventMessage {
         let id = order.to_string();

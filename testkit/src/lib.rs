@@ -42,7 +42,9 @@ pub use browser::Browser;
 pub use client::{
     attach, client_for, create_body, msg_id, random_tenant, spawn_app, spawn_app_with, TestApp,
 };
-pub use dispatcher::{complete_everything, job_body, job_msg_id, Dispatcher, Script};
+pub use dispatcher::{
+    complete_everything, job_body, job_msg_id, start_and_confirm_cancels, Dispatcher, Script,
+};
 pub use events::{stored_events, stored_messages, EventLog};
 pub use http::{http_get, HttpAnswer};
 pub use measure::{env_or, percentile, rss_kib};
