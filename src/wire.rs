@@ -218,10 +218,19 @@ pub fn decode_conditional_command(
             }
             Verb::Ready | Verb::Resume | Verb::Close => {
                 let b: EmptyBody = decode(ct, body, max_body)?;
-                let command = match verb {
-                    Verb::Ready => Command::MarkReady,
-                    Verb::Resume => Command::Resume,
-                    _ => Command::Close,
+                let command = match (verb, b.work_order_id) {
+                    (Verb::Ready, None) => Command::MarkReady,
+                    (Verb::Resume, None) => Command::Resume,
+                    (Verb::Resume, Some(w)) => Command::ResumeWorkOrder {
+                        work_order: WorkOrderId(w.get()),
+                    },
+                    (Verb::Close, None) => Command::Close,
+                    _ => {
+                        return Err(WireError::Malformed(
+                            "workOrderId: only hold, resume and cancel act on one work order"
+                                .to_owned(),
+                        ))
+                    }
                 };
                 (command, b.expected_seq)
             }
@@ -229,13 +238,12 @@ pub fn decode_conditional_command(
                 let b: ReasonBody = decode(ct, body, max_body)?;
                 let command = match (verb, b.work_order_id) {
                     (Verb::Hold, None) => Command::Hold { reason: b.reason },
-                    (Verb::Hold, Some(_)) => {
-                        return Err(WireError::Malformed(
-                            "workOrderId: only cancel acts on one work order".to_owned(),
-                        ))
-                    }
-                    (_, Some(work_order)) => Command::CancelWorkOrder {
-                        work_order: WorkOrderId(work_order.get()),
+                    (Verb::Hold, Some(w)) => Command::HoldWorkOrder {
+                        work_order: WorkOrderId(w.get()),
+                        reason: b.reason,
+                    },
+                    (_, Some(w)) => Command::CancelWorkOrder {
+                        work_order: WorkOrderId(w.get()),
                         reason: b.reason,
                     },
                     (_, None) => Command::Cancel { reason: b.reason },

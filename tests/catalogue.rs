@@ -200,6 +200,7 @@ fn sample_order() -> Order {
             drop: Default::default(),
         },
         withdrawing: false,
+        held_alone: false,
         withdrawn: false,
     });
     o
@@ -352,6 +353,7 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         (
             "Empty",
             fields(&orderd::wire::EmptyBody {
+                work_order_id: std::num::NonZeroU32::new(2),
                 expected_seq: Some(3),
             }),
         ),

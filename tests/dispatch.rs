@@ -360,7 +360,12 @@ async fn one_work_order_is_cancelled_alone_and_the_order_executes_without_it() {
             "ORD-409-WORK_ORDER_NOT_OPEN",
         ),
         (Verb::Cancel, json!({"workOrderId": 0}), "ORD-400-MALFORMED"),
-        (Verb::Hold, json!({"workOrderId": 2}), "ORD-400-MALFORMED"),
+        (Verb::Close, json!({"workOrderId": 2}), "ORD-400-MALFORMED"),
+        (
+            Verb::Resume,
+            json!({"workOrderId": 2}),
+            "ORD-409-NOT_ON_HOLD",
+        ),
     ] {
         let refused = t.command(order, verb, &body).await;
         assert_eq!(
@@ -369,6 +374,46 @@ async fn one_work_order_is_cancelled_alone_and_the_order_executes_without_it() {
             "{body}"
         );
     }
+
+    // Work order 2 held alone, then resumed: its job is held and resumed,
+    // the order stays IN_PROGRESS.
+    let held = t
+        .command(
+            order,
+            Verb::Hold,
+            &json!({"workOrderId": 2, "reason": "wait for parts"}),
+        )
+        .await;
+    assert!(held.ok, "{held:?}");
+    assert_eq!(held.state.as_deref(), Some("IN_PROGRESS"));
+    let again = t
+        .command(order, Verb::Hold, &json!({"workOrderId": 2}))
+        .await;
+    assert_eq!(
+        again.error.map(|e| e.code).as_deref(),
+        Some("ORD-409-ALREADY_ON_HOLD")
+    );
+    assert_eq!(t.get(order).await["workOrders"][1]["state"], "ON_HOLD");
+    let resumed = t
+        .command(order, Verb::Resume, &json!({"workOrderId": 2}))
+        .await;
+    assert!(resumed.ok, "{resumed:?}");
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
+    while !dispatch
+        .actions_of(order)
+        .contains_key(&(2, 1, "resume".into()))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            dispatch.actions_of(order)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        dispatch.actions_of(order).get(&(2, 1, "hold".into())),
+        Some(&1)
+    );
 
     // The other completes: the order executes without the cancelled one.
     let done = t.job(order, 2, 1, JobStatus::Completed, None).await;

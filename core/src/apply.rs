@@ -48,6 +48,7 @@ fn new_work_order(r: &RegisteredWorkOrder) -> WorkOrder {
         last_ignored: None,
         details: r.details.clone(),
         withdrawing: false,
+        held_alone: false,
         withdrawn: false,
     }
 }
@@ -219,6 +220,18 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
                 wo.cancel_requested = false;
                 wo.withdrawn = wo.withdrawing;
                 wo.withdrawing = false;
+            }
+        }
+        // A work order held alone keeps its state (PENDING: it is not
+        // dispatched; a job out: its job's hold event holds it).
+        Event::WorkOrderHeld { work_order, .. } => {
+            if let Some(wo) = order.work_order_mut(*work_order) {
+                wo.held_alone = true;
+            }
+        }
+        Event::WorkOrderResumed { work_order } => {
+            if let Some(wo) = order.work_order_mut(*work_order) {
+                wo.held_alone = false;
             }
         }
         Event::WorkOrderWithdrawn { work_order, .. } => {

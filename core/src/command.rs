@@ -189,6 +189,19 @@ pub enum Command {
         /// Why, for the record.
         reason: Option<String>,
     },
+    /// Hold one work order: no job for it runs until its own resume; the
+    /// others go on (SEQUENTIAL waits for it).
+    HoldWorkOrder {
+        /// The work order.
+        work_order: WorkOrderId,
+        /// Why, for the record.
+        reason: Option<String>,
+    },
+    /// Resume a work order held on its own.
+    ResumeWorkOrder {
+        /// The work order.
+        work_order: WorkOrderId,
+    },
     /// Cancel one work order: it is not needed any more. The others go on
     /// (SEQUENTIAL moves to the next); the order executes without it.
     CancelWorkOrder {
@@ -228,6 +241,8 @@ impl Command {
             Command::Resume => "resume",
             Command::Cancel { .. } => "cancel",
             Command::CancelWorkOrder { .. } => "cancel_work_order",
+            Command::HoldWorkOrder { .. } => "hold_work_order",
+            Command::ResumeWorkOrder { .. } => "resume_work_order",
             Command::Close => "close",
             Command::SetSubState { .. } => "substate",
             Command::Job(_) => "job",

@@ -24,7 +24,7 @@ use crate::event::{Event, RegisteredWorkOrder, Registration, Sealed};
 use crate::ids::{ContactId, LocationId, Timestamp, WorkOrderId};
 use crate::model::{
     CancellationStatus, CloseReason, DropDetails, ExecutionFlow, IgnoredWhy, JobStatus, Order,
-    OrderState, Stop, TimerKind, UpdateGroup, WorkOrderDetails, WorkOrderState,
+    OrderState, Stop, TimerKind, UpdateGroup, WorkOrder, WorkOrderDetails, WorkOrderState,
 };
 use crate::rejection::Rejection;
 use crate::validate::{self, Problems};
@@ -69,6 +69,10 @@ pub fn decide(order: &Order, envelope: &Envelope, ctx: &Ctx<'_>) -> Result<Vec<E
         Command::CancelWorkOrder { work_order, reason } => {
             d.cancel_work_order(*work_order, reason)?;
         }
+        Command::HoldWorkOrder { work_order, reason } => {
+            d.hold_work_order(*work_order, reason)?;
+        }
+        Command::ResumeWorkOrder { work_order } => d.resume_work_order(*work_order)?,
         Command::Close => d.close()?,
         Command::SetSubState { to } => d.set_sub_state(to)?,
         Command::Job(update) => d.job_update(update)?,
@@ -356,7 +360,7 @@ impl<'a> Decision<'a> {
         };
         self.emit(Event::Resumed { to });
         self.for_each_job(
-            |w| w.state == WorkOrderState::OnHold,
+            |w| w.state == WorkOrderState::OnHold && !w.held_alone,
             |work_order, attempt| Event::JobResumeRequested {
                 work_order,
                 attempt,
@@ -365,13 +369,8 @@ impl<'a> Decision<'a> {
         Ok(())
     }
 
-    /// Withdraws one work order: at once when no job is out, else through
-    /// its job's cancel (if dispatch refuses it, the work order carries on).
-    fn cancel_work_order(
-        &mut self,
-        work_order: WorkOrderId,
-        reason: &Option<String>,
-    ) -> Result<(), Rejection> {
+    /// The open work order `work_order`, for a command on it alone.
+    fn open_work_order(&self, work_order: WorkOrderId) -> Result<&WorkOrder, Rejection> {
         self.refuse_final()?;
         if self.order.cancellation.status.in_flight() {
             return Err(Rejection::CancelInProgress);
@@ -388,6 +387,76 @@ impl<'a> Decision<'a> {
         if w.withdrawing || w.cancel_requested {
             return Err(Rejection::CancelInProgress);
         }
+        Ok(w)
+    }
+
+    /// Holds one work order: its job's hold goes out when one is out; a
+    /// PENDING one is not dispatched until its own resume.
+    fn hold_work_order(
+        &mut self,
+        work_order: WorkOrderId,
+        reason: &Option<String>,
+    ) -> Result<(), Rejection> {
+        if matches!(
+            self.order.state,
+            OrderState::Initiated | OrderState::Created
+        ) {
+            // Nothing runs yet: the order's own hold is the one to use.
+            return Err(Rejection::NotAllowedInState {
+                command: "hold",
+                state: self.order.state,
+            });
+        }
+        let w = self.open_work_order(work_order)?;
+        if w.held_alone {
+            return Err(Rejection::AlreadyOnHold);
+        }
+        let job_out = matches!(
+            w.state,
+            WorkOrderState::Dispatched | WorkOrderState::InProgress
+        );
+        let attempt = w.attempt;
+        self.emit(Event::WorkOrderHeld {
+            work_order,
+            reason: reason.clone(),
+        });
+        if job_out {
+            self.emit(Event::JobHoldRequested {
+                work_order,
+                attempt,
+            });
+        }
+        Ok(())
+    }
+
+    /// Resumes a work order held on its own: its job's resume goes out when
+    /// one is held, unless the whole order is on hold (then the order's
+    /// resume releases it).
+    fn resume_work_order(&mut self, work_order: WorkOrderId) -> Result<(), Rejection> {
+        let w = self.open_work_order(work_order)?;
+        if !w.held_alone {
+            return Err(Rejection::NotOnHold);
+        }
+        let job_held = w.state == WorkOrderState::OnHold;
+        let attempt = w.attempt;
+        self.emit(Event::WorkOrderResumed { work_order });
+        if job_held && self.order.state != OrderState::OnHold {
+            self.emit(Event::JobResumeRequested {
+                work_order,
+                attempt,
+            });
+        }
+        Ok(())
+    }
+
+    /// Withdraws one work order: at once when no job is out, else through
+    /// its job's cancel (if dispatch refuses it, the work order carries on).
+    fn cancel_work_order(
+        &mut self,
+        work_order: WorkOrderId,
+        reason: &Option<String>,
+    ) -> Result<(), Rejection> {
+        let w = self.open_work_order(work_order)?;
         let job_out = w.state.has_job_out()
             || (w.state == WorkOrderState::OnHold
                 && w.held_from.is_some_and(WorkOrderState::has_job_out));
@@ -937,16 +1006,17 @@ impl<'a> Decision<'a> {
         let o = &self.order;
         let group = (o.execution_flow == ExecutionFlow::CompleteTogether).then(|| o.id.to_string());
         let next: Vec<_> = match o.execution_flow {
+            // A work order held alone is not dispatched; SEQUENTIAL waits.
             ExecutionFlow::Sequential => o
                 .open_work_orders()
                 .next()
-                .filter(|w| w.state == WorkOrderState::Pending)
+                .filter(|w| w.state == WorkOrderState::Pending && !w.held_alone)
                 .into_iter()
                 .collect(),
             ExecutionFlow::StartTogether | ExecutionFlow::CompleteTogether => o
                 .work_orders
                 .iter()
-                .filter(|w| w.state == WorkOrderState::Pending)
+                .filter(|w| w.state == WorkOrderState::Pending && !w.held_alone)
                 .collect(),
         };
         let jobs: Vec<_> = next

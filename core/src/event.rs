@@ -257,6 +257,19 @@ pub enum Event {
         /// Dispatch's reason.
         reason_code: Option<String>,
     },
+    /// The client held one work order on its own (its job's hold follows
+    /// when one is out); the order's resume leaves it held.
+    WorkOrderHeld {
+        /// The work order.
+        work_order: WorkOrderId,
+        /// Why, for the record.
+        reason: Option<String>,
+    },
+    /// The client resumed a work order it held on its own.
+    WorkOrderResumed {
+        /// The work order.
+        work_order: WorkOrderId,
+    },
     /// The client asked to cancel one work order: cancelled at once when no
     /// job is out, else when dispatch confirms its job's cancel.
     WorkOrderWithdrawn {
@@ -402,6 +415,8 @@ impl Event {
             Event::JobCancelFailed { .. } => "job_cancel_failed",
             Event::WorkOrderCancelled { .. } => "work_order_cancelled",
             Event::WorkOrderWithdrawn { .. } => "work_order_withdrawn",
+            Event::WorkOrderHeld { .. } => "work_order_held",
+            Event::WorkOrderResumed { .. } => "work_order_resumed",
             Event::ReturnAdded(_) => "return_added",
             Event::CancellationRequested { .. } => "cancellation_requested",
             Event::CancellationAttempting => "cancellation_attempting",

@@ -471,6 +471,10 @@ pub struct WorkOrder {
     /// is out.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub withdrawing: bool,
+    /// Held on its own at the client's request: the order's resume leaves
+    /// it held; only its own resume releases it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_alone: bool,
     /// Cancelled at the client's request: not needed any more, so it
     /// neither breaks its flow nor keeps the order from executing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -121,6 +121,19 @@ fn commands() -> Vec<(&'static str, Command)> {
         ("resume", Command::Resume),
         ("cancel", Command::Cancel { reason: None }),
         (
+            "hold work order 1 alone",
+            Command::HoldWorkOrder {
+                work_order: orderd_core::WorkOrderId(1),
+                reason: None,
+            },
+        ),
+        (
+            "resume work order 1 alone",
+            Command::ResumeWorkOrder {
+                work_order: orderd_core::WorkOrderId(1),
+            },
+        ),
+        (
             "cancel work order 1 alone",
             Command::CancelWorkOrder {
                 work_order: orderd_core::WorkOrderId(1),

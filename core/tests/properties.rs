@@ -36,6 +36,9 @@ enum Op {
     Cancel,
     /// Cancel one work order, by index (sometimes one past the last).
     CancelWorkOrder(usize),
+    /// Hold, or resume, one work order, by index.
+    HoldWorkOrder(usize),
+    ResumeWorkOrder(usize),
     Close,
     MarkReady,
     Update(u32),
@@ -77,6 +80,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Resume),
         1 => Just(Op::Cancel),
         2 => (0..6usize).prop_map(Op::CancelWorkOrder),
+        2 => (0..6usize).prop_map(Op::HoldWorkOrder),
+        2 => (0..6usize).prop_map(Op::ResumeWorkOrder),
         1 => Just(Op::Close),
         1 => Just(Op::MarkReady),
         1 => (0..1200u32).prop_map(Op::Update),
@@ -179,11 +184,19 @@ fn command(h: &Harness, op: &Op) -> Command {
         Op::Hold => Command::Hold { reason: None },
         Op::Resume => Command::Resume,
         Op::Cancel => Command::Cancel { reason: None },
-        Op::CancelWorkOrder(wo) => {
+        Op::CancelWorkOrder(wo) | Op::HoldWorkOrder(wo) | Op::ResumeWorkOrder(wo) => {
             let n = h.order.work_orders.len().max(1);
-            Command::CancelWorkOrder {
-                work_order: WorkOrderId((*wo % (n + 1)) as u32 + 1),
-                reason: None,
+            let work_order = WorkOrderId((*wo % (n + 1)) as u32 + 1);
+            match op {
+                Op::CancelWorkOrder(_) => Command::CancelWorkOrder {
+                    work_order,
+                    reason: None,
+                },
+                Op::HoldWorkOrder(_) => Command::HoldWorkOrder {
+                    work_order,
+                    reason: None,
+                },
+                _ => Command::ResumeWorkOrder { work_order },
             }
         }
         Op::Close => Command::Close,
@@ -305,10 +318,12 @@ fn check_order(h: &Harness) {
                 o.work_orders.iter().any(|w| w.attempt > 0),
                 "IN_PROGRESS with no job ever sent"
             );
-            assert!(o
-                .work_orders
-                .iter()
-                .all(|w| w.state != WorkOrderState::OnHold));
+            assert!(
+                o.work_orders
+                    .iter()
+                    .all(|w| w.state != WorkOrderState::OnHold || w.held_alone),
+                "only a work order held on its own is on hold in IN_PROGRESS"
+            );
         }
         OrderState::OnHold => {
             assert!(o.held_from.is_some());

@@ -1227,3 +1227,65 @@ fn cancelling_one_work_order_is_refused_when_it_cannot_apply() {
     assert_eq!(all.order.close_reason, Some(CloseReason::Cancelled));
     assert_eq!(all.refused(cancel_wo(1)), "ORD-409-ORDER_IMMUTABLE");
 }
+
+fn hold_wo(n: u32) -> Command {
+    Command::HoldWorkOrder {
+        work_order: orderd_core::WorkOrderId(n),
+        reason: None,
+    }
+}
+
+fn resume_wo(n: u32) -> Command {
+    Command::ResumeWorkOrder {
+        work_order: orderd_core::WorkOrderId(n),
+    }
+}
+
+#[test]
+fn a_pending_work_order_held_alone_waits_for_its_own_resume_and_the_sequence_with_it() {
+    let mut h = Harness::created(Sequential, &["PICKUP", "DELIVERY"]);
+    h.ok(hold_wo(2));
+    assert!(h.wo(2).held_alone);
+    assert_eq!(h.refused(hold_wo(2)), "ORD-409-ALREADY_ON_HOLD");
+    h.complete(1);
+    assert_eq!(
+        h.order.state,
+        OrderState::InProgress,
+        "waits for work order 2"
+    );
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+    // The order's hold and resume leave it held.
+    h.ok(hold());
+    h.ok(Command::Resume);
+    assert!(h.wo(2).held_alone);
+    assert_eq!(h.job_commands(), vec![(1, 1, "create")]);
+    h.ok(resume_wo(2));
+    assert_eq!(h.job_commands().last(), Some(&(2, 1, "create")));
+    h.complete(2);
+    assert_eq!(h.order.state, OrderState::Executed);
+    assert_eq!(h.rebuilt(), h.order);
+}
+
+#[test]
+fn a_running_work_order_held_alone_is_held_through_its_job_and_the_others_go_on() {
+    let mut h = Harness::created(StartTogether, &["PICKUP", "INSTALL"]);
+    h.job_ok(1, 1, Started);
+    h.job_ok(2, 1, Started);
+    assert_eq!(h.refused(resume_wo(1)), "ORD-409-NOT_ON_HOLD");
+    h.ok(hold_wo(1));
+    assert_eq!(h.job_commands().last(), Some(&(1, 1, "hold")));
+    assert_eq!(h.order.state, OrderState::InProgress);
+    // The whole order held and resumed: only work order 2's job resumes.
+    h.ok(hold());
+    assert_eq!(h.job_commands().last(), Some(&(2, 1, "hold")));
+    h.ok(Command::Resume);
+    assert_eq!(h.job_commands().last(), Some(&(2, 1, "resume")));
+    assert_eq!(h.wo(1).state, WorkOrderState::OnHold);
+    h.complete(2);
+    assert_eq!(h.order.state, OrderState::InProgress);
+    h.ok(resume_wo(1));
+    assert_eq!(h.job_commands().last(), Some(&(1, 1, "resume")));
+    assert_eq!(h.wo(1).state, WorkOrderState::InProgress);
+    h.complete(1);
+    assert_eq!(h.order.state, OrderState::Executed);
+}

@@ -280,6 +280,19 @@ fn command_of(m: &EventMessage) -> Result<Command, String> {
             }),
             _ => None,
         })?,
+        "hold_work_order" => from("work_order_held", &|e| match e {
+            Event::WorkOrderHeld { work_order, reason } => Some(Command::HoldWorkOrder {
+                work_order: *work_order,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })?,
+        "resume_work_order" => from("work_order_resumed", &|e| match e {
+            Event::WorkOrderResumed { work_order } => Some(Command::ResumeWorkOrder {
+                work_order: *work_order,
+            }),
+            _ => None,
+        })?,
         "close" => Command::Close,
         "substate" => from("sub_state_changed", &|e| match e {
             Event::SubStateChanged { to, .. } => Some(Command::SetSubState { to: to.clone() }),

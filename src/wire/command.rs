@@ -326,8 +326,8 @@ pub struct ReasonBody {
     /// Why, for the record.
     #[serde(default)]
     pub reason: Option<String>,
-    /// `cancel` only: the one work order to cancel (the order and its other
-    /// work orders go on).
+    /// The one work order to hold or cancel (the order and its other work
+    /// orders go on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_order_id: Option<NonZeroU32>,
     /// The order's sequence number the sender expects: refused with
@@ -350,10 +350,13 @@ pub struct SubStateBody {
 }
 
 /// The body of `ready`, `resume` and `close`: empty, `{}`, or only
-/// `expectedSeq`.
+/// `expectedSeq` (and, for `resume`, `workOrderId`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmptyBody {
+    /// `resume` only: the one work order to resume (held on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_order_id: Option<NonZeroU32>,
     /// The order's sequence number the sender expects: refused with
     /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -575,6 +575,7 @@ fn sample_order() -> Order {
         last_ignored: None,
         details: Default::default(),
         withdrawing: false,
+        held_alone: false,
         withdrawn: false,
     });
     o
