@@ -267,6 +267,47 @@ async fn an_operator_creates_reads_holds_resumes_and_is_refused() {
 }
 
 #[tokio::test]
+async fn an_operator_acting_on_a_stale_view_is_refused_and_changes_nothing() {
+    let t = spawn_app().await;
+    let order = create(&t, &create_body("SEQUENTIAL", &["PICKUP"])).await;
+    let id = order.to_string();
+
+    // The sequence `get` shows: the hold is decided as usual.
+    let held = orderd(&t, &["hold", &id, "--expected-seq", "1", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (held["state"].clone(), held["seq"].clone()),
+        (json!("ON_HOLD"), json!(2))
+    );
+
+    // Every verb naming the sequence from before the hold: refused with
+    // both sequences said, and the order stays where it is.
+    for verb in ["resume", "cancel", "close"] {
+        let stale = orderd(&t, &[verb, &id, "--expected-seq", "1"]).await;
+        assert_eq!(stale.code, 1, "{stale:?}");
+        assert!(
+            stale.stderr.contains("ORD-409-SEQ_MISMATCH")
+                && stale.stderr.contains("sequence 2, not the expected 1"),
+            "{stale:?}"
+        );
+    }
+    let view = orderd(&t, &["get", &id, "--json"]).await.ok().json();
+    assert_eq!(
+        (view["state"].clone(), view["seq"].clone()),
+        (json!("ON_HOLD"), json!(2))
+    );
+
+    // The current sequence again: resumed.
+    let resumed = orderd(&t, &["resume", &id, "--expected-seq", "2", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(resumed["state"], json!("IN_PROGRESS"));
+}
+
+#[tokio::test]
 async fn an_operator_publishes_a_configuration_and_queries_by_it() {
     let t = spawn_app().await;
     let got = orderd(&t, &["config", "get", "--json"]).await.ok().json();

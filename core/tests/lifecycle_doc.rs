@@ -87,6 +87,12 @@ fn situations() -> Vec<(&'static str, Harness)> {
     h.ok(Command::Cancel { reason: None });
     h.job_ok(1, 1, JobStatus::Cancelled);
     out.push(("CLOSED (CANCELLED)", h));
+
+    // KYC has one attempt and no return: PICKUP done, KYC failed for good.
+    let mut h = Harness::created_with(config(false), create(flow, &["PICKUP", "KYC"]));
+    h.complete(1);
+    h.job_ok(2, 1, JobStatus::Failed);
+    out.push(("CLOSED (PARTIAL: PICKUP done, KYC failed)", h));
     out
 }
 
@@ -170,6 +176,30 @@ fn commands() -> Vec<(&'static str, Command)> {
     ]
 }
 
+/// Commands naming a sequence (`expectedSeq`): the order's own, or one
+/// behind it, as a client acting on a stale view would.
+fn conditional_commands() -> Vec<(&'static str, Command, Option<Expect>)> {
+    vec![
+        (
+            "hold, expectedSeq the order's",
+            Command::Hold { reason: None },
+            Some(Expect::Current),
+        ),
+        (
+            "hold, expectedSeq stale",
+            Command::Hold { reason: None },
+            Some(Expect::Stale),
+        ),
+    ]
+}
+
+/// Which sequence a conditional command names.
+#[derive(Clone, Copy)]
+enum Expect {
+    Current,
+    Stale,
+}
+
 fn state_after(e: &orderd_core::Event, current: OrderState) -> OrderState {
     use orderd_core::Event;
     match e {
@@ -190,13 +220,22 @@ fn render() -> String {
     let header: Vec<&str> = situations.iter().map(|(n, _)| *n).collect();
     writeln!(table, "| command | {} |", header.join(" | ")).unwrap();
     writeln!(table, "|---|{}", "---|".repeat(header.len())).unwrap();
-    for (name, cmd) in commands() {
+    let rows = commands()
+        .into_iter()
+        .map(|(name, cmd)| (name, cmd, None))
+        .chain(conditional_commands());
+    for (name, cmd, expect) in rows {
         let mut row = format!("| {name} |");
         for (_, base) in &situations {
             let mut h = base.clone();
             h.now += 10_000;
             let before = h.order.state;
-            let cell = match h.run(cmd.clone()) {
+            let mut envelope = h.envelope(cmd.clone());
+            envelope.expected_seq = expect.map(|e| match e {
+                Expect::Current => h.order.seq,
+                Expect::Stale => h.order.seq - 1,
+            });
+            let cell = match h.run_envelope(&envelope) {
                 Outcome::Applied(change) => {
                     let mut prev = before;
                     for e in &change.events {
@@ -256,7 +295,7 @@ fn render() -> String {
     }
     doc.push_str("    CLOSED --> [*]\n```\n\n");
     doc.push_str("## Every command in every state\n\n");
-    doc.push_str("Rows are commands, columns representative orders (SEQUENTIAL, work orders PICKUP then DELIVERY unless said, auto-close configured, one sub-state `CHECKED` configured under every state). A cell shows the state reached (→), `accepted` when the order changed but its state did not, or the stable code of the refusal (the order is then unchanged). A job update that changes nothing is still accepted and recorded (`job_update_ignored`).\n\n");
+    doc.push_str("Rows are commands, columns representative orders (SEQUENTIAL, work orders PICKUP then DELIVERY unless said, auto-close configured, one sub-state `CHECKED` configured under every state). A cell shows the state reached (→), `accepted` when the order changed but its state did not, or the stable code of the refusal (the order is then unchanged). A job update that changes nothing is still accepted and recorded (`job_update_ignored`). The last rows name a sequence (`expectedSeq`): the order's own decides as without it, any other is refused before any rule of the state.\n\n");
     doc.push_str(&table);
     doc.push_str("\n## Refusal codes\n\n| code | type | meaning |\n|---|---|---|\n");
     doc

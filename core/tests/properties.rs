@@ -11,7 +11,7 @@ use orderd_core::command::{JobUpdate, PluginVerdict, SummaryPatch, UpdateOrder};
 use orderd_core::config::SubStateConfig;
 use orderd_core::event::Event;
 use orderd_core::model::{
-    CancellationStatus, ExecutionFlow, JobStatus, OrderState, WorkOrderState,
+    CancellationStatus, CloseReason, ExecutionFlow, JobStatus, OrderState, WorkOrderState,
 };
 use orderd_core::{Command, Envelope, Outcome, TenantConfig, WorkOrderId};
 use proptest::prelude::*;
@@ -290,6 +290,33 @@ fn check_change(
     // Once requested, cancellationRequested stays true.
     if before.cancellation.requested {
         assert!(after.cancellation.requested);
+    }
+    // An order that closes because its execution could not finish is
+    // PARTIAL exactly when some forward work order was completed; PARTIAL
+    // never names anything else.
+    for e in &change.events {
+        if let Event::Closed { reason, cause } = e {
+            let forward = || after.work_orders.iter().filter(|w| !w.is_return());
+            let some_done = forward().any(|w| w.state == WorkOrderState::Completed);
+            let some_uncovered = forward().any(|w| !after.is_covered(w));
+            let could_not_finish = cause
+                .as_deref()
+                .is_some_and(|c| c.starts_with("execution could not finish"));
+            if could_not_finish {
+                assert!(
+                    some_uncovered,
+                    "could not finish, yet all covered: {change:?}"
+                );
+                let expected = if some_done {
+                    CloseReason::Partial
+                } else {
+                    CloseReason::Cancelled
+                };
+                assert_eq!(*reason, expected, "{change:?}");
+            } else {
+                assert_ne!(*reason, CloseReason::Partial, "{change:?}");
+            }
+        }
     }
     // Final states are final.
     if before.state == OrderState::Closed {

@@ -404,6 +404,39 @@ fn an_order_is_executed_only_when_every_forward_work_order_is_completed_or_cover
 }
 
 #[test]
+fn an_order_with_work_done_that_cannot_execute_closes_as_partial_in_every_flow() {
+    for flow in [Sequential, StartTogether, CompleteTogether] {
+        // KYC: one attempt, no return.
+        let mut h = Harness::created(flow, &["PICKUP", "KYC"]);
+        h.complete(1);
+        h.job_ok(2, 1, Failed);
+        assert_eq!(h.order.state, OrderState::Closed, "{flow:?}");
+        assert_eq!(h.order.close_reason, Some(CloseReason::Partial), "{flow:?}");
+        let closed = h.changes.last().unwrap().events.last().unwrap().clone();
+        assert_eq!(
+            closed,
+            Event::Closed {
+                reason: CloseReason::Partial,
+                cause: Some("execution could not finish: work order 2 FAILED".into()),
+            },
+            "{flow:?}"
+        );
+        // It was not cancelled: a cancel finds it closed for good.
+        let Outcome::Refused(r) = h.run(cancel()) else {
+            panic!("a PARTIAL order refuses a cancel")
+        };
+        assert_eq!(r.code(), "ORD-409-ORDER_IMMUTABLE", "{flow:?}");
+    }
+    // The same failure with nothing done: CANCELLED.
+    let mut h = Harness::created(StartTogether, &["PICKUP", "KYC"]);
+    h.job_ok(2, 1, Failed);
+    h.job_ok(1, 1, Failed);
+    h.job_ok(1, 2, Failed);
+    h.job_ok(1, 3, Failed);
+    assert_eq!(h.order.close_reason, Some(CloseReason::Cancelled));
+}
+
+#[test]
 fn sequential_a_failure_ends_the_sequence() {
     let mut h = Harness::created(Sequential, &["KYC", "DELIVERY"]);
     h.job_ok(1, 1, Failed);

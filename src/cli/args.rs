@@ -287,6 +287,10 @@ pub struct WriteArgs {
     /// The order id.
     #[arg(value_parser = order_id)]
     pub order: OrderId,
+    /// Only if the order is still at this sequence, as `get` showed it
+    /// (refused with ORD-409-SEQ_MISMATCH otherwise).
+    #[arg(long, value_name = "SEQ")]
+    pub expected_seq: Option<u64>,
     /// The idempotency key and how to reach orderd.
     #[command(flatten)]
     pub write: Write,
@@ -301,6 +305,10 @@ pub struct ReasonArgs {
     /// Why, for the record.
     #[arg(long)]
     pub reason: Option<String>,
+    /// Only if the order is still at this sequence, as `get` showed it
+    /// (refused with ORD-409-SEQ_MISMATCH otherwise).
+    #[arg(long, value_name = "SEQ")]
+    pub expected_seq: Option<u64>,
     /// The idempotency key and how to reach orderd.
     #[command(flatten)]
     pub write: Write,

@@ -43,7 +43,7 @@ use serde_json::Value;
 
 pub use args::{Cli, Command, ServeArgs};
 
-use args::{ConfigCommand, Connection, Write};
+use args::{ConfigCommand, Connection, ReasonArgs, Write, WriteArgs};
 use client::{Client, Sent};
 use failure::Failure;
 
@@ -95,38 +95,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::History(a) => history(&a.conn, a.order, a.from_seq, a.limit).await,
         Command::Query(a) => query(a).await,
         Command::Create(a) => create(&a.write, &a.file).await,
-        Command::Hold(a) => {
-            let body = ReasonBody {
-                reason: a.reason,
-                ..ReasonBody::default()
-            };
-            command_on(&a.write, a.order, Verb::Hold, wire::encode(&body, false)).await
-        }
-        Command::Resume(a) => {
-            command_on(
-                &a.write,
-                a.order,
-                Verb::Resume,
-                wire::encode(&EmptyBody::default(), false),
-            )
-            .await
-        }
-        Command::Cancel(a) => {
-            let body = ReasonBody {
-                reason: a.reason,
-                ..ReasonBody::default()
-            };
-            command_on(&a.write, a.order, Verb::Cancel, wire::encode(&body, false)).await
-        }
-        Command::Close(a) => {
-            command_on(
-                &a.write,
-                a.order,
-                Verb::Close,
-                wire::encode(&EmptyBody::default(), false),
-            )
-            .await
-        }
+        Command::Hold(a) => reason_command(a, Verb::Hold).await,
+        Command::Resume(a) => empty_command(a, Verb::Resume).await,
+        Command::Cancel(a) => reason_command(a, Verb::Cancel).await,
+        Command::Close(a) => empty_command(a, Verb::Close).await,
         Command::Config(c) => config(c).await,
         Command::Watch(a) => {
             let client = Client::connect(&a.conn).await?;
@@ -359,6 +331,25 @@ async fn create(write: &Write, file: &Path) -> Result<(), Failure> {
         )
         .await?;
     report("create", &sent, conn.json)
+}
+
+/// `hold` and `cancel`: a reason, and the sequence the operator saw.
+async fn reason_command(a: ReasonArgs, verb: Verb) -> Result<(), Failure> {
+    let body = ReasonBody {
+        reason: a.reason,
+        work_order_id: None,
+        expected_seq: a.expected_seq,
+    };
+    command_on(&a.write, a.order, verb, wire::encode(&body, false)).await
+}
+
+/// `resume` and `close`: only the sequence the operator saw.
+async fn empty_command(a: WriteArgs, verb: Verb) -> Result<(), Failure> {
+    let body = EmptyBody {
+        work_order_id: None,
+        expected_seq: a.expected_seq,
+    };
+    command_on(&a.write, a.order, verb, wire::encode(&body, false)).await
 }
 
 async fn command_on(
