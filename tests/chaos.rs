@@ -18,12 +18,14 @@
 //! answers started + completed per job → (EXECUTED) close: 8 commands.
 //!
 //! The short form runs in the normal test run (`chaos_short`: 5,000 orders
-//! at 100 a second, about a minute);
+//! at 100 a second, about a minute; `chaos_short_three_instances`: the same
+//! with three orderd processes, one killed every 5 s in turn);
 //! the long form is ignored and takes its size from the environment:
 //!
 //! ```sh
 //! CHAOS_ORDERS=100000 CHAOS_RATE=250 CHAOS_DRAIN_SECS=600 \
 //!   cargo test --release --test chaos chaos -- --ignored --exact --nocapture
+//! # with several instances: CHAOS_INSTANCES=3 (the kills go round them)
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -57,6 +59,8 @@ struct Knobs {
     nats_kills: usize,
     /// How long the work may take to drain once the faults stop.
     drain: Duration,
+    /// orderd processes on the same servers; the kills go round them.
+    instances: usize,
 }
 
 impl Knobs {
@@ -68,6 +72,7 @@ impl Knobs {
             redis_kills: env_or("CHAOS_REDIS_KILLS", 2),
             nats_kills: env_or("CHAOS_NATS_KILLS", 2),
             drain: Duration::from_secs(env_or("CHAOS_DRAIN_SECS", 180)),
+            instances: env_or("CHAOS_INSTANCES", 1),
         }
     }
 }
@@ -83,6 +88,24 @@ async fn chaos_short() {
         redis_kills: 2,
         nats_kills: 2,
         drain: Duration::from_secs(120),
+        instances: 1,
+    })
+    .await;
+}
+
+/// The short form with three orderd instances: 3,000 orders over 30 s, one
+/// instance killed every 5 s in turn (the tenant's owner among them, so
+/// its lanes are taken over), Redis and NATS once each.
+#[tokio::test]
+async fn chaos_short_three_instances() {
+    run(Knobs {
+        orders: 3_000,
+        rate: 100.0,
+        kill_every: Duration::from_secs(5),
+        redis_kills: 1,
+        nats_kills: 1,
+        drain: Duration::from_secs(120),
+        instances: 3,
     })
     .await;
 }
@@ -367,9 +390,19 @@ fn envelope_of(tenant: &TenantId, order: OrderId, command_id: &str, sent: &Sent)
 async fn run(knobs: Knobs) {
     eprintln!("chaos: {knobs:?}");
     let mut servers = Servers::start().await;
-    let log = servers.dir().join("orderd.log");
-    let env = [("RUST_LOG", "warn")];
-    let mut orderd = Process::start_with(&servers, &env, Some(&log));
+    let names: Vec<String> = (0..knobs.instances.max(1))
+        .map(|i| format!("chaos-{i}"))
+        .collect();
+    let start = |servers: &Servers, i: usize| {
+        let log = servers.dir().join(format!("orderd-{i}.log"));
+        let env = [
+            ("RUST_LOG", "warn"),
+            ("ORDERD_INSTANCE_NAME", names[i].as_str()),
+        ];
+        Process::start_with(servers, &env, Some(&log))
+    };
+    let mut instances: Vec<Option<Process>> =
+        (0..names.len()).map(|i| Some(start(&servers, i))).collect();
     let nats = async_nats::ConnectOptions::new()
         .max_reconnects(None)
         .connect(&servers.nats_url)
@@ -449,15 +482,20 @@ async fn run(knobs: Knobs) {
     }
     timeline.sort_by_key(|(t, _)| *t);
     let mut kills_ms = Vec::new();
+    let mut next_victim = 0;
     let (mut redis_kills, mut nats_kills) = (0, 0);
     for (at, fault) in timeline {
         tokio::time::sleep_until((started + at).into()).await;
         match fault {
             Fault::Orderd => {
-                orderd.kill9();
+                let i = next_victim % instances.len();
+                next_victim += 1;
+                if let Some(victim) = instances[i].take() {
+                    victim.kill9();
+                }
                 // After the process is gone: any later event is the new one's.
                 kills_ms.push(now_ms());
-                orderd = Process::start_with(&servers, &env, Some(&log));
+                instances[i] = Some(start(&servers, i));
             }
             Fault::Redis => {
                 redis_kills += 1;
@@ -621,6 +659,7 @@ async fn run(knobs: Knobs) {
          commands refused      {}\n\
          events stored         {}\n\
          job commands          {}\n\
+         orderd instances      {}\n\
          orderd SIGKILLs       {}\n\
          redis kills           {redis_kills}\n\
          nats kills            {nats_kills}\n\
@@ -637,6 +676,7 @@ async fn run(knobs: Knobs) {
         refused,
         events_total,
         ledger.dispatched.len(),
+        instances.len(),
         kills_ms.len(),
         percentile(&resumes, 50.0),
         percentile(&resumes, 99.0),
@@ -649,7 +689,9 @@ async fn run(knobs: Knobs) {
     for h in helpers.drain(..) {
         h.abort();
     }
-    orderd.kill9();
+    for orderd in instances.into_iter().flatten() {
+        orderd.kill9();
+    }
     assert!(!applied.is_empty(), "a run that applied nothing fails");
     assert!(drained, "not every order closed within {:?}", knobs.drain);
     assert!(
