@@ -393,7 +393,10 @@ async fn one_work_order_is_cancelled_alone_and_the_order_executes_without_it() {
         again.error.map(|e| e.code).as_deref(),
         Some("ORD-409-ALREADY_ON_HOLD")
     );
-    assert_eq!(t.get(order).await["workOrders"][1]["state"], "ON_HOLD");
+    let view = t.get(order).await;
+    assert_eq!(view["workOrders"][1]["state"], "ON_HOLD");
+    assert_eq!(view["workOrders"][1]["heldAlone"], true);
+    assert_eq!(view["workOrders"][0]["withdrawn"], true);
     let resumed = t
         .command(order, Verb::Resume, &json!({"workOrderId": 2}))
         .await;

@@ -170,6 +170,12 @@ pub struct WorkOrderView {
     pub pickup: StopView,
     /// Its own drop (empty: the order's drop details).
     pub drop: StopView,
+    /// Held on its own (`hold` with its id): not dispatched, or its job
+    /// held, until its own resume.
+    pub held_alone: bool,
+    /// Cancelled on its own (`cancel` with its id): the order executes
+    /// without it.
+    pub withdrawn: bool,
 }
 
 /// Where one milestone of the order stands.
@@ -226,6 +232,8 @@ impl From<&WorkOrder> for WorkOrderView {
             instructions: w.details.instructions.clone(),
             pickup: StopView::from(&w.details.pickup),
             drop: StopView::from(&w.details.drop),
+            held_alone: w.held_alone,
+            withdrawn: w.withdrawn,
         }
     }
 }
