@@ -11,7 +11,7 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 
 use orderd::headers;
-use orderd::store::{Snapshot, SnapshotStore, StoreError};
+use orderd::store::{Epoch, Snapshot, SnapshotStore, StoreError};
 use orderd::subjects::{self, Verb};
 use orderd::wire::EventMessage;
 use orderd_core::{OrderId, OrderState};
@@ -141,15 +141,21 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
     let mut order = orderd_core::Order::blank(id, tenant.clone());
     order.seq = 1;
     order.state = OrderState::Created;
-    assert!(old_owner.fence(&tenant, 7).await.unwrap());
+    let epoch = |generation, revision| Epoch {
+        generation,
+        revision,
+    };
+    assert!(old_owner.fence(&tenant, epoch(5, 7)).await.unwrap());
     let mut v1 = Snapshot::new(order.clone(), vec![], 1);
     old_owner.save(&mut v1, None).await.unwrap();
 
     // The new owner claims the tenant under a later epoch; an earlier one
-    // cannot lower it.
-    assert!(new_owner.fence(&tenant, 9).await.unwrap());
-    assert!(!old_owner.fence(&tenant, 8).await.unwrap());
-    assert_eq!(new_owner.stored_epoch(&tenant).await.unwrap(), 9);
+    // cannot lower it, nor can a claim of an older bucket generation with
+    // a higher revision.
+    assert!(new_owner.fence(&tenant, epoch(5, 9)).await.unwrap());
+    assert!(!old_owner.fence(&tenant, epoch(5, 8)).await.unwrap());
+    assert!(!old_owner.fence(&tenant, epoch(4, 900)).await.unwrap());
+    assert_eq!(new_owner.stored_epoch(&tenant).await.unwrap(), epoch(5, 9));
 
     // The earlier owner, still holding epoch 7, decides on what it holds:
     // its write is refused and changes nothing, its refusals too.
@@ -158,7 +164,9 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
     stale.order.seq = 2;
     stale.order.state = OrderState::OnHold;
     match old_owner.save(&mut stale, Some(OrderState::Created)).await {
-        Err(StoreError::Fenced { mine, stored, .. }) => assert_eq!((mine, stored), (7, 9)),
+        Err(StoreError::Fenced { mine, stored, .. }) => {
+            assert_eq!((mine, stored), (epoch(5, 7), epoch(5, 9)));
+        }
         other => panic!("expected a fenced write, got {other:?}"),
     }
     let mut refusing = v1.clone();
@@ -193,16 +201,20 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
     new_owner.unfence(&tenant);
     let mut after = next.clone();
     after.version = 3;
-    assert!(matches!(
-        new_owner
-            .save(&mut after, Some(OrderState::InProgress))
-            .await,
-        Err(StoreError::Fenced {
-            mine: 0,
-            stored: 9,
-            ..
-        })
-    ));
+    match new_owner
+        .save(&mut after, Some(OrderState::InProgress))
+        .await
+    {
+        Err(StoreError::Fenced { mine, stored, .. }) => {
+            assert_eq!((mine, stored), (Epoch::default(), epoch(5, 9)));
+        }
+        other => panic!("expected a fenced write, got {other:?}"),
+    }
+
+    // A bucket made anew (its revisions start again at 1) with a later
+    // generation takes the tenant over all the same.
+    assert!(new_owner.fence(&tenant, epoch(6, 1)).await.unwrap());
+    assert_eq!(new_owner.stored_epoch(&tenant).await.unwrap(), epoch(6, 1));
 }
 
 #[tokio::test]

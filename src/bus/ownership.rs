@@ -91,6 +91,9 @@ pub struct Ownership {
     owners: kv::Store,
     me: String,
     lease: Duration,
+    /// When the owners bucket was created (ms): the generation of every
+    /// claim's epoch, so a bucket made anew still orders after the old.
+    generation: u64,
     /// The tenants whose lanes this instance pulls now: only their live
     /// order actors are known to hold the latest state.
     deciding: Arc<RwLock<HashSet<TenantId>>>,
@@ -135,11 +138,14 @@ impl Ownership {
             },
         )
         .await?;
+        let created = owners.stream.cached_info().created;
+        let generation = u64::try_from(created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         Ok(Self {
             members,
             owners,
             me,
             lease,
+            generation,
             deciding: Arc::default(),
         })
     }
@@ -172,6 +178,11 @@ impl Ownership {
     /// This instance's id.
     pub fn me(&self) -> &str {
         &self.me
+    }
+
+    /// The owners bucket's generation (when it was created, ms).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The lease.

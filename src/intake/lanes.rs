@@ -52,7 +52,7 @@ use super::pull::{refuse_unroutable, Intake};
 use crate::bus::ownership::{owner_of, Ownership};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
-use crate::store::RedisStore;
+use crate::store::{Epoch, RedisStore};
 use crate::{retry, subjects};
 
 /// How often each instance looks for lanes made by others.
@@ -261,7 +261,11 @@ impl Lanes {
     /// first raises the tenant's epoch to this claim's (its revision), so
     /// no earlier owner writes its orders from then on.
     async fn pull(&self, tenant: &TenantId, revision: u64) {
-        match self.store.fence(tenant, revision).await {
+        let epoch = Epoch {
+            generation: self.ownership.generation(),
+            revision,
+        };
+        match self.store.fence(tenant, epoch).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(tenant = %tenant, "a later claim of the tenant exists: not pulling");

@@ -418,7 +418,7 @@ impl OrderActorState {
                     mine,
                     stored,
                 }) => {
-                    tracing::info!(%tenant, mine, stored, commands = execs.len(), "another instance owns the tenant now: not deciding; the commands go back to it");
+                    tracing::info!(%tenant, %mine, %stored, commands = execs.len(), "another instance owns the tenant now: not deciding; the commands go back to it");
                     telemetry::fenced_write();
                     self.fenced = true;
                     return vec![Verdict::Retry(RetryReason::Fenced); execs.len()];
@@ -805,8 +805,14 @@ mod tests {
                 if self.fenced.load(Ordering::SeqCst) {
                     return Err(StoreError::Fenced {
                         tenant: snapshot.order.tenant.clone(),
-                        mine: 1,
-                        stored: 2,
+                        mine: crate::store::Epoch {
+                            generation: 1,
+                            revision: 1,
+                        },
+                        stored: crate::store::Epoch {
+                            generation: 1,
+                            revision: 2,
+                        },
                     });
                 }
                 let mut snaps = self.snaps.lock().unwrap();

@@ -1,9 +1,10 @@
 //! The owner's fence: a tenant's orders are written only by the instance
 //! that owns the tenant now, whatever the timing.
 //!
-//! Each claim of a tenant (`crate::bus::ownership`) has an epoch, the
-//! owners key's revision, which grows with every claim. The new owner
-//! raises the tenant's epoch key to it before it pulls a message
+//! Each claim of a tenant (`crate::bus::ownership`) has an [`Epoch`]: the
+//! owners bucket's generation (when the bucket was created) and the claim's
+//! revision in it, which grows with every claim. The new owner raises the
+//! tenant's epoch key to its own before it pulls a message
 //! ([`RedisStore::fence`]), and every write of an order of the tenant
 //! carries the epoch of the instance that writes it: the save and refusal
 //! scripts refuse it, changing nothing, unless it is the stored one. An
@@ -11,35 +12,67 @@
 //! starved runtime) and wakes after another instance took the tenant over
 //! can decide no more: its writes fail with [`StoreError::Fenced`].
 //!
-//! An instance that does not own the tenant writes with epoch 0, which
-//! passes only where no owner ever claimed it (a store used without
+//! The generation comes first in the order, so a bucket made anew (NATS
+//! wiped, or a new cluster, with the same Redis), whose revisions start
+//! again at 1, still fences what the old one claimed.
+//!
+//! An instance that does not own the tenant writes with the zero epoch,
+//! which passes only where no owner ever claimed it (a store used without
 //! ownership, as in the store's own tests).
 //!
 //! Invariant: the stored epoch never goes down (the raise is one script).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use orderd_core::TenantId;
 
 use super::{keys, RedisStore, StoreError};
 
+/// A claim's place in the order of claims: the owners bucket's generation,
+/// then the claim's revision in it. Stored as `<generation>:<revision>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Epoch {
+    /// When the owners bucket was created (ms since the Unix epoch).
+    pub generation: u64,
+    /// The claim's revision in the bucket.
+    pub revision: u64,
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.generation, self.revision)
+    }
+}
+
+impl Epoch {
+    /// Reads a stored epoch; anything else is the zero epoch.
+    fn parse(text: &str) -> Self {
+        let mut parts = text.split(':').map(|p| p.parse().unwrap_or(0));
+        Self {
+            generation: parts.next().unwrap_or(0),
+            revision: parts.next().unwrap_or(0),
+        }
+    }
+}
+
 /// The epochs this instance writes with, per tenant it owns.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Fences(Arc<RwLock<HashMap<TenantId, u64>>>);
+pub(super) struct Fences(Arc<RwLock<HashMap<TenantId, Epoch>>>);
 
 impl Fences {
-    /// The epoch to write `tenant`'s orders with: its claim's, or 0.
-    pub(super) fn epoch(&self, tenant: &TenantId) -> u64 {
+    /// The epoch to write `tenant`'s orders with: its claim's, or zero.
+    pub(super) fn epoch(&self, tenant: &TenantId) -> Epoch {
         self.0
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant)
             .copied()
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
-    fn set(&self, tenant: &TenantId, epoch: Option<u64>) {
+    fn set(&self, tenant: &TenantId, epoch: Option<Epoch>) {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         match epoch {
             Some(e) => map.insert(tenant.clone(), e),
@@ -48,15 +81,22 @@ impl Fences {
     }
 }
 
-/// Raises the epoch key to ARGV[1], never lowers it.
+/// Raises the epoch key to ARGV[1]:ARGV[2], never lowers it (compared by
+/// generation, then revision).
 ///
-/// KEYS: 1 the tenant's epoch. ARGV: 1 the new epoch.
+/// KEYS: 1 the tenant's epoch. ARGV: 1 the generation, 2 the revision.
 /// Returns 1 when the key now holds it, 0 when it held a later one.
 const RAISE_SCRIPT: &str = r"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-local new = tonumber(ARGV[1])
-if cur > new then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
+local cur = redis.call('GET', KEYS[1]) or '0:0'
+local sep = string.find(cur, ':', 1, true)
+local g, r = 0, 0
+if sep then
+  g = tonumber(string.sub(cur, 1, sep - 1)) or 0
+  r = tonumber(string.sub(cur, sep + 1)) or 0
+end
+local ng, nr = tonumber(ARGV[1]), tonumber(ARGV[2])
+if g > ng or (g == ng and r > nr) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
 return 1
 ";
 
@@ -65,11 +105,12 @@ impl RedisStore {
     /// on and by this instance only. `Ok(false)`, changing nothing, when a
     /// later claim raised it already (this one lost). Waits for the
     /// replicas like any write (`redis.wait_replicas`).
-    pub async fn fence(&self, tenant: &TenantId, epoch: u64) -> Result<bool, StoreError> {
+    pub async fn fence(&self, tenant: &TenantId, epoch: Epoch) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let raised: i64 = redis::Script::new(RAISE_SCRIPT)
             .key(keys::owner_epoch(tenant))
-            .arg(epoch)
+            .arg(epoch.generation)
+            .arg(epoch.revision)
             .invoke_async(&mut conn)
             .await?;
         if raised != 1 {
@@ -81,17 +122,25 @@ impl RedisStore {
     }
 
     /// This instance stops writing `tenant`'s orders as their owner: its
-    /// writes carry epoch 0 from now on.
+    /// writes carry the zero epoch from now on.
     pub fn unfence(&self, tenant: &TenantId) {
         self.fences.set(tenant, None);
     }
 
-    /// The epoch stored for `tenant` (0: never claimed).
-    pub async fn stored_epoch(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let v: Option<u64> = redis::cmd("GET")
+    /// The epoch stored for `tenant` (zero: never claimed).
+    pub async fn stored_epoch(&self, tenant: &TenantId) -> Result<Epoch, StoreError> {
+        let v: Option<String> = redis::cmd("GET")
             .arg(keys::owner_epoch(tenant))
             .query_async(&mut self.conn())
             .await?;
-        Ok(v.unwrap_or(0))
+        Ok(v.map_or_else(Epoch::default, |s| Epoch::parse(&s)))
+    }
+
+    pub(super) fn fenced(&self, tenant: &TenantId, stored: &str) -> StoreError {
+        StoreError::Fenced {
+            tenant: tenant.clone(),
+            mine: self.fences.epoch(tenant),
+            stored: Epoch::parse(stored),
+        }
     }
 }

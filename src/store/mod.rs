@@ -65,6 +65,7 @@ use orderd_core::{OrderId, OrderState, TenantConfig, TenantId};
 use crate::settings::RedisSettings;
 
 pub use configs::{PublishError, Published, TenantConfigs};
+pub use fence::Epoch;
 pub use paging::{Index, Page};
 pub use personal::{AuditEntry, PersonalRef};
 pub use snapshots::{Reindexed, Snapshot};
@@ -122,9 +123,9 @@ pub enum StoreError {
         /// The tenant.
         tenant: TenantId,
         /// The epoch this instance wrote with.
-        mine: u64,
+        mine: Epoch,
         /// The stored one.
-        stored: u64,
+        stored: Epoch,
     },
     /// The TLS files the settings name cannot be read.
     #[error("{0}")]

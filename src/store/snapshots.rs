@@ -130,7 +130,7 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// hash slot).
 pub(super) const SAVE_SCRIPT: &str = r"
 if ARGV[13] ~= '' then
-  local epoch = redis.call('GET', KEYS[9]) or '0'
+  local epoch = redis.call('GET', KEYS[9]) or '0:0'
   if epoch ~= ARGV[13] then return {3, epoch} end
 end
 local cur = redis.call('HGET', KEYS[1], 'v')
@@ -191,7 +191,7 @@ return {1, ARGV[2]}
 /// version}` when the order moved on, `{3, stored epoch}` when another
 /// owner's epoch is stored.
 const REFUSE_SCRIPT: &str = r"
-local epoch = redis.call('GET', KEYS[3]) or '0'
+local epoch = redis.call('GET', KEYS[3]) or '0:0'
 if epoch ~= ARGV[4] then return {3, epoch} end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
@@ -411,14 +411,6 @@ impl RedisStore {
         Err(StoreError::ConfigChanging(order.tenant.clone()))
     }
 
-    fn fenced(&self, tenant: &TenantId, stored: &str) -> StoreError {
-        StoreError::Fenced {
-            tenant: tenant.clone(),
-            mine: self.fences.epoch(tenant),
-            stored: stored.parse().unwrap_or(0),
-        }
-    }
-
     fn current_guess(&self, tenant: &TenantId, fallback: u64) -> u64 {
         self.current
             .lock()
@@ -513,7 +505,7 @@ impl SnapshotStore for RedisStore {
                 .arg(snapshot.version)
                 .arg(refusals_arg(&snapshot.new_refusals))
                 .arg(REFUSALS_KEPT)
-                .arg(self.fences.epoch(&snapshot.order.tenant))
+                .arg(self.fences.epoch(&snapshot.order.tenant).to_string())
                 .invoke_async(&mut conn)
                 .await?;
             if ok == 3 {
