@@ -177,6 +177,11 @@ async fn owner(js: &jetstream::Context, tenant: &str) -> Option<String> {
     (!v.is_empty()).then(|| String::from_utf8_lossy(&v).into_owned())
 }
 
+/// An orderd process named `name` (a new id at every start).
+fn named(servers: &Servers, name: &str) -> Process {
+    Process::start_with_env(servers, &[("ORDERD_INSTANCE_NAME", name)])
+}
+
 /// The tenant's owner, and which of the instances `names` it is.
 async fn owner_among(t: &TestApp, names: &[&str]) -> (String, usize) {
     let owner = owner(&t.js, t.tenant.as_str())
@@ -193,15 +198,7 @@ async fn owner_among(t: &TestApp, names: &[&str]) -> (String, usize) {
 async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
     let servers = Servers::start().await;
     let names = ["alpha", "bravo", "charlie"];
-    let mut procs: Vec<Option<Process>> = names
-        .iter()
-        .map(|n| {
-            Some(Process::start_with_env(
-                &servers,
-                &[("ORDERD_INSTANCE_NAME", n)],
-            ))
-        })
-        .collect();
+    let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(named(&servers, n))).collect();
     let t = testkit::attach(servers).await;
     let orders = create_orders(&t, 40).await;
     let (owner_before, victim) = owner_among(&t, &names).await;
@@ -227,10 +224,7 @@ async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
     let takeover = killed_at.elapsed();
     println!("tenant taken over by {owner_after} {takeover:?} after the kill");
     // The killed instance comes back under the same name (a new id).
-    procs[victim] = Some(Process::start_with_env(
-        &t.servers,
-        &[("ORDERD_INSTANCE_NAME", names[victim])],
-    ));
+    procs[victim] = Some(named(&t.servers, names[victim]));
 
     let got = outcomes(&mut sub, n, WAIT * 2).await;
     assert_eq!(
@@ -249,10 +243,7 @@ async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
 async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lost() {
     let servers = Servers::start().await;
     let names = ["alpha", "bravo"];
-    let procs: Vec<Process> = names
-        .iter()
-        .map(|n| Process::start_with_env(&servers, &[("ORDERD_INSTANCE_NAME", n)]))
-        .collect();
+    let procs: Vec<Process> = names.iter().map(|n| named(&servers, n)).collect();
     let t = testkit::attach(servers).await;
     let store = t.servers.store().await;
     let orders = create_orders(&t, 40).await;
@@ -426,15 +417,7 @@ async fn failover_time_over_many_kills() {
         .unwrap_or(20);
     let servers = Servers::start().await;
     let names = ["alpha", "bravo", "charlie"];
-    let mut procs: Vec<Option<Process>> = names
-        .iter()
-        .map(|n| {
-            Some(Process::start_with_env(
-                &servers,
-                &[("ORDERD_INSTANCE_NAME", n)],
-            ))
-        })
-        .collect();
+    let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(named(&servers, n))).collect();
     let t = testkit::attach(servers).await;
     let mut times = Vec::new();
     for round in 0..kills {
@@ -458,10 +441,7 @@ async fn failover_time_over_many_kills() {
             names[victim]
         );
         times.push(took);
-        procs[victim] = Some(Process::start_with_env(
-            &t.servers,
-            &[("ORDERD_INSTANCE_NAME", names[victim])],
-        ));
+        procs[victim] = Some(named(&t.servers, names[victim]));
         // Let it join (and take back what ranks it first) before the next kill.
         tokio::time::sleep(Duration::from_secs(4)).await;
     }

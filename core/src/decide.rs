@@ -457,10 +457,9 @@ impl<'a> Decision<'a> {
         reason: &Option<String>,
     ) -> Result<(), Rejection> {
         let w = self.open_work_order(work_order)?;
-        let job_out = w.state.has_job_out()
-            || (w.state == WorkOrderState::OnHold
-                && w.held_from.is_some_and(WorkOrderState::has_job_out));
-        let (from, attempt) = (w.state, w.attempt);
+        // ON_HOLD only ever holds a job (a work order held alone before
+        // its job stays PENDING).
+        let (job_out, from, attempt) = (w.state.has_job_out(), w.state, w.attempt);
         self.emit(Event::WorkOrderWithdrawn {
             work_order,
             reason: reason.clone(),
@@ -1088,19 +1087,11 @@ impl<'a> Decision<'a> {
         // The goods go back the other way: picked up where the returned work
         // order dropped them (its own drop, else the order's), taken to the
         // order's return location, else to where they were picked up.
-        let (details, drop) = match self.order.work_order(of) {
-            Some(w) => (w.details.clone(), &self.order.drop),
-            None => (WorkOrderDetails::default(), &self.order.drop),
+        let Some(returned) = self.order.work_order(of) else {
+            return;
         };
-        let pickup = if details.drop.is_empty() {
-            Stop {
-                contact_id: drop.contact_id,
-                location_id: drop.location_id,
-            }
-        } else {
-            details.drop
-        };
-        let back_to = match drop.return_location_id {
+        let (details, pickup) = (returned.details.clone(), self.order.drop_of(returned));
+        let back_to = match self.order.drop.return_location_id {
             Some(location) => Stop {
                 contact_id: None,
                 location_id: Some(location),

@@ -677,6 +677,19 @@ impl Order {
         self.work_orders.iter().filter(|w| w.state.is_open())
     }
 
+    /// Where `w` drops: its own drop, else the order's drop contact and
+    /// location.
+    pub fn drop_of(&self, w: &WorkOrder) -> Stop {
+        if w.details.drop.is_empty() {
+            Stop {
+                contact_id: self.drop.contact_id,
+                location_id: self.drop.location_id,
+            }
+        } else {
+            w.details.drop
+        }
+    }
+
     /// A forward work order is covered when it completed, when the client
     /// withdrew it, or when a RETURN for it completed.
     pub fn is_covered(&self, wo: &WorkOrder) -> bool {

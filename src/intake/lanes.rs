@@ -174,12 +174,18 @@ impl Lanes {
             if let Some(h) = held.remove(&tenant) {
                 // Still its owner: the next pass opens the lanes again.
                 h.stop();
-                self.ownership.set_deciding(&tenant, false);
-                self.store.unfence(&tenant);
+                self.stop_deciding(&tenant);
                 self.ownership.release(&tenant, h.revision).await;
             }
         }
         Ok(())
+    }
+
+    /// This instance no longer decides `tenant`: reads go to the store, and
+    /// its writes of the tenant's orders are fenced.
+    fn stop_deciding(&self, tenant: &TenantId) {
+        self.ownership.set_deciding(tenant, false);
+        self.store.unfence(tenant);
     }
 
     /// Renews this instance's membership.
@@ -231,8 +237,7 @@ impl Lanes {
                         if let Some(h) = self.held.lock().await.remove(&tenant) {
                             h.stop();
                         }
-                        self.ownership.set_deciding(&tenant, false);
-                        self.store.unfence(&tenant);
+                        self.stop_deciding(&tenant);
                     }
                 }
                 (Some(_), false) => self.hand_over(tenant),
@@ -354,8 +359,7 @@ impl Lanes {
         );
         for (tenant, h) in held.drain() {
             h.stop();
-            self.ownership.set_deciding(&tenant, false);
-            self.store.unfence(&tenant);
+            self.stop_deciding(&tenant);
         }
     }
 
@@ -546,8 +550,7 @@ impl Lanes {
     pub async fn release_all(&self) {
         let mut held = self.held.lock().await;
         for (tenant, h) in held.drain() {
-            self.ownership.set_deciding(&tenant, false);
-            self.store.unfence(&tenant);
+            self.stop_deciding(&tenant);
             self.ownership.release(&tenant, h.revision).await;
         }
         self.ownership.leave().await;

@@ -116,7 +116,8 @@ impl Asker {
         {
             Ok(config) => config.plugin_policy,
             Err(e) => {
-                // The order asks again when it next loads (or at start-up).
+                // The order asks again when it next loads (or when an
+                // instance takes its tenant).
                 tracing::warn!(order_id = %order.id, error = %e, "plugin policy unreadable; not asking now");
                 return;
             }

@@ -64,21 +64,6 @@ pub fn state_index(tenant: &TenantId, state: OrderState) -> String {
     format!("orderd:idx:{tenant}:state:{}", state.as_str())
 }
 
-/// The `SCAN` pattern matching every tenant's [`state_index`] of `state`.
-pub fn state_index_pattern(state: OrderState) -> String {
-    format!("orderd:idx:*:state:{}", state.as_str())
-}
-
-/// The tenant of a key that [`state_index_pattern`] matched; `None` for a
-/// key that is not a state index of `state`.
-pub fn tenant_of_state_index(key: &str, state: OrderState) -> Option<TenantId> {
-    let tenant = key
-        .strip_prefix("orderd:idx:")?
-        .strip_suffix(state.as_str())?
-        .strip_suffix(":state:")?;
-    TenantId::parse(tenant).ok()
-}
-
 /// A tenant's orders with one client order id, by createdAt.
 pub fn client_order_index(tenant: &TenantId, client_order_id: &str) -> String {
     format!("orderd:idx:{tenant}:coid:{client_order_id}")
@@ -174,10 +159,6 @@ mod tests {
                 "orderd:idx:acme:state:IN_PROGRESS".to_owned(),
             ),
             (
-                state_index_pattern(OrderState::Initiated),
-                "orderd:idx:*:state:INITIATED".to_owned(),
-            ),
-            (
                 client_order_index(&t, "PO-1"),
                 "orderd:idx:acme:coid:PO-1".to_owned(),
             ),
@@ -219,25 +200,6 @@ mod tests {
         for (got, want) in cases {
             assert_eq!(got, want);
             assert!(got.starts_with(ROOT), "{got}");
-        }
-    }
-
-    #[test]
-    fn a_state_index_names_its_tenant() {
-        let t = TenantId::parse("acme").unwrap();
-        let key = state_index(&t, OrderState::Initiated);
-        assert_eq!(tenant_of_state_index(&key, OrderState::Initiated), Some(t));
-        assert_eq!(tenant_of_state_index(&key, OrderState::Created), None);
-        for other in [
-            "orderd:idx:acme:sub:x:state:INITIATED",
-            "orderd:idx::state:INITIATED",
-            "orderd:order:acme:state:INITIATED",
-        ] {
-            assert_eq!(
-                tenant_of_state_index(other, OrderState::Initiated),
-                None,
-                "{other}"
-            );
         }
     }
 }

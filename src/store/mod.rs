@@ -17,9 +17,9 @@
 //! - `personal`: contacts and addresses, stored apart from the order;
 //! - [`indexes`]: the query index entries a snapshot keeps, a pure
 //!   function of the order and the tenant's current configuration;
-//! - `paging`: the index reads of the query endpoint, the dry run and the
-//!   start-up scan (keyset pages over an index, recent orders, the orders
-//!   in a state);
+//! - `paging`: the index reads of the query endpoint, the dry run and a
+//!   claim's plugin resumption (keyset pages over an index, recent orders,
+//!   a tenant's oldest orders in a state);
 //! - `timers`: the set of orders by their earliest due timer;
 //! - `fence`: the epoch of each tenant's owner, which every write of its
 //!   orders must carry;

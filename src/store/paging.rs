@@ -1,6 +1,6 @@
 //! The index reads: keyset pages over one index for the query endpoint and
-//! the backfill, a tenant's most recent orders for the dry run, and the
-//! orders waiting in a state at start-up.
+//! the backfill, a tenant's most recent orders for the dry run, and a
+//! tenant's orders waiting in a state when an instance takes the tenant.
 //!
 //! An index is named by an [`Index`], made from the tenant and what it
 //! indexes, so no caller handles a key. Every index is a sorted set of order
@@ -57,9 +57,6 @@ pub struct Page {
     /// Pass it back to get the next page; `None` on the last page.
     pub next: Option<String>,
 }
-
-/// How many keys one `SCAN` step asks for.
-const SCAN_COUNT: usize = 1000;
 
 impl RedisStore {
     /// How many of a tenant's orders are in each state (every state, zeros
@@ -202,37 +199,6 @@ impl RedisStore {
             .query_async(&mut conn)
             .await?;
         Ok(ids.iter().filter_map(|s| OrderId::parse(s).ok()).collect())
-    }
-
-    /// The tenants that have orders in `state`, by a `SCAN` of the keys:
-    /// it walks every key in Redis, so it is for start-up, not for requests.
-    pub async fn tenants_with_orders_in(
-        &self,
-        state: OrderState,
-    ) -> Result<Vec<TenantId>, StoreError> {
-        let mut conn = self.conn();
-        let pattern = keys::state_index_pattern(state);
-        let mut tenants = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(&mut conn)
-                .await?;
-            tenants.extend(
-                found
-                    .iter()
-                    .filter_map(|key| keys::tenant_of_state_index(key, state)),
-            );
-            if next == 0 {
-                return Ok(tenants);
-            }
-            cursor = next;
-        }
     }
 
     /// The tenant's `limit` oldest orders in `state`, oldest first.

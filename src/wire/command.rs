@@ -253,25 +253,13 @@ impl From<&Item> for ItemBody {
 }
 
 /// A work order's pickup or drop: each of contact and location in full
-/// (personal data, stored apart under a new id) or by id, never both.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StopBody {
-    /// Who to meet (personal data).
-    #[serde(default, deserialize_with = "map_or_null")]
-    pub contact: Option<ContactBody>,
-    /// A contact already in the contact store.
-    #[serde(default)]
-    pub contact_id: Option<String>,
-    /// The address: any JSON object (personal data).
-    #[serde(default)]
-    pub location: Option<serde_json::Value>,
-    /// A location already in the location store.
-    #[serde(default)]
-    pub location_id: Option<String>,
-}
+/// (personal data, stored apart under a new id) or by id, never both. The
+/// same shape as an update's drop details.
+pub type StopBody = UpdateDropDetailsBody;
 
-impl StopBody {
+impl UpdateDropDetailsBody {
+    /// The contact and location it gives, checked (`path` names it in
+    /// errors).
     fn into_input(self, path: &str) -> Result<StopInput, WireError> {
         Ok(StopInput {
             contact: contact_input(self.contact, self.contact_id, path)?,
@@ -586,11 +574,13 @@ impl TryFrom<UpdateOrderBody> for UpdateOrder {
     type Error = WireError;
 
     fn try_from(b: UpdateOrderBody) -> Result<Self, WireError> {
-        let drop = b.drop_details.unwrap_or_default();
-        let path = "dropDetails";
+        let drop = b
+            .drop_details
+            .unwrap_or_default()
+            .into_input("dropDetails")?;
         Ok(UpdateOrder {
-            contact: contact_input(drop.contact, drop.contact_id, path)?,
-            location: location_input(drop.location, drop.location_id, path, "location")?,
+            contact: drop.contact,
+            location: drop.location,
             summary: b.order_summary.map(SummaryPatch::from).unwrap_or_default(),
             custom: b.custom_attributes,
             ready_to_process: b.ready_to_process,

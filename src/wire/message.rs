@@ -182,6 +182,8 @@ impl DispatchMessage {
         let create = job.action == orderd_core::JobAction::Create;
         let work_order = order.work_order(job.work_order);
         let when_create = |v: Option<String>| if create { v } else { None };
+        // The work order, for what only a create carries.
+        let created = work_order.filter(|_| create);
         Self {
             tenant: order.tenant.to_string(),
             order_id: order.id.to_string(),
@@ -196,25 +198,10 @@ impl DispatchMessage {
             contact_id: when_create(order.drop.contact_id.map(|id| id.to_string())),
             location_id: when_create(order.drop.location_id.map(|id| id.to_string())),
             return_location_id: when_create(order.drop.return_location_id.map(|id| id.to_string())),
-            items: work_order
-                .filter(|_| create)
-                .map(|w| w.details.items.iter().map(ItemBody::from).collect()),
-            instructions: work_order
-                .filter(|_| create)
-                .and_then(|w| w.details.instructions.clone()),
-            pickup: work_order
-                .filter(|_| create)
-                .map(|w| StopView::from(&w.details.pickup)),
-            drop: work_order.filter(|_| create).map(|w| {
-                if w.details.drop.is_empty() {
-                    StopView {
-                        contact_id: order.drop.contact_id.map(|id| id.to_string()),
-                        location_id: order.drop.location_id.map(|id| id.to_string()),
-                    }
-                } else {
-                    StopView::from(&w.details.drop)
-                }
-            }),
+            items: created.map(|w| w.details.items.iter().map(ItemBody::from).collect()),
+            instructions: created.and_then(|w| w.details.instructions.clone()),
+            pickup: created.map(|w| StopView::from(&w.details.pickup)),
+            drop: created.map(|w| StopView::from(&order.drop_of(w))),
         }
     }
 }
