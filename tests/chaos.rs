@@ -373,6 +373,40 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// What the outcome endpoint says of `command_id`.
+async fn ask_outcome(
+    nats: &async_nats::Client,
+    tenant: &TenantId,
+    order: OrderId,
+    command_id: &str,
+) -> serde_json::Value {
+    let body = serde_json::json!({
+        "tenant": tenant.as_str(),
+        "orderId": order.to_string(),
+        "commandId": command_id,
+    });
+    for _ in 0..5 {
+        let asked = nats
+            .request(subjects::API_OUTCOME, body.to_string().into())
+            .await;
+        if let Ok(reply) = asked {
+            return serde_json::from_slice(&reply.payload).unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    serde_json::Value::Null
+}
+
+/// The commands stream's sequence of the message `command_id` was stored
+/// as (for the report of a lost command): each order gets one command per
+/// verb, so it is the last on its subject.
+async fn stream_seq_of(js: &jetstream::Context, subject: &str, command_id: &str) -> Option<u64> {
+    let stream = js.get_stream(subjects::STREAM_COMMANDS).await.ok()?;
+    let msg = stream.get_last_raw_message_by_subject(subject).await.ok()?;
+    let id = msg.headers.get(headers::NATS_MSG_ID)?.as_str().to_owned();
+    (id == command_id).then_some(msg.sequence)
+}
+
 /// The envelope orderd built for a command the test sent.
 fn envelope_of(tenant: &TenantId, order: OrderId, command_id: &str, sent: &Sent) -> Envelope {
     let inbound = subjects::parse_inbound(&sent.subject).expect("subject");
@@ -577,17 +611,41 @@ async fn run(knobs: Knobs) {
         }
     }
     // No loss: every acknowledged command applied or refused with an error.
+    // An outcome on the reply subject is core NATS and can be missed (the
+    // client's subscription is away while NATS restarts): the client then
+    // asks the outcome endpoint, as the docs tell it to.
     let mut refused = 0;
+    let mut asked_after = 0;
     for id in &ledger.acked {
         if applied.contains(id) {
             continue;
         }
-        match ledger.outcomes.get(id) {
-            Some(o) if !o.ok && o.error.is_some() => refused += 1,
-            other => problem(format!(
-                "acked command {id} neither applied nor refused: {other:?}"
-            )),
+        let heard = ledger.outcomes.get(id);
+        if heard.is_some_and(|o| !o.ok && o.error.is_some()) {
+            refused += 1;
+            continue;
         }
+        asked_after += 1;
+        let sent = &ledger.sent[id];
+        let order = match subjects::parse_inbound(&sent.subject).expect("subject") {
+            Inbound::Create { .. } => wire::order_id_for_create(&tenant, id),
+            Inbound::Command { order, .. } | Inbound::JobUpdate { order, .. } => order,
+        };
+        let asked = ask_outcome(&nats, &tenant, order, id).await;
+        if asked["ok"] == serde_json::json!(false) && asked["error"]["code"].is_string() {
+            refused += 1;
+            continue;
+        }
+        let seq = stream_seq_of(&w.js, &sent.subject, id).await;
+        let state = store
+            .load(order)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| format!("{} seq {}", s.order.state.as_str(), s.order.seq));
+        problem(format!(
+            "acked command {id} (stream seq {seq:?}, order {order} now {state:?}) neither applied nor refused: heard {heard:?}, asked {asked}"
+        ));
     }
     // Model equality, and liveness per order.
     for order in &orders {
@@ -662,7 +720,7 @@ async fn run(knobs: Knobs) {
          commands sent         {} (publish attempts {})\n\
          commands acked        {}\n\
          commands applied      {}\n\
-         commands refused      {}\n\
+         commands refused      {} ({asked_after} outcomes not heard, asked after)\n\
          events stored         {}\n\
          job commands          {}\n\
          orderd instances      {}\n\

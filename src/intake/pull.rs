@@ -188,10 +188,10 @@ impl Intake {
                     "message refused before reaching an order"
                 );
                 let fate = Fate::Malformed(e);
-                self.settle(&msg, &fate, delivered).await;
                 reply
                     .send(outcome_for(&fate, order_id, last_delivery))
                     .await;
+                self.settle(&msg, &fate, delivered).await;
                 return;
             }
         };
@@ -243,6 +243,14 @@ impl Intake {
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let fate = this.await_verdict(&msg, rx).await;
+                // The outcome goes out before the ack, on the same
+                // connection: a process killed between the two leaves the
+                // message unacknowledged, so it is decided again (a
+                // duplicate) and the outcome sent again; never acked with
+                // its outcome lost.
+                reply
+                    .send(outcome_for(&fate, Some(order_id), last_delivery))
+                    .await;
                 if last_delivery
                     && matches!(ack_kind(&fate, delivered, &this.settings), AckKind::Nak(_))
                 {
@@ -251,9 +259,6 @@ impl Intake {
                 } else {
                     this.settle(&msg, &fate, delivered).await;
                 }
-                reply
-                    .send(outcome_for(&fate, Some(order_id), last_delivery))
-                    .await;
                 drop(permit);
             },
             span,
