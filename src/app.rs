@@ -3,8 +3,8 @@
 //!
 //! Start-up: connect NATS and Redis (refusing a Redis without an append-only
 //! file), create the streams, start the router, the intake consumers, the
-//! timer sweeper, the plugin task (and re-ask the plugins of INITIATED
-//! orders), the index backfill and the read service.
+//! timer sweeper, the archive sweep, the plugin task (and re-ask the
+//! plugins of INITIATED orders), the index backfill and the read service.
 //!
 //! Shutdown, in this order: stop pulling (and put back what was prefetched),
 //! let in-flight commands finish and be acked, stop the order actors (each
@@ -116,6 +116,17 @@ pub async fn run_with_clock(
     if let Err(e) = lanes.sync().await {
         tracing::warn!(error = %e, "cannot list the lanes yet; trying again shortly");
     }
+    let archive = tokio::spawn(
+        crate::archive::sweep::Sweeper {
+            store: store.clone(),
+            js: js.clone(),
+            ownership: lanes_ownership.clone(),
+            settings: settings.clone(),
+            now: clock.clone(),
+            router: router.clone(),
+        }
+        .run(stop_rx.clone()),
+    );
     let lane_keeper = tokio::spawn(lanes.clone().run());
     let sweeper = tokio::spawn(crate::order::timers::sweep(
         store.clone(),
@@ -173,6 +184,7 @@ pub async fn run_with_clock(
     let _ = lane_keeper.await;
     lanes.join().await;
     let _ = sweeper.await;
+    let _ = archive.await;
     let _ = backfill.await;
 
     let grace = Duration::from_millis(settings.runtime.shutdown_grace_ms);

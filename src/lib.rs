@@ -30,11 +30,13 @@
 //!      (snapshots with their outbox and command ids, personal data,
 //!      indexes, timers, tenant configurations, the index backfill; every
 //!      key in [`store::keys`]);
-//!    - [`bus`]: NATS: the connection, the five streams, the outbox
+//!    - [`bus`]: NATS: the connection, the six streams, the outbox
 //!      publisher.
 //! 3. [`order`]: the order actors (decide → persist → publish → answer),
 //!    their router and messages, and the timer and plugin tasks that feed
-//!    them.
+//!    them. Beside it, [`archive`]: an order's record beyond the live
+//!    store (its history read back, the archive of closed orders past
+//!    their tenant's retention, erasing a contact or location).
 //! 4. The two ways in, side by side (neither imports the other):
 //!    - [`intake`]: the lanes (durable consumers of commands and job
 //!      updates), the pull loop and the ack policy;
@@ -57,6 +59,7 @@
 
 pub mod api;
 pub mod app;
+pub mod archive;
 pub mod bus;
 pub mod cli;
 pub mod headers;

@@ -238,6 +238,9 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Traces exported to an OpenTelemetry collector.
     pub trace: TraceSettings,
+    /// An order's end of life: the archive of closed orders past their
+    /// tenant's retention.
+    pub archive: ArchiveSettings,
 }
 
 /// NATS and JetStream.
@@ -248,7 +251,7 @@ pub struct NatsSettings {
     pub url: SecretUrl,
     /// Give up connecting at start-up after this long.
     pub connect_timeout_ms: u64,
-    /// Create (or update) the five streams at start-up. Off when operators
+    /// Create (or update) the six streams at start-up. Off when operators
     /// manage streams themselves.
     pub auto_create_streams: bool,
     /// JetStream's `Nats-Msg-Id` duplicate window, in seconds.
@@ -456,6 +459,36 @@ impl Default for RuntimeSettings {
             timer_sweep_ms: 1_000,
             timer_fire_per_sec: 500,
             shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// The archive: where closed orders go once their tenant's retention
+/// (`retentionMs` in its configuration) has passed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveSettings {
+    /// How long the archive stream keeps an archived order, in days (also
+    /// how long its tombstone in Redis refuses commands).
+    pub max_age_days: u64,
+    /// Bytes the archive stream may hold (-1: no limit).
+    pub max_bytes: i64,
+    /// How often each tenant's owner looks for closed orders past their
+    /// retention (ms).
+    pub sweep_every_ms: u64,
+    /// At most this many orders a second are archived per instance (a
+    /// backlog, as when a retention is first set, is worked off at this
+    /// rate).
+    pub per_sec: u32,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        Self {
+            max_age_days: 365,
+            max_bytes: -1,
+            sweep_every_ms: 60_000,
+            per_sec: 200,
         }
     }
 }
@@ -850,6 +883,21 @@ impl Settings {
             !self.trace.service_name.trim().is_empty(),
             "trace.service_name",
             "must not be empty",
+        )?;
+        check(
+            (100..=86_400_000).contains(&self.archive.sweep_every_ms),
+            "archive.sweep_every_ms",
+            "must be between 100 and 86400000",
+        )?;
+        check(
+            self.archive.per_sec >= 1,
+            "archive.per_sec",
+            "must be at least 1",
+        )?;
+        check(
+            self.archive.max_age_days >= 1,
+            "archive.max_age_days",
+            "must be at least 1",
         )?;
         check(
             (500..=60_000).contains(&self.ownership.lease_ms),

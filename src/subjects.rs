@@ -60,13 +60,20 @@ pub const FILTER_EVENTS: &str = "orderd.v1.*.evt.>";
 /// The subject filter of [`STREAM_DEAD_LETTERS`].
 pub const FILTER_DEAD_LETTERS: &str = "orderd.v1.*.dlq.>";
 
+/// The JetStream stream that keeps archived orders: one record per order
+/// that left the live store after its tenant's retention.
+pub const STREAM_ARCHIVE: &str = "ORDERD_ARCHIVE";
+/// The subject filter of [`STREAM_ARCHIVE`].
+pub const FILTER_ARCHIVE: &str = "orderd.v1.*.archive.>";
+
 /// Every stream orderd needs, as (name, subject filter).
-pub const STREAMS: [(&str, &str); 5] = [
+pub const STREAMS: [(&str, &str); 6] = [
     (STREAM_COMMANDS, FILTER_COMMANDS),
     (STREAM_JOBS, FILTER_JOBS),
     (STREAM_DISPATCH, FILTER_DISPATCH),
     (STREAM_EVENTS, FILTER_EVENTS),
     (STREAM_DEAD_LETTERS, FILTER_DEAD_LETTERS),
+    (STREAM_ARCHIVE, FILTER_ARCHIVE),
 ];
 
 /// The JetStream key-value bucket where each live instance announces itself
@@ -146,6 +153,10 @@ pub const API_CONTACT_ENDPOINT: &str = "contact";
 pub const API_LOCATION_ENDPOINT: &str = "location";
 /// Endpoint name of `audit`: the tenant's latest reads of personal data.
 pub const API_AUDIT_ENDPOINT: &str = "audit";
+/// Endpoint name of `archive`: an archived order, read back.
+pub const API_ARCHIVE_ENDPOINT: &str = "archive";
+/// Endpoint name of `erase`: a contact or location erased everywhere.
+pub const API_ERASE_ENDPOINT: &str = "erase";
 /// Subject of the `get` endpoint (group + endpoint name).
 pub const API_GET: &str = "orderd.v1.api.get";
 /// Subject of the `explain` endpoint.
@@ -166,8 +177,12 @@ pub const API_CONTACT: &str = "orderd.v1.api.contact";
 pub const API_LOCATION: &str = "orderd.v1.api.location";
 /// Subject of the `audit` endpoint.
 pub const API_AUDIT: &str = "orderd.v1.api.audit";
+/// Subject of the `archive` endpoint.
+pub const API_ARCHIVE: &str = "orderd.v1.api.archive";
+/// Subject of the `erase` endpoint.
+pub const API_ERASE: &str = "orderd.v1.api.erase";
 /// Every read endpoint, as (endpoint name, full subject).
-pub const API_ENDPOINTS: [(&str, &str); 10] = [
+pub const API_ENDPOINTS: [(&str, &str); 12] = [
     (API_GET_ENDPOINT, API_GET),
     (API_EXPLAIN_ENDPOINT, API_EXPLAIN),
     (API_QUERY_ENDPOINT, API_QUERY),
@@ -178,6 +193,8 @@ pub const API_ENDPOINTS: [(&str, &str); 10] = [
     (API_CONTACT_ENDPOINT, API_CONTACT),
     (API_LOCATION_ENDPOINT, API_LOCATION),
     (API_AUDIT_ENDPOINT, API_AUDIT),
+    (API_ARCHIVE_ENDPOINT, API_ARCHIVE),
+    (API_ERASE_ENDPOINT, API_ERASE),
 ];
 
 /// Endpoint name of `config.get`: a tenant's configuration (current or a version).
@@ -461,6 +478,21 @@ pub fn commands_of_tenant(tenant: &TenantId) -> String {
     format!("{ROOT}.{VERSION}.{tenant}.cmd.>")
 }
 
+/// The archive record of one order:
+/// `orderd.v1.<tenant>.archive.<orderId>` ([`STREAM_ARCHIVE`]).
+pub fn archive_of_order(tenant: &TenantId, order: OrderId) -> String {
+    archive_layout(tenant.as_str(), &order.to_string())
+}
+
+fn archive_layout(tenant: &str, order: &str) -> String {
+    format!("{ROOT}.{VERSION}.{tenant}.archive.{order}")
+}
+
+/// Every order update of one tenant: `orderd.v1.<tenant>.cmd.*.update`.
+pub fn updates_of_tenant(tenant: &TenantId) -> String {
+    format!("{ROOT}.{VERSION}.{tenant}.cmd.*.{}", Verb::Update.as_str())
+}
+
 /// Every job update of one tenant: `orderd.v1.<tenant>.job.>` (for permissions).
 pub fn job_updates_of_tenant(tenant: &TenantId) -> String {
     format!("{ROOT}.{VERSION}.{tenant}.job.>")
@@ -674,6 +706,9 @@ pub enum Tree {
     Event,
     /// Dead letters, from orderd.
     DeadLetter,
+    /// Archived orders, from orderd (read back through the `archive`
+    /// endpoint).
+    Archive,
     /// Services API read endpoints (request/reply).
     Service,
     /// Validation plugin requests, from orderd to the tenant's plugins
@@ -745,6 +780,10 @@ pub fn catalogue() -> Vec<SubjectPattern> {
                 tree: Tree::DeadLetter,
             }),
     );
+    all.push(SubjectPattern {
+        address: archive_layout(P_TENANT, P_ORDER),
+        tree: Tree::Archive,
+    });
     all.extend(
         API_ENDPOINTS
             .into_iter()
@@ -1006,7 +1045,7 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 10 + 5 + 1 + 2);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 12 + 5 + 1 + 2 + 1);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.plugin.{plugin}.validate"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.dlq.cmd"));

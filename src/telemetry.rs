@@ -43,6 +43,9 @@ pub const TIMERS_FIRED: &str = "orderd_timers_fired_total";
 pub const TENANTS_OWNED: &str = "orderd_tenants_owned";
 /// Writes refused because another instance owns the order's tenant now.
 pub const FENCED_WRITES: &str = "orderd_fenced_writes_total";
+/// Closed orders archived after their tenant's retention, and removed from
+/// the live store.
+pub const ORDERS_ARCHIVED: &str = "orderd_orders_archived_total";
 
 /// The histogram buckets of [`STAGE_SECONDS`], in seconds: 0.25 ms to 5 s.
 pub const STAGE_BUCKETS: &[f64] = &[
@@ -90,6 +93,10 @@ pub fn describe() {
     );
     describe_counter!(TIMERS_FIRED, "Timer firings decided");
     describe_gauge!(TENANTS_OWNED, "Tenants this instance decides");
+    describe_counter!(
+        ORDERS_ARCHIVED,
+        "Closed orders archived after their retention and removed from the live store"
+    );
 }
 
 /// One command decided.
@@ -163,6 +170,14 @@ pub fn connection_event(event: &'static str) {
         return;
     }
     metrics::counter!(NATS_CONNECTION_EVENTS, "event" => event).increment(1);
+}
+
+/// Orders archived.
+pub fn archived(n: u64) {
+    if !recording() {
+        return;
+    }
+    metrics::counter!(ORDERS_ARCHIVED).increment(n);
 }
 
 /// A timer firing decided.

@@ -37,13 +37,13 @@ pub use config::{
     OrderDifference, OrderEnd, PluginReply, PluginRequest, StepDifference, UnreplayableOrder,
     ValidateReply,
 };
-pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError};
+pub use error::{severity_name, ErrorBody, FieldProblemBody, WireError, ORDER_ARCHIVED};
 pub use message::{close_reason, parse_rfc3339, rfc3339, DispatchMessage, EventMessage, Outcome};
 pub use view::{
     AuditEntryView, AuditRequest, AuditResponse, CancellationView, ContactReply, CountsRequest,
-    CountsResponse, DropDetailsView, HistoryRequest, HistoryResponse, LocationReply, MilestoneView,
-    OrderRequest, OrderSummaryView, OrderView, OutcomeRequest, PersonalRequest, QueryRequest,
-    QueryResponse, RangeBody, StopView, WorkOrderView,
+    CountsResponse, DropDetailsView, EraseReply, EraseRequest, HistoryRequest, HistoryResponse,
+    LocationReply, MilestoneView, OrderRequest, OrderSummaryView, OrderView, OutcomeRequest,
+    PersonalRequest, QueryRequest, QueryResponse, RangeBody, StopView, WorkOrderView,
 };
 
 use crate::headers;

@@ -109,9 +109,12 @@ fn every_built_subject_matches_exactly_one_pattern() {
             subjects::API_CONTACT,
             subjects::API_LOCATION,
             subjects::API_AUDIT,
+            subjects::API_ARCHIVE,
+            subjects::API_ERASE,
         ]
         .map(str::to_owned),
     );
+    built.push(subjects::archive_of_order(&tenant, order));
     built.push(subjects::plugin_validate(&tenant, "fraud-check"));
     let patterns = subjects::catalogue();
     let catalogued = catalogue_addresses();
@@ -391,6 +394,36 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
                 tenant: "acme".into(),
                 command_id: "k".into(),
                 order_id: Some("x".into()),
+            }),
+        ),
+        (
+            "ArchiveRecord",
+            fields(&orderd::archive::ArchiveRecord::new(
+                &order,
+                3,
+                vec![event.clone()],
+                0,
+            )),
+        ),
+        (
+            "EraseRequest",
+            fields(&orderd::wire::EraseRequest {
+                tenant: "acme".into(),
+                kind: "contact".into(),
+                id: order_id.clone(),
+                by: "desk".into(),
+            }),
+        ),
+        (
+            "EraseReply",
+            fields(&orderd::wire::EraseReply {
+                tenant: "acme".into(),
+                kind: "contact".into(),
+                id: order_id.clone(),
+                status: "ERASED".into(),
+                commands_erased: 1,
+                commands_left: 0,
+                commands_read: 2,
             }),
         ),
         (

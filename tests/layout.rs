@@ -27,12 +27,14 @@ const CRATE: &[(&str, &[&str])] = &[
     ("bus", &["settings", "outbox", "subjects", "headers", "telemetry", "retry"]),
     // 3. The order actors.
     ("order", &["store", "bus", "outbox", "subjects", "headers", "wire", "settings", "telemetry", "retry"]),
+    // 3. Above them: an order's record beyond the live store.
+    ("archive", &["order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
     // 4. The two ways in.
     ("intake", &["order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry", "retry"]),
-    ("api", &["order", "store", "bus", "settings", "subjects", "headers", "wire"]),
+    ("api", &["order", "archive", "store", "bus", "settings", "subjects", "headers", "wire"]),
     ("http", &["api", "order", "store", "bus", "settings", "subjects", "headers", "wire", "telemetry"]),
     // 5. The entry point.
-    ("app", &["api", "http", "intake", "order", "bus", "store", "settings", "telemetry", "retry"]),
+    ("app", &["api", "http", "intake", "order", "archive", "bus", "store", "settings", "telemetry", "retry"]),
     // Beside the layers: the operator's command line, a NATS client.
     ("cli", &["subjects", "headers", "wire", "settings"]),
 ];
@@ -53,6 +55,7 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("paging", &["keys"]),
             ("timers", &["keys"]),
             ("backfill", &["keys"]),
+            ("archive", &["keys", "personal"]),
             ("configs", &["indexes", "keys"]),
             ("snapshots", &["configs", "indexes", "keys", "personal"]),
         ],
@@ -79,14 +82,17 @@ const FOLDERS: &[(&str, &[Rule])] = &[
     (
         "api",
         &[
-            ("history", &[]),
             ("replay", &[]),
             ("query", &[]),
-            ("config", &["history", "replay"]),
-            ("service", &["config", "history", "query"]),
+            ("config", &["replay"]),
+            ("service", &["config", "query"]),
         ],
     ),
     ("http", &[("dashboard", &[])]),
+    (
+        "archive",
+        &[("record", &[]), ("sweep", &["record"]), ("erase", &[])],
+    ),
     (
         "cli",
         &[

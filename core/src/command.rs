@@ -230,7 +230,53 @@ pub enum Command {
     FireTimers,
 }
 
+/// A contact or an address a command carries in full (not by id).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InlinePersonal<'a> {
+    /// A contact.
+    Contact(&'a Contact),
+    /// An address.
+    Address(&'a Address),
+}
+
 impl Command {
+    /// Every contact and address the command carries in full: what an
+    /// erase looks for in the commands a stream still holds.
+    pub fn inline_personal(&self) -> Vec<InlinePersonal<'_>> {
+        fn contact(c: Option<&ContactInput>) -> Option<InlinePersonal<'_>> {
+            match c? {
+                ContactInput::Details(c) => Some(InlinePersonal::Contact(c)),
+                ContactInput::Id(_) => None,
+            }
+        }
+        fn location(l: Option<&LocationInput>) -> Option<InlinePersonal<'_>> {
+            match l? {
+                LocationInput::Address(a) => Some(InlinePersonal::Address(a)),
+                LocationInput::Id(_) => None,
+            }
+        }
+        let mut out = Vec::new();
+        match self {
+            Command::Create(c) => {
+                out.extend(contact(c.contact.as_ref()));
+                out.extend(location(c.location.as_ref()));
+                out.extend(location(c.return_location.as_ref()));
+                for wo in &c.work_orders {
+                    for stop in [&wo.pickup, &wo.drop] {
+                        out.extend(contact(stop.contact.as_ref()));
+                        out.extend(location(stop.location.as_ref()));
+                    }
+                }
+            }
+            Command::Update(u) => {
+                out.extend(contact(u.contact.as_ref()));
+                out.extend(location(u.location.as_ref()));
+            }
+            _ => {}
+        }
+        out
+    }
+
     /// The command's verb, as in subjects and logs.
     pub fn verb(&self) -> &'static str {
         match self {

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{OrderState, UpdateGroup};
 
+/// The shortest retention of closed orders.
+pub const MIN_RETENTION_MS: u64 = 1_000;
+/// The longest retention of closed orders (ten years).
+pub const MAX_RETENTION_MS: u64 = 3_650 * 24 * 3_600_000;
+
 /// Everything a tenant can configure that changes how the core decides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -42,6 +47,12 @@ pub struct TenantConfig {
     /// Expected times for reaching states (Manhattan milestones).
     #[serde(default)]
     pub milestones: Vec<Milestone>,
+    /// Archive a CLOSED order this many milliseconds after it closed, and
+    /// remove it from the live store; `None` keeps closed orders live. Not
+    /// a rule of how an order is decided: the tenant's current version
+    /// applies to every order.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
 }
 
 impl Default for TenantConfig {
@@ -56,6 +67,7 @@ impl Default for TenantConfig {
             plugin_policy: PluginPolicy::default(),
             auto_close_after_ms: None,
             milestones: Vec::new(),
+            retention_ms: None,
         }
     }
 }
@@ -426,6 +438,12 @@ impl TenantConfig {
             .is_some_and(|ms| ms > 90 * 24 * 3_600_000)
         {
             p.add("autoCloseAfterMs", "RANGE", "must be at most 90 days");
+        }
+        if self
+            .retention_ms
+            .is_some_and(|ms| !(MIN_RETENTION_MS..=MAX_RETENTION_MS).contains(&ms))
+        {
+            p.add("retentionMs", "RANGE", "must be 1 second to 10 years");
         }
         let names: std::collections::BTreeSet<&str> =
             self.milestones.iter().map(|m| m.name.as_str()).collect();

@@ -590,6 +590,23 @@ pub struct Order {
 }
 
 impl Order {
+    /// Every contact and location the order names (its drop details and
+    /// each work order's stops), each once.
+    pub fn personal_refs(&self) -> (BTreeSet<ContactId>, BTreeSet<LocationId>) {
+        let mut contacts = BTreeSet::new();
+        let mut locations = BTreeSet::new();
+        contacts.extend(self.drop.contact_id);
+        locations.extend(self.drop.location_id);
+        locations.extend(self.drop.return_location_id);
+        for wo in &self.work_orders {
+            for stop in [&wo.details.pickup, &wo.details.drop] {
+                contacts.extend(stop.contact_id);
+                locations.extend(stop.location_id);
+            }
+        }
+        (contacts, locations)
+    }
+
     /// An order that does not exist yet (seq 0): only a create applies to it.
     pub fn blank(id: OrderId, tenant: TenantId) -> Self {
         Self {

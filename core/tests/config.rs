@@ -237,3 +237,25 @@ fn the_plugin_policy_has_defaults_and_is_checked() {
     assert!(fields.contains(&"pluginPolicy.timeoutMs".to_owned()));
     assert!(fields.contains(&"pluginPolicy.retries".to_owned()));
 }
+
+#[test]
+fn a_retention_is_one_second_to_ten_years() {
+    for (ms, ok) in [
+        (None, true),
+        (Some(999), false),
+        (Some(1_000), true),
+        (Some(orderd_core::config::MAX_RETENTION_MS), true),
+        (Some(orderd_core::config::MAX_RETENTION_MS + 1), false),
+    ] {
+        let config = TenantConfig {
+            retention_ms: ms,
+            ..TenantConfig::default()
+        };
+        let problems = config.problems();
+        assert_eq!(
+            problems.iter().any(|p| p.field == "retentionMs"),
+            !ok,
+            "{ms:?}: {problems:?}"
+        );
+    }
+}

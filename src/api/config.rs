@@ -24,7 +24,7 @@
 //! For each of the tenant's most recent orders (newest first, by the
 //! creation-time index), the dry run reads the order's event messages back
 //! from the events stream (`orderd.v1.<tenant>.evt.<orderId>.>`, the reader
-//! of the `history` endpoint, [`super::history::read_events`]), derives the
+//! of the `history` endpoint, [`crate::archive::read_events`]), derives the
 //! commands they record, and replays them through the pure core twice:
 //! under the version the order was created under and under the draft
 //! ([`super::replay`]). It reports each order whose replay comes out
@@ -251,7 +251,7 @@ pub async fn dry_run(
         .map(|(id, seq, version)| {
             let tenant = &tenant;
             async move {
-                let events = super::history::read_events(js, tenant, id).await;
+                let events = crate::archive::read_events(js, tenant, id).await;
                 (id, seq, version, events)
             }
         })

@@ -79,6 +79,7 @@ impl From<StoreError> for Failure {
                 "ORD-400-BAD_CURSOR",
                 "the cursor was not handed out by this endpoint",
             )),
+            StoreError::Archived { .. } => Failure(ErrorBody::order_archived()),
             other => {
                 tracing::warn!(error = %other, "read failed");
                 Failure(ErrorBody::error(
@@ -129,6 +130,8 @@ enum Endpoint {
     Contact,
     Location,
     Audit,
+    Archive,
+    Erase,
 }
 
 /// Starts the service and its endpoints.
@@ -211,6 +214,16 @@ pub async fn start(reader: Reader) -> Result<ServiceHandle, ServiceError> {
             subjects::API_AUDIT_ENDPOINT,
             subjects::API_AUDIT,
             Endpoint::Audit,
+        ),
+        (
+            subjects::API_ARCHIVE_ENDPOINT,
+            subjects::API_ARCHIVE,
+            Endpoint::Archive,
+        ),
+        (
+            subjects::API_ERASE_ENDPOINT,
+            subjects::API_ERASE,
+            Endpoint::Erase,
         ),
     ];
     let mut tasks = Vec::new();
@@ -298,6 +311,14 @@ impl Reader {
                 }
                 Endpoint::Audit => self
                     .audit(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Archive => self
+                    .archived(ct, body)
+                    .await
+                    .map(|v| wire::encode_as(&v, format)),
+                Endpoint::Erase => self
+                    .erase(ct, body)
                     .await
                     .map(|v| wire::encode_as(&v, format)),
             },
@@ -481,6 +502,12 @@ impl Reader {
                 },
                 format,
             )),
+            None if self.store.erased_at(&tenant, what).await?.is_some() => {
+                Err(Failure(ErrorBody::error(
+                    "ORD-410-ERASED",
+                    format!("this {} was erased on request", what.kind()),
+                )))
+            }
             None if contact => Err(Failure(ErrorBody::error(
                 "ORD-404-CONTACT_NOT_FOUND",
                 "no such contact in this tenant",
@@ -561,7 +588,7 @@ impl Reader {
             .limit
             .map_or(MAX_PAGE, |l| usize::try_from(l).unwrap_or(MAX_PAGE))
             .clamp(1, MAX_PAGE);
-        let events = super::history::read_events(&self.js, &tenant, order_id)
+        let events = crate::archive::read_events(&self.js, &tenant, order_id)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "history read failed");
@@ -578,6 +605,108 @@ impl Reader {
             events: page,
             next_seq,
         })
+    }
+
+    /// An archived order, read back from the archive.
+    async fn archived(
+        &self,
+        ct: Option<&str>,
+        body: &[u8],
+    ) -> Result<crate::archive::ArchiveRecord, Failure> {
+        let req: wire::OrderRequest = wire::decode(ct, body, self.max_body())?;
+        let (tenant, order_id) = req.ids()?;
+        match crate::archive::read(&self.js, &tenant, order_id).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(Failure(ErrorBody::error(
+                "ORD-404-NOT_ARCHIVED",
+                "the archive holds no such order of this tenant (not archived yet, or past the archive's age)",
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "archive read failed");
+                Err(Failure(ErrorBody::error(
+                    "ORD-503-UNAVAILABLE",
+                    "the archive is unavailable; try again",
+                )))
+            }
+        }
+    }
+
+    /// Erases a contact or location of the tenant everywhere.
+    async fn erase(&self, ct: Option<&str>, body: &[u8]) -> Result<wire::EraseReply, Failure> {
+        use crate::archive::erase::{erase, EraseError};
+        let req: wire::EraseRequest = wire::decode(ct, body, self.max_body())?;
+        let tenant = subjects::parse_tenant(&req.tenant).map_err(WireError::from)?;
+        let bad_id = |e: orderd_core::ids::IdError| WireError::Malformed(format!("id: {e}"));
+        let what = match req.kind.as_str() {
+            "contact" => PersonalRef::Contact(ContactId::parse(&req.id).map_err(bad_id)?),
+            "location" => PersonalRef::Location(LocationId::parse(&req.id).map_err(bad_id)?),
+            _ => {
+                return Err(WireError::Malformed("kind: must be contact or location".into()).into())
+            }
+        };
+        let by = req.by.chars().take(128).collect::<String>();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match erase(
+            &self.store,
+            &self.js,
+            &self.settings,
+            &tenant,
+            what,
+            &by,
+            now,
+        )
+        .await
+        {
+            Ok(done) => Ok(wire::EraseReply {
+                tenant: req.tenant,
+                kind: req.kind,
+                id: req.id,
+                status: match done.erased {
+                    crate::store::Erased::Before => "ALREADY_ERASED",
+                    _ => "ERASED",
+                }
+                .to_owned(),
+                commands_erased: done.commands_erased,
+                commands_left: done.commands_left,
+                commands_read: done.commands_read,
+            }),
+            Err(EraseError::NotFound(kind)) => Err(Failure(ErrorBody::error(
+                if kind == "contact" {
+                    "ORD-404-CONTACT_NOT_FOUND"
+                } else {
+                    "ORD-404-LOCATION_NOT_FOUND"
+                },
+                format!("no such {kind} in this tenant"),
+            ))),
+            Err(EraseError::InUse(orders)) => {
+                let mut error = ErrorBody::error(
+                    "ORD-409-PERSONAL_IN_USE",
+                    format!(
+                        "{} order(s) not closed yet name this {}: erase it once they are closed",
+                        orders.len(),
+                        what.kind()
+                    ),
+                );
+                error.details = orders
+                    .iter()
+                    .map(|o| wire::FieldProblemBody {
+                        field: "orderId".into(),
+                        code: "IN_USE".into(),
+                        message: o.to_string(),
+                    })
+                    .collect();
+                Err(Failure(error))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "erase failed");
+                Err(Failure(ErrorBody::error(
+                    "ORD-503-UNAVAILABLE",
+                    "storage is unavailable; ask again (an erase can be repeated)",
+                )))
+            }
+        }
     }
 
     async fn health(&self) -> Health {

@@ -1,6 +1,7 @@
-//! NATS: the connection, the five JetStream streams, the outbox publisher,
-//! and [`ownership`] (the key-value buckets where instances announce
-//! themselves and claim tenants). The consumers that feed the order actors
+//! NATS: the connection, the six JetStream streams, the outbox publisher,
+//! [`ownership`] (the key-value buckets where instances announce
+//! themselves and claim tenants), and [`scan`] (reading back what a stream
+//! holds under a filter). The consumers that feed the order actors
 //! are the intake's ([`crate::intake::consumers`]).
 //!
 //! May import: [`crate::settings`] and the wire contract
@@ -12,6 +13,7 @@
 //! window.
 
 pub mod ownership;
+pub mod scan;
 
 use std::time::Duration;
 
@@ -70,27 +72,55 @@ pub struct StreamSpec {
     pub name: &'static str,
     /// The one subject filter it captures.
     pub subject: &'static str,
-    /// Events are kept longer: the history endpoint reads them back.
-    pub is_events: bool,
+    /// How long it keeps what it holds.
+    pub keep: Keep,
 }
 
-/// The five streams: commands, job updates, job commands, events, dead
-/// letters (kept as long as events).
-pub fn stream_specs() -> [StreamSpec; 5] {
-    let spec = |name, subject, is_events| StreamSpec {
+/// Which limits a stream keeps its messages by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keep {
+    /// Work in flight (commands, job updates, job commands): hours.
+    Work,
+    /// Events and dead letters: days (the history endpoint reads events).
+    Events,
+    /// Archived orders: the archive's own age.
+    Archive,
+}
+
+/// The six streams: commands, job updates, job commands, events, dead
+/// letters (kept as long as events), and the archive.
+pub fn stream_specs() -> [StreamSpec; 6] {
+    let spec = |name, subject, keep| StreamSpec {
         name,
         subject,
-        is_events,
+        keep,
     };
     [
-        spec(subjects::STREAM_COMMANDS, subjects::FILTER_COMMANDS, false),
-        spec(subjects::STREAM_JOBS, subjects::FILTER_JOBS, false),
-        spec(subjects::STREAM_DISPATCH, subjects::FILTER_DISPATCH, false),
-        spec(subjects::STREAM_EVENTS, subjects::FILTER_EVENTS, true),
+        spec(
+            subjects::STREAM_COMMANDS,
+            subjects::FILTER_COMMANDS,
+            Keep::Work,
+        ),
+        spec(subjects::STREAM_JOBS, subjects::FILTER_JOBS, Keep::Work),
+        spec(
+            subjects::STREAM_DISPATCH,
+            subjects::FILTER_DISPATCH,
+            Keep::Work,
+        ),
+        spec(
+            subjects::STREAM_EVENTS,
+            subjects::FILTER_EVENTS,
+            Keep::Events,
+        ),
         spec(
             subjects::STREAM_DEAD_LETTERS,
             subjects::FILTER_DEAD_LETTERS,
-            true,
+            Keep::Events,
+        ),
+        spec(
+            subjects::STREAM_ARCHIVE,
+            subjects::FILTER_ARCHIVE,
+            Keep::Archive,
         ),
     ]
 }
@@ -140,10 +170,20 @@ pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
 
 /// The configuration orderd wants for a stream.
 pub fn stream_config(spec: StreamSpec, settings: &Settings) -> stream::Config {
-    let max_age = if spec.is_events {
-        Duration::from_secs(settings.nats.events_max_age_days * 24 * 3600)
-    } else {
-        Duration::from_secs(settings.nats.work_max_age_hours * 3600)
+    const DAY: u64 = 24 * 3600;
+    let (max_age, max_bytes) = match spec.keep {
+        Keep::Work => (
+            settings.nats.work_max_age_hours * 3600,
+            settings.nats.work_max_bytes,
+        ),
+        Keep::Events => (
+            settings.nats.events_max_age_days * DAY,
+            settings.nats.events_max_bytes,
+        ),
+        Keep::Archive => (
+            settings.archive.max_age_days * DAY,
+            settings.archive.max_bytes,
+        ),
     };
     stream::Config {
         name: spec.name.to_owned(),
@@ -151,12 +191,8 @@ pub fn stream_config(spec: StreamSpec, settings: &Settings) -> stream::Config {
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
-        max_age,
-        max_bytes: if spec.is_events {
-            settings.nats.events_max_bytes
-        } else {
-            settings.nats.work_max_bytes
-        },
+        max_age: Duration::from_secs(max_age),
+        max_bytes,
         max_message_size: settings.nats.max_msg_bytes,
         duplicate_window: Duration::from_secs(settings.nats.duplicate_window_secs),
         num_replicas: settings.nats.replicas,

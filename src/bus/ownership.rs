@@ -175,6 +175,14 @@ impl Ownership {
             .contains(tenant)
     }
 
+    /// The tenants this instance decides now.
+    pub fn deciding_now(&self) -> Vec<TenantId> {
+        let set = self.deciding.read().unwrap_or_else(|e| e.into_inner());
+        let mut tenants: Vec<TenantId> = set.iter().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
     /// This instance's id.
     pub fn me(&self) -> &str {
         &self.me

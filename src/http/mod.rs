@@ -10,7 +10,7 @@
 //! Routes:
 //! - `GET /healthz`: live: the process answers (200, `{"status":"ok"}`).
 //! - `GET /readyz`: ready to take work: connected to NATS, Redis answers,
-//!   the five streams and the intake's discovery consumers exist (200, or
+//!   the six streams and the intake's discovery consumers exist (200, or
 //!   503 naming each check that failed and why).
 //! - `GET /metrics`: every metric of [`crate::telemetry`] in Prometheus'
 //!   text format.

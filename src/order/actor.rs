@@ -413,6 +413,12 @@ impl OrderActorState {
                     tracing::info!("snapshot moved under us; reloading once");
                     self.snap = None;
                 }
+                Err(StoreError::Archived { .. }) => {
+                    // Archived after its retention: it never changes again.
+                    self.snap = None;
+                    let answer = ErrorBody::order_archived();
+                    return vec![Verdict::RefusedBefore(answer); execs.len()];
+                }
                 Err(StoreError::Fenced {
                     tenant,
                     mine,

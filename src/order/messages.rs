@@ -77,6 +77,8 @@ pub enum Verdict {
     Refused(Rejection),
     /// Refused at an earlier delivery (recorded with the order): the
     /// answer it got then, not a new decision on the order as it is now.
+    /// Also the answer to any command of an archived order (it no longer
+    /// changes, whatever is sent).
     RefusedBefore(crate::wire::ErrorBody),
     /// Not decided because of a passing failure: redeliver later.
     Retry(RetryReason),
@@ -147,6 +149,13 @@ pub enum RouterMsg {
         actor: ActorId,
         /// Routed messages it handled.
         handled: u64,
+    },
+    /// The order left the live store (archived): its actor, if live, stops
+    /// after the messages already queued for it, so nothing is answered
+    /// from its memory any more.
+    Forget {
+        /// The order.
+        order_id: OrderId,
     },
     /// How many order actors are live.
     LiveCount(RpcReplyPort<usize>),

@@ -115,6 +115,12 @@ impl Actor for Router {
                     }
                 }
             }
+            RouterMsg::Forget { order_id } => {
+                if let Some(live) = state.live.remove(&order_id) {
+                    state.by_actor.remove(&live.actor.get_id());
+                    let _ = live.actor.send_message(OrderMsg::Stop(None));
+                }
+            }
             RouterMsg::LiveCount(reply) => {
                 let _ = reply.send(state.live.len());
             }

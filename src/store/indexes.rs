@@ -7,7 +7,11 @@
 //! - [`keys::attribute_index`]: strings and booleans, scored by createdAt
 //!   (equality);
 //! - [`keys::number_index`]: numbers, scored by the value (equality and
-//!   ranges).
+//!   ranges);
+//! - [`keys::closed_index`]: CLOSED orders, scored by their last change
+//!   (the archive sweep's list);
+//! - [`keys::personal_users`]: per contact or location, the orders naming
+//!   it, scored by createdAt (what an erase checks first).
 //!
 //! Invariants: the entries are a pure function of the order and the
 //! tenant's **current** configuration version ([`entries`]), the same
@@ -26,7 +30,7 @@
 //! `ORD-503-INDEX_BUILDING`.
 
 use orderd_core::config::DataType;
-use orderd_core::{Order, TenantConfig};
+use orderd_core::{Order, OrderState, TenantConfig};
 
 use super::keys;
 
@@ -80,6 +84,19 @@ pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
     #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly
     let created = order.created_at.0 as f64;
     let mut out = vec![(keys::created_index(&order.tenant), created)];
+    if order.state == OrderState::Closed {
+        #[allow(clippy::cast_precision_loss)]
+        let closed = order.updated_at.0 as f64;
+        out.push((keys::closed_index(&order.tenant), closed));
+    }
+    let (contacts, locations) = order.personal_refs();
+    for item in contacts
+        .iter()
+        .map(keys::contact)
+        .chain(locations.iter().map(keys::location))
+    {
+        out.push((keys::personal_users(&order.tenant, &item), created));
+    }
     if let Some(sub) = &order.sub_state {
         out.push((keys::sub_state_index(&order.tenant, sub), created));
     }

@@ -134,6 +134,24 @@ pub fn tenant_audit(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:audit")
 }
 
+/// A tenant's CLOSED orders, scored by their last change (ms): what the
+/// archive sweep reads once their retention has passed.
+pub fn closed_index(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:closed")
+}
+
+/// The tenant's live orders that name one contact or location (its key,
+/// [`contact`] or [`location`]), by createdAt.
+pub fn personal_users(tenant: &TenantId, item: &str) -> String {
+    format!("orderd:tenant:{tenant}:uses:{item}")
+}
+
+/// The contact and location keys of the tenant that were erased, each with
+/// when (ms): a lookup of one answers that it was erased.
+pub fn tenant_erased(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:erased")
+}
+
 /// The epoch of the tenant's current owner (the fence).
 pub fn owner_epoch(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:epoch")

@@ -26,7 +26,10 @@
 //! - `configs`: tenant configurations, one immutable version per change and
 //!   the current pointer, their caches, and the publish script;
 //! - [`backfill`]: the background walk that writes the index entries a
-//!   newly indexed attribute lacks, and its marker.
+//!   newly indexed attribute lacks, and its marker;
+//! - `archive`: an order's end of life: the closed orders past their
+//!   retention, removing an archived order (leaving a tombstone that
+//!   refuses every later write of it), erasing a contact or location.
 //!
 //! # Imports
 //! The folder imports `orderd_core`, [`crate::settings`] (the connection
@@ -42,6 +45,7 @@
 //!   atomic step that writes the snapshot they follow;
 //! - a configuration version, once written, never changes.
 
+mod archive;
 pub mod backfill;
 mod configs;
 mod fence;
@@ -64,6 +68,7 @@ use orderd_core::{OrderId, OrderState, TenantConfig, TenantId};
 
 use crate::settings::RedisSettings;
 
+pub use archive::{Erased, Footprint};
 pub use configs::{PublishError, Published, TenantConfigs};
 pub use fence::Epoch;
 pub use paging::{Index, Page};
@@ -126,6 +131,15 @@ pub enum StoreError {
         mine: Epoch,
         /// The stored one.
         stored: Epoch,
+    },
+    /// The order was archived and removed from the live store (only its
+    /// tombstone is left): nothing was written; read it from the archive.
+    #[error("order {order} was archived at {at_ms} ms")]
+    Archived {
+        /// The order.
+        order: OrderId,
+        /// When (ms since the epoch).
+        at_ms: i64,
     },
     /// The TLS files the settings name cannot be read.
     #[error("{0}")]

@@ -71,19 +71,35 @@ impl PersonalRef {
         }
     }
 
-    fn key(self) -> String {
+    pub(super) fn key(self) -> String {
         match self {
             PersonalRef::Contact(id) => keys::contact(id),
             PersonalRef::Location(id) => keys::location(id),
         }
     }
 
-    fn id(self) -> String {
+    pub(super) fn id(self) -> String {
         match self {
             PersonalRef::Contact(id) => id.to_string(),
             PersonalRef::Location(id) => id.to_string(),
         }
     }
+}
+
+/// A stored contact or location, decoded.
+pub(super) fn decode(what: PersonalRef, bytes: &[u8]) -> Result<Personal, StoreError> {
+    let corrupt = |source| StoreError::Corrupt {
+        key: what.key(),
+        source,
+    };
+    Ok(match what {
+        PersonalRef::Contact(id) => {
+            Personal::Contact(id, rmp_serde::from_slice(bytes).map_err(corrupt)?)
+        }
+        PersonalRef::Location(id) => {
+            Personal::Location(id, rmp_serde::from_slice(bytes).map_err(corrupt)?)
+        }
+    })
 }
 
 /// One read of personal data, as the audit keeps it (never the data).
@@ -102,7 +118,7 @@ pub struct AuditEntry {
 }
 
 /// How many audit entries a tenant keeps (about: trimmed in whole blocks).
-const AUDIT_KEPT: usize = 100_000;
+pub(super) const AUDIT_KEPT: usize = 100_000;
 
 /// Resolves a contact or location the tenant's orders stored, and records
 /// the read in the tenant's audit, in one atomic step: the data only if
@@ -142,18 +158,7 @@ impl RedisStore {
             .arg(by)
             .invoke_async(&mut conn)
             .await?;
-        let Some(bytes) = bytes else {
-            return Ok(None);
-        };
-        let corrupt = |source| StoreError::Corrupt { key, source };
-        Ok(Some(match what {
-            PersonalRef::Contact(id) => {
-                Personal::Contact(id, rmp_serde::from_slice(&bytes).map_err(corrupt)?)
-            }
-            PersonalRef::Location(id) => {
-                Personal::Location(id, rmp_serde::from_slice(&bytes).map_err(corrupt)?)
-            }
-        }))
+        bytes.map(|b| decode(what, &b)).transpose()
     }
 
     /// The tenant's latest `limit` audit entries, newest first.

@@ -125,7 +125,8 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// Returns `{1, version}` when written, `{0, stored version}` when the
 /// order moved on, `{2, current configuration version}` when the entries
 /// were computed with a version that is no longer current (compute them
-/// again with that one). The index keys are passed as arguments, not KEYS:
+/// again with that one), `{3, stored epoch}` when fenced, `{4, when}` when
+/// the order was archived (`super::archive`). The index keys are passed as arguments, not KEYS:
 /// fine on a single Redis, not on a cluster (where every key would need one
 /// hash slot).
 pub(super) const SAVE_SCRIPT: &str = r"
@@ -133,6 +134,8 @@ if ARGV[13] ~= '' then
   local epoch = redis.call('GET', KEYS[9]) or '0:0'
   if epoch ~= ARGV[13] then return {3, epoch} end
 end
+local archived = redis.call('HGET', KEYS[1], 'archived')
+if archived then return {4, archived} end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
@@ -189,10 +192,12 @@ return {1, ARGV[2]}
 ///
 /// Returns `{1, version}` when recorded (or nothing to record), `{0, stored
 /// version}` when the order moved on, `{3, stored epoch}` when another
-/// owner's epoch is stored.
+/// owner's epoch is stored, `{4, when}` when the order was archived.
 const REFUSE_SCRIPT: &str = r"
 local epoch = redis.call('GET', KEYS[3]) or '0:0'
 if epoch ~= ARGV[4] then return {3, epoch} end
+local archived = redis.call('HGET', KEYS[1], 'archived')
+if archived then return {4, archived} end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
@@ -238,21 +243,30 @@ impl RedisStore {
     /// The order's snapshot as the primary holds it, for reading: unlike
     /// [`SnapshotStore::load`] (what an actor decides on) it does not wait
     /// for the replicas, so reads go on while they are away.
+    /// [`StoreError::Archived`] when only the order's tombstone is left.
     pub async fn fetch(&self, order: OrderId) -> Result<Option<Snapshot>, StoreError> {
         let mut conn = self.conn();
         // One transaction: the ids as of the snapshot's own version.
-        type Loaded = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
-        let (bytes, ids, refusals): Loaded = redis::pipe()
+        type Loaded = (
+            (Option<Vec<u8>>, Option<i64>),
+            Option<Vec<u8>>,
+            HashMap<String, String>,
+        );
+        let ((bytes, archived), ids, refusals): Loaded = redis::pipe()
             .atomic()
-            .cmd("HGET")
+            .cmd("HMGET")
             .arg(keys::order(&order))
             .arg("snap")
+            .arg("archived")
             .cmd("GET")
             .arg(keys::command_ids(&order))
             .cmd("HGETALL")
             .arg(keys::refusals(&order))
             .query_async(&mut conn)
             .await?;
+        if let Some(at_ms) = archived {
+            return Err(StoreError::Archived { order, at_ms });
+        }
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -399,6 +413,12 @@ impl RedisStore {
                     config_version = found.parse().unwrap_or(configs::DEFAULT_VERSION);
                 }
                 3 => return Err(self.fenced(&order.tenant, &found)),
+                4 => {
+                    return Err(StoreError::Archived {
+                        order: order.id,
+                        at_ms: found.parse().unwrap_or_default(),
+                    })
+                }
                 _ => {
                     return Err(StoreError::StaleVersion {
                         order: order.id,
@@ -510,6 +530,12 @@ impl SnapshotStore for RedisStore {
                 .await?;
             if ok == 3 {
                 return Err(self.fenced(&snapshot.order.tenant, &found));
+            }
+            if ok == 4 {
+                return Err(StoreError::Archived {
+                    order,
+                    at_ms: found.parse().unwrap_or_default(),
+                });
             }
             if ok != 1 {
                 return Err(StoreError::StaleVersion {

@@ -88,6 +88,9 @@ pub struct ErrorBody {
     pub details: Vec<FieldProblemBody>,
 }
 
+/// The code of [`ErrorBody::order_archived`].
+pub const ORDER_ARCHIVED: &str = "ORD-410-ORDER_ARCHIVED";
+
 impl ErrorBody {
     /// An `Error` with this code and message and no details, for errors the
     /// runtime raises itself (e.g. `ORD-503-UNAVAILABLE`).
@@ -98,6 +101,15 @@ impl ErrorBody {
             message: message.into(),
             details: Vec::new(),
         }
+    }
+
+    /// The answer about an order that was archived and left the live
+    /// store: to a command (nothing changes) and to a read.
+    pub fn order_archived() -> Self {
+        Self::error(
+            ORDER_ARCHIVED,
+            "the order was archived after its retention: it no longer changes; read it with orderd.v1.api.archive",
+        )
     }
 
     /// The HTTP-like status in the code (`ORD-404-…` → 404), for the

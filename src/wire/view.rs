@@ -486,6 +486,43 @@ pub struct PersonalRequest {
     pub by: String,
 }
 
+/// A request to the `erase` endpoint: one contact or location of the
+/// tenant, erased everywhere orderd holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EraseRequest {
+    /// The tenant whose orders stored it.
+    pub tenant: String,
+    /// `contact` or `location`.
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// Who asks (an operator, a privacy desk): kept in the audit.
+    #[serde(default)]
+    pub by: String,
+}
+
+/// The reply of the `erase` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EraseReply {
+    /// The tenant.
+    pub tenant: String,
+    /// `contact` or `location`.
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// `ERASED` now, or `ALREADY_ERASED` by an earlier request.
+    pub status: String,
+    /// Commands deleted from the commands stream because they carried it.
+    pub commands_erased: u64,
+    /// Commands that carry it but are not decided yet, left in the stream:
+    /// ask again once they are.
+    pub commands_left: u64,
+    /// Creates and updates looked through.
+    pub commands_read: u64,
+}
+
 /// The reply of the `contact` endpoint: personal data. `Debug` is redacted.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
