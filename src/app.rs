@@ -97,6 +97,7 @@ pub async fn run_with_clock(
         router: router.clone(),
         settings: settings.clone(),
         permits: Arc::new(Semaphore::new(settings.runtime.max_in_flight)),
+        store: store.clone(),
     };
     let instance = instance_id(&settings);
     let ownership = Ownership::open(&js, &settings, instance.clone()).await?;

@@ -423,3 +423,41 @@ async fn one_work_order_is_cancelled_alone_and_the_order_executes_without_it() {
     assert!(done.ok, "{done:?}");
     events.wait_state(order, "EXECUTED").await;
 }
+
+#[tokio::test]
+async fn a_reference_by_id_must_name_one_of_the_tenants_own_contacts_or_locations() {
+    let t = spawn_app().await;
+    let first = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    let (contact, location) = testkit::drop_ids(&t.get(first).await);
+    let mut body = create_body("SEQUENTIAL", &["PICKUP"]);
+    body["dropDetails"] = json!({"contactId": contact, "locationId": location});
+
+    // The tenant's own, by id: accepted, and the new order names them.
+    let own = outcome(&t, &body).await;
+    assert!(own.ok, "{own:?}");
+    let again = t
+        .get(orderd_core::OrderId::parse(own.order_id.as_deref().unwrap()).unwrap())
+        .await;
+    assert_eq!(again["dropDetails"]["contactId"], contact.as_str());
+
+    // Another tenant naming them: refused by field, nothing created.
+    let other = testkit::random_tenant();
+    let key = msg_id();
+    let foreign = t.send(subjects::create(&other), &body, &key).await;
+    let error = foreign.error.expect("refused");
+    assert_eq!(error.code, "ORD-404-CONTACT_NOT_FOUND", "{error:?}");
+    assert_eq!(error.details[0].field, "dropDetails.contactId");
+    let (_, counts) = t
+        .read(subjects::API_COUNTS, &json!({"tenant": other.as_str()}))
+        .await;
+    assert_eq!(counts["total"], 0, "{counts}");
+
+    // An id nobody stored, in a work order's pickup.
+    let mut unknown = create_body("SEQUENTIAL", &["PICKUP"]);
+    unknown["workOrders"][0]["pickup"] =
+        json!({"locationId": "0b6b7a4e-9d9e-4c55-8d55-0e9a8f4c1d2e"});
+    let refused = outcome(&t, &unknown).await;
+    let error = refused.error.expect("refused");
+    assert_eq!(error.code, "ORD-404-LOCATION_NOT_FOUND", "{error:?}");
+    assert_eq!(error.details[0].field, "workOrders[0].pickup.locationId");
+}

@@ -298,15 +298,7 @@ async fn an_erased_contact_is_gone_everywhere_and_no_erase_while_an_open_order_n
     body["dropDetails"]["contact"] = json!({"name": "Erin Eraseme", "phone": "+15550999"});
     body["dropDetails"]["location"] = json!({"street": "77 Forget Lane", "city": "Nowhere"});
     let order = t.create(&body).await;
-    let view = t.get(order).await;
-    let contact = view["dropDetails"]["contactId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let location = view["dropDetails"]["locationId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (contact, location) = testkit::drop_ids(&t.get(order).await);
     assert!(commands_text(&t).await.contains("Erin Eraseme"));
     let erase = |kind: &'static str, id: String, tenant: String| {
         let t = &t;

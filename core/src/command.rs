@@ -239,7 +239,63 @@ pub enum InlinePersonal<'a> {
     Address(&'a Address),
 }
 
+/// A contact or a location a command names by id (stored earlier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// A contact.
+    Contact(ContactId),
+    /// A location.
+    Location(LocationId),
+}
+
 impl Command {
+    /// Every contact and location the command names by id, with the field
+    /// that names it (`dropDetails.contactId`, `workOrders[0].pickup.locationId`):
+    /// each must be one the order's tenant stored.
+    pub fn references(&self) -> Vec<(String, Reference)> {
+        fn contact(out: &mut Vec<(String, Reference)>, c: Option<&ContactInput>, path: &str) {
+            if let Some(ContactInput::Id(id)) = c {
+                out.push((format!("{path}.contactId"), Reference::Contact(*id)));
+            }
+        }
+        fn location(
+            out: &mut Vec<(String, Reference)>,
+            l: Option<&LocationInput>,
+            path: &str,
+            name: &str,
+        ) {
+            if let Some(LocationInput::Id(id)) = l {
+                out.push((format!("{path}.{name}Id"), Reference::Location(*id)));
+            }
+        }
+        let mut out = Vec::new();
+        match self {
+            Command::Create(c) => {
+                contact(&mut out, c.contact.as_ref(), "dropDetails");
+                location(&mut out, c.location.as_ref(), "dropDetails", "location");
+                location(
+                    &mut out,
+                    c.return_location.as_ref(),
+                    "dropDetails",
+                    "returnLocation",
+                );
+                for (i, wo) in c.work_orders.iter().enumerate() {
+                    for (stop, name) in [(&wo.pickup, "pickup"), (&wo.drop, "drop")] {
+                        let path = format!("workOrders[{i}].{name}");
+                        contact(&mut out, stop.contact.as_ref(), &path);
+                        location(&mut out, stop.location.as_ref(), &path, "location");
+                    }
+                }
+            }
+            Command::Update(u) => {
+                contact(&mut out, u.contact.as_ref(), "dropDetails");
+                location(&mut out, u.location.as_ref(), "dropDetails", "location");
+            }
+            _ => {}
+        }
+        out
+    }
+
     /// Every contact and address the command carries in full: what an
     /// erase looks for in the commands a stream still holds.
     pub fn inline_personal(&self) -> Vec<InlinePersonal<'_>> {

@@ -25,12 +25,14 @@ use futures::StreamExt;
 use ractor::ActorRef;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use orderd_core::command::Reference;
 use orderd_core::{Command, CommandId, Envelope, OrderId};
 
 use super::ack::{ack_kind, outcome_for, Fate};
 use crate::headers;
 use crate::order::{Execution, Routed, RouterMsg, Verdict};
 use crate::settings::Settings;
+use crate::store::{PersonalRef, RedisStore};
 use crate::subjects::{self, Inbound};
 use crate::wire::{self, Format, WireError};
 use crate::{retry, telemetry};
@@ -48,6 +50,9 @@ pub struct Intake {
     pub settings: Arc<Settings>,
     /// Bounds the lane's messages between pull and ack.
     pub permits: Arc<Semaphore>,
+    /// Where the tenant's contacts and locations are (a reference by id
+    /// must name one of its own).
+    pub store: RedisStore,
 }
 
 /// How long one pull request waits at the server, and how often the server
@@ -178,10 +183,16 @@ impl Intake {
         let last_delivery = self.settings.consumers.max_deliver > 0
             && delivered >= self.settings.consumers.max_deliver;
 
-        let parsed = self.envelope(&msg, &stream, stream_seq, msg_id, content_type);
+        let parsed = match self.envelope(&msg, &stream, stream_seq, msg_id, content_type) {
+            Ok(envelope) => match self.references_held(&envelope).await {
+                Ok(()) => Ok(envelope),
+                Err(e) => Err(e.map(|e| (Some(envelope.order_id), e))),
+            },
+            Err(refused) => Err(Some(refused)),
+        };
         let envelope = match parsed {
             Ok(envelope) => envelope,
-            Err((order_id, e)) => {
+            Err(Some((order_id, e))) => {
                 tracing::info!(
                     code = e.code(),
                     stream_seq,
@@ -192,6 +203,11 @@ impl Intake {
                     .send(outcome_for(&fate, order_id, last_delivery))
                     .await;
                 self.settle(&msg, &fate, delivered).await;
+                return;
+            }
+            Err(None) => {
+                // Redis cannot say now: the message comes back.
+                self.settle(&msg, &Fate::Undecided, delivered).await;
                 return;
             }
         };
@@ -319,6 +335,38 @@ impl Intake {
             command,
             expected_seq,
         })
+    }
+
+    /// Every contact and location the command names by id is one its
+    /// tenant stored: `Err(Some)` names the first that is not (unknown, or
+    /// another tenant's), `Err(None)` when Redis cannot say now.
+    async fn references_held(&self, envelope: &Envelope) -> Result<(), Option<WireError>> {
+        let refs = envelope.command.references();
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<PersonalRef> = refs
+            .iter()
+            .map(|(_, r)| match r {
+                Reference::Contact(id) => PersonalRef::Contact(*id),
+                Reference::Location(id) => PersonalRef::Location(*id),
+            })
+            .collect();
+        let held = self
+            .store
+            .personal_held(&envelope.tenant, &items)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot check references; the command comes back");
+                None
+            })?;
+        match refs.into_iter().zip(items).zip(held).find(|(_, h)| !h) {
+            Some((((field, _), item), _)) => Err(Some(WireError::UnknownReference {
+                field,
+                kind: item.kind(),
+            })),
+            None => Ok(()),
+        }
     }
 
     /// Waits for the actor's verdict, telling the server the message is

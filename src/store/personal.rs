@@ -161,6 +161,24 @@ impl RedisStore {
         bytes.map(|b| decode(what, &b)).transpose()
     }
 
+    /// Which of `items` the tenant's orders stored (one answer each, in
+    /// order): a reference by id must name one of them.
+    pub async fn personal_held(
+        &self,
+        tenant: &TenantId,
+        items: &[PersonalRef],
+    ) -> Result<Vec<bool>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("SMISMEMBER");
+        cmd.arg(keys::tenant_personal(tenant));
+        for item in items {
+            cmd.arg(item.key());
+        }
+        Ok(cmd.query_async(&mut self.conn()).await?)
+    }
+
     /// The tenant's latest `limit` audit entries, newest first.
     pub async fn personal_audit(
         &self,

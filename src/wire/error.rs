@@ -24,6 +24,15 @@ pub enum WireError {
     /// a combination the contract forbids. The text names fields, never values.
     #[error("malformed body: {0}")]
     Malformed(String),
+    /// A contact or location named by id that the tenant never stored
+    /// (unknown, or another tenant's).
+    #[error("{field}: no such {kind} in this tenant")]
+    UnknownReference {
+        /// The field that names it.
+        field: String,
+        /// `contact` or `location`.
+        kind: &'static str,
+    },
     /// A `Content-Type` other than JSON or MessagePack (printable prefix only).
     #[error("unsupported content type {0:?}: use application/json or application/msgpack")]
     UnsupportedContentType(String),
@@ -38,6 +47,10 @@ impl WireError {
         match self {
             WireError::TooLarge { .. } => "ORD-413-PAYLOAD_TOO_LARGE",
             WireError::Malformed(_) => "ORD-400-MALFORMED",
+            WireError::UnknownReference {
+                kind: "contact", ..
+            } => "ORD-404-CONTACT_NOT_FOUND",
+            WireError::UnknownReference { .. } => "ORD-404-LOCATION_NOT_FOUND",
             WireError::UnsupportedContentType(_) => "ORD-415-UNSUPPORTED_CONTENT_TYPE",
             WireError::Subject(e) => e.code(),
         }
@@ -149,7 +162,14 @@ impl From<&WireError> for ErrorBody {
             code: e.code().to_owned(),
             kind: severity_name(e.severity()).to_owned(),
             message: e.to_string(),
-            details: Vec::new(),
+            details: match e {
+                WireError::UnknownReference { field, kind } => vec![FieldProblemBody {
+                    field: field.clone(),
+                    code: "NOT_FOUND".to_owned(),
+                    message: format!("no such {kind} in this tenant"),
+                }],
+                _ => Vec::new(),
+            },
         }
     }
 }

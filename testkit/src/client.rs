@@ -37,6 +37,17 @@ pub fn msg_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The contact and location ids of a view's drop details.
+pub fn drop_ids(view: &Value) -> (String, String) {
+    let id = |name: &str| {
+        view["dropDetails"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("dropDetails.{name} in {view}"))
+            .to_owned()
+    };
+    (id("contactId"), id("locationId"))
+}
+
 /// A create body with one work order per given type.
 pub fn create_body(flow: &str, types: &[&str]) -> Value {
     json!({

@@ -40,7 +40,8 @@ use std::time::Duration;
 pub use app::{wait_healthy, App};
 pub use browser::Browser;
 pub use client::{
-    attach, client_for, create_body, msg_id, random_tenant, spawn_app, spawn_app_with, TestApp,
+    attach, client_for, create_body, drop_ids, msg_id, random_tenant, spawn_app, spawn_app_with,
+    TestApp,
 };
 pub use dispatcher::{
     complete_everything, job_body, job_msg_id, start_and_confirm_cancels, Dispatcher, Script,
