@@ -132,6 +132,7 @@ pub async fn run_with_clock(
     let sweeper = tokio::spawn(crate::order::timers::sweep(
         store.clone(),
         router.clone(),
+        lanes_ownership.clone(),
         clock,
         Duration::from_millis(settings.runtime.timer_sweep_ms),
         settings.runtime.timer_fire_per_sec,

@@ -81,12 +81,36 @@ async fn auto_close_fires_from_the_snapshot_after_passivation() {
         view["state"], "EXECUTED",
         "passivated before the timer was due"
     );
+    // The timer is in its tenant's set, which only the tenant's owner
+    // sweeps; no other tenant's, nor the set of every tenant kept before.
+    let store = t.servers.store().await;
+    let later = i64::MAX / 2;
+    assert_eq!(
+        store.due_timers(&t.tenant, later, 10).await.unwrap(),
+        vec![order]
+    );
+    let other = testkit::random_tenant();
+    assert!(store
+        .due_timers(&other, later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!store
+        .due_timers_of_before(later, 1_000)
+        .await
+        .unwrap()
+        .contains(&order));
     let closed = events.wait_state(order, "CLOSED").await;
     assert_eq!(closed.close_reason.as_deref(), Some("COMPLETED"));
     assert_eq!(closed.command, "fire_timers");
     assert_eq!(closed.seq, executed.seq + 1);
     let view = t.get(order).await;
     assert_eq!(view["state"], "CLOSED");
+    assert!(store
+        .due_timers(&t.tenant, later, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Wakes orders whose timers are due but which have no live actor (after a
-//! restart, or passivated): the timers live in the snapshots, and the
-//! timer set ([`crate::store::keys::TIMERS`]) names the orders with their
-//! earliest due time.
+//! restart, or passivated): the timers live in the snapshots, and each
+//! tenant's timer set ([`crate::store::keys::tenant_timers`]) names its
+//! orders with their earliest due time. Each instance sweeps only the
+//! tenants it decides.
 //!
 //! Invariants:
 //! - each timer fires once: firing is a command on the order
@@ -23,7 +24,8 @@ use tokio::time::Instant;
 use orderd_core::OrderId;
 
 use super::messages::{Clock, Routed, RouterMsg};
-use crate::store::RedisStore;
+use crate::bus::ownership::Ownership;
+use crate::store::{RedisStore, StoreError};
 
 /// How long a woken order is left alone before it may be woken again.
 const REWAKE_AFTER: Duration = Duration::from_secs(5);
@@ -36,10 +38,14 @@ pub fn budget(every: Duration, per_sec: u32) -> usize {
 }
 
 /// Runs until `stop`: every `every`, wakes at most [`budget`] orders whose
-/// timers are due.
+/// timers are due, of the tenants this instance decides (each tenant's
+/// owner wakes its own: another instance's write would be fenced), and
+/// any left in the set kept before per-tenant sets. The tenants take turns
+/// at going first, so one with a backlog does not keep the others waiting.
 pub async fn sweep(
     store: RedisStore,
     router: ActorRef<RouterMsg>,
+    ownership: Ownership,
     clock: Clock,
     every: Duration,
     per_sec: u32,
@@ -49,6 +55,7 @@ pub async fn sweep(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let budget = budget(every, per_sec);
     let mut woken: HashMap<OrderId, Instant> = HashMap::new();
+    let mut turn = 0_usize;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -56,37 +63,55 @@ pub async fn sweep(
         }
         let now = Instant::now();
         woken.retain(|_, at| now.duration_since(*at) < REWAKE_AFTER);
-        match store.due_timers(clock().0, budget + woken.len()).await {
-            Ok(due) => {
-                let fresh: Vec<OrderId> = due
-                    .into_iter()
-                    .filter(|id| !woken.contains_key(id))
-                    .take(budget)
-                    .collect();
-                if fresh.len() == budget {
-                    tracing::info!(budget, "timer backlog: waking at the bounded rate");
-                }
-                for order_id in fresh {
-                    woken.insert(order_id, now);
-                    let _ = router.cast(RouterMsg::Route {
-                        order_id,
-                        msg: Routed::FireTimers,
-                    });
-                }
+        let due_at = clock().0;
+        let mut tenants = ownership.deciding_now();
+        if !tenants.is_empty() {
+            turn = turn.wrapping_add(1);
+            let first = turn % tenants.len();
+            tenants.rotate_left(first);
+        }
+        let mut left = budget;
+        let before = store.due_timers_of_before(due_at, left + woken.len()).await;
+        left -= wake(&router, &mut woken, before, left, now);
+        for tenant in tenants {
+            if left == 0 {
+                break;
             }
-            Err(e) => tracing::debug!(error = %e, "timer sweep failed"),
+            let due = store.due_timers(&tenant, due_at, left + woken.len()).await;
+            left -= wake(&router, &mut woken, due, left, now);
+        }
+        if left == 0 {
+            tracing::info!(budget, "timer backlog: waking at the bounded rate");
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_follows_the_rate_and_is_never_zero() {
-        assert_eq!(budget(Duration::from_millis(200), 100), 20);
-        assert_eq!(budget(Duration::from_secs(1), 500), 500);
-        assert_eq!(budget(Duration::from_millis(10), 1), 1);
+/// Wakes at most `limit` of `due` not woken lately; how many it woke.
+fn wake(
+    router: &ActorRef<RouterMsg>,
+    woken: &mut HashMap<OrderId, Instant>,
+    due: Result<Vec<OrderId>, StoreError>,
+    limit: usize,
+    now: Instant,
+) -> usize {
+    let due = match due {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::debug!(error = %e, "timer sweep failed");
+            return 0;
+        }
+    };
+    let fresh: Vec<OrderId> = due
+        .into_iter()
+        .filter(|id| !woken.contains_key(id))
+        .take(limit)
+        .collect();
+    for order_id in &fresh {
+        woken.insert(*order_id, now);
+        let _ = router.cast(RouterMsg::Route {
+            order_id: *order_id,
+            msg: Routed::FireTimers,
+        });
     }
+    fresh.len()
 }

@@ -26,7 +26,7 @@ use super::{keys, RedisStore, StoreError};
 ///
 /// KEYS: 1 order hash, 2 its command ids, 3 its refusals, 4 the tenant's
 /// owner epoch, 5 the CLOSED state index, 6 the client order id index, 7
-/// the timer set. ARGV: 1 the archived version, 2 the writer's epoch, 3 the
+/// the tenant's timers, 8 the timers of every tenant kept before. ARGV: 1 the archived version, 2 the writer's epoch, 3 the
 /// order id, 4 when (ms), 5 the tombstone's life (s).
 ///
 /// Returns `{1, version}` when removed, `{0, stored version}` when the
@@ -46,6 +46,7 @@ end
 redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZREM', KEYS[7], ARGV[3])
+redis.call('ZREM', KEYS[8], ARGV[3])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'v', cur, 'archived', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -98,29 +99,6 @@ impl RedisStore {
             .await
     }
 
-    /// Up to `limit` order ids of the sorted set `key` scored at most `max`.
-    async fn lowest(
-        &self,
-        key: String,
-        max: &str,
-        limit: usize,
-    ) -> Result<Vec<OrderId>, StoreError> {
-        let mut conn = self.conn();
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(key)
-            .arg("-inf")
-            .arg(max)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| OrderId::parse(id).ok())
-            .collect())
-    }
-
     /// Removes the archived `version` of a CLOSED order from the live store
     /// (its snapshot, command ids, refusals and index entries), leaving a
     /// tombstone for `tombstone_secs`. Fenced by this instance's epoch for
@@ -143,6 +121,7 @@ impl RedisStore {
             .key(keys::state_index(tenant, OrderState::Closed))
             // Without a client order id, a key that never exists.
             .key(keys::client_order_index(tenant, &order.client_order_id))
+            .key(keys::tenant_timers(tenant))
             .key(keys::TIMERS)
             .arg(version)
             .arg(self.fences.epoch(tenant).to_string())

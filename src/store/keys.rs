@@ -34,7 +34,9 @@ use orderd_core::{OrderId, OrderState, TenantId};
 /// The first segment of every key.
 pub const ROOT: &str = "orderd";
 
-/// The set of order ids by their earliest due timer.
+/// The set of order ids by their earliest due timer, of every tenant: what
+/// orderd kept before each tenant had its own ([`tenant_timers`]). Writes
+/// remove an order from it; the sweep still wakes the orders left in it.
 pub const TIMERS: &str = "orderd:timers";
 
 /// The set of tenants with an index backfill in progress.
@@ -137,19 +139,25 @@ pub fn tenant_audit(tenant: &TenantId) -> String {
 /// A tenant's CLOSED orders, scored by their last change (ms): what the
 /// archive sweep reads once their retention has passed.
 pub fn closed_index(tenant: &TenantId) -> String {
-    format!("orderd:tenant:{tenant}:closed")
+    format!("orderd:idx:{tenant}:closed")
 }
 
 /// The tenant's live orders that name one contact or location (its key,
 /// [`contact`] or [`location`]), by createdAt.
 pub fn personal_users(tenant: &TenantId, item: &str) -> String {
-    format!("orderd:tenant:{tenant}:uses:{item}")
+    format!("orderd:idx:{tenant}:uses:{item}")
 }
 
 /// The contact and location keys of the tenant that were erased, each with
 /// when (ms): a lookup of one answers that it was erased.
 pub fn tenant_erased(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:erased")
+}
+
+/// The tenant's orders with a pending timer, by their earliest due time
+/// (ms): the tenant's owner wakes them.
+pub fn tenant_timers(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:timers")
 }
 
 /// The epoch of the tenant's current owner (the fence).
@@ -213,6 +221,13 @@ mod tests {
                 "orderd:tenant:acme:config:current".to_owned(),
             ),
             (TIMERS.to_owned(), "orderd:timers".to_owned()),
+            (tenant_timers(&t), "orderd:tenant:acme:timers".to_owned()),
+            (closed_index(&t), "orderd:idx:acme:closed".to_owned()),
+            (
+                personal_users(&t, "orderd:contact:c1"),
+                "orderd:idx:acme:uses:orderd:contact:c1".to_owned(),
+            ),
+            (tenant_erased(&t), "orderd:tenant:acme:erased".to_owned()),
             (BACKFILLS.to_owned(), "orderd:backfills".to_owned()),
         ];
         for (got, want) in cases {

@@ -388,6 +388,29 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Up to `limit` order ids of the sorted set `key` scored at most `max`.
+    async fn lowest(
+        &self,
+        key: String,
+        max: &str,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg("-inf")
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| OrderId::parse(id).ok())
+            .collect())
+    }
+
     /// Answers PING.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn();

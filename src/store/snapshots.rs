@@ -105,9 +105,10 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// The compare-and-set write with its index updates, in one atomic step.
 ///
 /// KEYS: 1 order hash, 2 new state index, 3 old state index, 4 client order
-/// id index, 5 timers, 6 the tenant's current configuration pointer, 7 the
-/// order's command ids, 8 its refusals, 9 the tenant's owner epoch, 10 the
-/// tenant's personal-data set.
+/// id index, 5 the tenant's timers, 6 the tenant's current configuration
+/// pointer, 7 the order's command ids, 8 its refusals, 9 the tenant's owner
+/// epoch, 10 the tenant's personal-data set, 11 the timers of every tenant
+/// kept before (the order leaves it).
 /// ARGV: 1 expected version, 2 new version, 3 snapshot ('' to rewrite only
 /// the indexes of the stored snapshot), 4 order id, 5 createdAt score, 6 "1"
 /// when there is an old state, 7 "1" when the order has a client order id,
@@ -150,6 +151,7 @@ for i = personal, #ARGV, 2 do
   list[#list + 1] = ARGV[i]
   redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
 end
+redis.call('ZREM', KEYS[11], ARGV[4])
 local old = redis.call('HGET', KEYS[1], 'idx')
 if old then
   for k in string.gmatch(old, '[^\n]+') do
@@ -369,12 +371,13 @@ impl RedisStore {
                     &order.tenant,
                     &order.client_order_id,
                 ))
-                .key(keys::TIMERS)
+                .key(keys::tenant_timers(&order.tenant))
                 .key(keys::config_current(&order.tenant))
                 .key(keys::command_ids(&order.id))
                 .key(keys::refusals(&order.id))
                 .key(keys::owner_epoch(&order.tenant))
                 .key(keys::tenant_personal(&order.tenant))
+                .key(keys::TIMERS)
                 .arg(expected)
                 .arg(new_version)
                 .arg(&bytes)
