@@ -399,3 +399,72 @@ async fn an_erased_contact_is_gone_everywhere_and_no_erase_while_an_open_order_n
     let ids: BTreeSet<String> = [contact, location].into_iter().collect();
     assert_eq!(ids.len(), 2);
 }
+
+#[tokio::test]
+async fn orders_an_older_orderd_wrote_are_walked_into_the_new_indexes() {
+    use orderd::store::keys;
+    let mut t = spawn_app_with(quick).await;
+    let tn = t.tenant.clone();
+    let open = t.create(&not_ready()).await;
+    let closed = t.create(&not_ready()).await;
+    assert!(t.command(closed, Verb::Cancel, &json!({})).await.ok);
+    let (contact, _) = testkit::drop_ids(&t.get(open).await);
+    t.stop_app().await;
+
+    // As an orderd before the end of life left them: no closed-orders
+    // index, no personal-data set, no orders naming each item, no layout.
+    let client = redis::Client::open(t.servers.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut gone = vec![
+        keys::closed_index(&tn),
+        keys::tenant_personal(&tn),
+        keys::tenant_layout(&tn),
+    ];
+    let uses: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", keys::personal_users(&tn, "")))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!uses.is_empty());
+    gone.extend(uses);
+    let _: () = redis::cmd("DEL")
+        .arg(&gone)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lookup = json!({"tenant": tn.as_str(), "id": contact, "by": "dispatch"});
+
+    // Started again, the tenant's owner walks its orders back in.
+    let mut settings = t.servers.settings();
+    quick(&mut settings);
+    t.app = Some(testkit::App::start(settings, &t.nats).await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = call(&t, subjects::API_CONTACT, lookup.clone()).await;
+        if found["contactId"] == json!(contact) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never walked: {found}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The closed order is in the closed-orders index again: archived.
+    set_retention(&t, 1_000).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = call(
+            &t,
+            subjects::API_ARCHIVE,
+            json!({"tenant": tn.as_str(), "orderId": closed.to_string()}),
+        )
+        .await;
+        if r["order"].is_object() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not archived: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(t.get(open).await["state"], "CREATED");
+    // Its indexing is not an attribute's: config.get lists none.
+    let config = call(&t, subjects::API_CONFIG_GET, json!({"tenant": tn.as_str()})).await;
+    assert_eq!(config["indexing"], json!([]), "{config}");
+}

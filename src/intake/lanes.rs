@@ -305,6 +305,17 @@ impl Lanes {
             lanes.push((spec, Lane { task, permits }));
         }
         tracing::info!(tenant = %tenant, "owner of the tenant: pulling its lanes");
+        // Orders written by an older orderd lack the index entries this
+        // one adds: once per tenant, the backfill walks them.
+        match self.store.upgrade_layout(tenant).await {
+            Ok(true) => {
+                tracing::info!(tenant = %tenant, "the tenant's orders follow an older index layout: walking them in the background")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, tenant = %tenant, "cannot check the tenant's index layout; the next claim tries again")
+            }
+        }
         self.ownership.set_deciding(tenant, true);
         // Its orders waiting for plugins ask again, from here.
         tokio::spawn(crate::order::plugins::resume_waiting(

@@ -1,6 +1,9 @@
 //! The index backfill: when a published configuration makes a custom
 //! attribute indexed (or indexes it as another type), the orders written
-//! before it lack its index entries; this module writes them.
+//! before it lack its index entries; this module writes them. The same
+//! walk rewrites every order's entries once when orderd's own layout of
+//! them changed ([`LAYOUT`], asked for by [`RedisStore::upgrade_layout`]
+//! when an instance takes the tenant).
 //!
 //! How it runs, and why in the background: a tenant may have millions of
 //! orders, far more than a request/reply can wait for, so the publish
@@ -43,6 +46,41 @@ use tokio::sync::{watch, Notify};
 use orderd_core::TenantId;
 
 use super::{keys, Index, RedisStore, Reindexed, StoreError};
+
+/// The name a walk carries, in place of attributes, when it rewrites every
+/// order's entries after orderd added index entries of its own (the
+/// closed-orders index, the orders naming each contact and location, the
+/// tenant's set of them): [`LAYOUT`] is the layout the entries follow now.
+/// Not an attribute: never listed as one being indexed.
+pub const LAYOUT_WALK: &str = "~layout-2";
+/// The layout of the index entries this orderd writes.
+pub const LAYOUT: u64 = 2;
+
+/// Marks the tenant's orders for a walk when the layout it recorded is
+/// older than this one (merged with any walk in progress, which starts
+/// again); records the new layout.
+/// KEYS: 1 the tenant's layout, 2 the tenant's backfill hash, 3 the set of
+/// tenants with a backfill, 4 the tenant's creation-time index, 5 its
+/// current configuration pointer. ARGV: 1 the layout, 2 the walk's name, 3
+/// the tenant.
+const LAYOUT_SCRIPT: &str = r"
+local have = tonumber(redis.call('GET', KEYS[1]) or '0')
+if have >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+if redis.call('ZCARD', KEYS[4]) == 0 then return 0 end
+local attrs = {ARGV[2]}
+local old = redis.call('HGET', KEYS[2], 'attrs')
+if old then
+  for a in string.gmatch(old, '[^\n]+') do
+    if a ~= ARGV[2] then attrs[#attrs + 1] = a end
+  end
+end
+table.sort(attrs)
+local version = redis.call('GET', KEYS[5]) or '1'
+redis.call('HSET', KEYS[2], 'attrs', table.concat(attrs, '\n'), 'cursor', '', 'version', version)
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+";
 
 /// Orders rewritten per page of the walk.
 pub const PAGE: usize = 200;
@@ -106,7 +144,29 @@ impl RedisStore {
             .backfill_marker(tenant)
             .await?
             .map(|m| m.attributes())
-            .unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a != LAYOUT_WALK)
+            .collect())
+    }
+
+    /// Asks for a walk of the tenant's orders when their index entries
+    /// follow an older layout than [`LAYOUT`] (once per tenant and layout;
+    /// the walk runs in the background like an attribute's backfill). True
+    /// when it asked.
+    pub async fn upgrade_layout(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let asked: i64 = redis::Script::new(LAYOUT_SCRIPT)
+            .key(keys::tenant_layout(tenant))
+            .key(keys::backfill(tenant))
+            .key(keys::BACKFILLS)
+            .key(keys::created_index(tenant))
+            .key(keys::config_current(tenant))
+            .arg(LAYOUT)
+            .arg(LAYOUT_WALK)
+            .arg(tenant.as_str())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(asked == 1)
     }
 
     /// The tenant's backfill in progress, if any.

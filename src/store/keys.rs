@@ -160,6 +160,12 @@ pub fn tenant_timers(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:timers")
 }
 
+/// The layout the tenant's index entries follow (see
+/// `super::backfill::LAYOUT`).
+pub fn tenant_layout(tenant: &TenantId) -> String {
+    format!("orderd:tenant:{tenant}:layout")
+}
+
 /// The epoch of the tenant's current owner (the fence).
 pub fn owner_epoch(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:epoch")
@@ -228,6 +234,7 @@ mod tests {
                 "orderd:idx:acme:uses:orderd:contact:c1".to_owned(),
             ),
             (tenant_erased(&t), "orderd:tenant:acme:erased".to_owned()),
+            (tenant_layout(&t), "orderd:tenant:acme:layout".to_owned()),
             (BACKFILLS.to_owned(), "orderd:backfills".to_owned()),
         ];
         for (got, want) in cases {
