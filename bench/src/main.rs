@@ -249,8 +249,11 @@ impl Stack {
     async fn start(redis_replica: bool, durable: bool) -> anyhow::Result<Self> {
         // Go profiles of nats-server on this port, for finding where its
         // share of the cores goes (`/debug/pprof/profile?seconds=N`).
+        // Redis as most deployments run it (its default), as in every
+        // figure docs/BENCHMARKS.md keeps.
         let servers = Servers::builder()
             .named("orderd-bench")
+            .redis_fsync("everysec")
             .nats_profile_port(std::env::var("ORDERD_BENCH_NATS_PROFILE").ok())
             .start()
             .await?;

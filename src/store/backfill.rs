@@ -127,10 +127,11 @@ struct Marker {
 }
 
 impl Marker {
+    /// The attributes being indexed (not the layout walk, which is none).
     fn attributes(&self) -> Vec<String> {
         self.attrs
             .split('\n')
-            .filter(|a| !a.is_empty())
+            .filter(|a| !a.is_empty() && *a != LAYOUT_WALK)
             .map(str::to_owned)
             .collect()
     }
@@ -144,10 +145,7 @@ impl RedisStore {
             .backfill_marker(tenant)
             .await?
             .map(|m| m.attributes())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|a| a != LAYOUT_WALK)
-            .collect())
+            .unwrap_or_default())
     }
 
     /// Asks for a walk of the tenant's orders when their index entries

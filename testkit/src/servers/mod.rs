@@ -158,6 +158,7 @@ fn kill9(child: &mut Child) {
 pub struct ServersBuilder {
     prefix: String,
     nats: NatsOptions,
+    redis_fsync: &'static str,
 }
 
 impl ServersBuilder {
@@ -174,11 +175,21 @@ impl ServersBuilder {
         self
     }
 
+    /// Redis's `appendfsync` (`always` by default: with `everysec`, Redis
+    /// answers writes it has not yet handed to the operating system while
+    /// an fsync is slow, so even a killed Redis process can lose
+    /// acknowledged writes, and the tests kill it).
+    pub fn redis_fsync(mut self, policy: &'static str) -> Self {
+        self.redis_fsync = policy;
+        self
+    }
+
     /// Starts both and waits until they accept connections.
     pub async fn start(self) -> Result<Servers, ServerError> {
         let dir = TempDir::new(&self.prefix)?;
         let nats = NatsServer::start_in(dir.path(), self.nats).await?;
-        let redis = RedisServer::start_in(dir.path()).await?;
+        let fsync = vec!["--appendfsync".to_owned(), self.redis_fsync.to_owned()];
+        let redis = RedisServer::start_with(dir.path(), fsync).await?;
         Ok(Servers {
             nats_url: nats.url(),
             redis_url: redis.url(),
@@ -210,6 +221,7 @@ impl Servers {
         ServersBuilder {
             prefix: "orderd-test".to_owned(),
             nats: NatsOptions::default(),
+            redis_fsync: "always",
         }
     }
 
