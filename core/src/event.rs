@@ -45,7 +45,9 @@ impl<'de, T> Deserialize<'de> for Sealed<T> {
 pub struct RegisteredWorkOrder {
     /// Its id.
     pub id: WorkOrderId,
-    /// Type name.
+    /// Type name, as `type` (a `return_added` event is tagged by `kind`;
+    /// `kind` is still read, as events recorded before it was renamed have it).
+    #[serde(rename = "type", alias = "kind")]
     pub kind: String,
     /// Job type.
     pub job_type: String,
