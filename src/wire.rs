@@ -28,8 +28,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use command::{
-    ContactBody, CreateOrderBody, DropDetailsBody, EmptyBody, ExecutionFlowBody, ItemBody,
-    JobUpdateBody, MoneyBody, OrderSummaryBody, ReasonBody, StopBody, SubStateBody,
+    AddReturnBody, ContactBody, CreateOrderBody, DropDetailsBody, EmptyBody, ExecutionFlowBody,
+    ItemBody, JobUpdateBody, MoneyBody, OrderSummaryBody, ReasonBody, StopBody, SubStateBody,
     UpdateDropDetailsBody, UpdateOrderBody, WorkOrderBody,
 };
 pub use config::{
@@ -214,7 +214,7 @@ pub fn decode_conditional_command(
             Verb::Update => {
                 let b: UpdateOrderBody = decode(ct, body, max_body)?;
                 let expected = b.expected_seq;
-                (Command::Update(Box::new(b.try_into()?)), expected)
+                (b.into_command()?, expected)
             }
             Verb::Ready | Verb::Resume | Verb::Close => {
                 let b: EmptyBody = decode(ct, body, max_body)?;
@@ -225,12 +225,10 @@ pub fn decode_conditional_command(
                         work_order: WorkOrderId(w.get()),
                     },
                     (Verb::Close, None) => Command::Close,
-                    _ => {
-                        return Err(WireError::Malformed(
-                            "workOrderId: only hold, resume and cancel act on one work order"
-                                .to_owned(),
-                        ))
-                    }
+                    _ => return Err(WireError::Malformed(
+                        "workOrderId: only update, hold, resume and cancel act on one work order"
+                            .to_owned(),
+                    )),
                 };
                 (command, b.expected_seq)
             }

@@ -7,12 +7,13 @@ use std::collections::BTreeSet;
 
 use orderd::subjects::{self, EventKind, Verb};
 use orderd::wire::{
-    self, AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, ContactBody, CreateOrderBody,
-    DispatchMessage, DropDetailsBody, DryRunReply, DryRunRequest, ErrorBody, EventMessage,
-    ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody, MoneyBody, OrderDifference,
-    OrderEnd, OrderRequest, OrderSummaryBody, OrderView, Outcome, PluginReply, PluginRequest,
-    QueryRequest, QueryResponse, RangeBody, ReasonBody, StepDifference, StopBody, SubStateBody,
-    UnreplayableOrder, UpdateDropDetailsBody, UpdateOrderBody, ValidateReply, WorkOrderBody,
+    self, AddReturnBody, AttributesRequest, ConfigDraft, ConfigReply, ConfigRequest, ContactBody,
+    CreateOrderBody, DispatchMessage, DropDetailsBody, DryRunReply, DryRunRequest, ErrorBody,
+    EventMessage, ExecutionFlowBody, HistoryRequest, HistoryResponse, JobUpdateBody, MoneyBody,
+    OrderDifference, OrderEnd, OrderRequest, OrderSummaryBody, OrderView, Outcome, PluginReply,
+    PluginRequest, QueryRequest, QueryResponse, RangeBody, ReasonBody, StepDifference, StopBody,
+    SubStateBody, UnreplayableOrder, UpdateDropDetailsBody, UpdateOrderBody, ValidateReply,
+    WorkOrderBody,
 };
 use orderd_core::ids::{CommandId, Timestamp};
 use orderd_core::model::{JobStatus, Order, WorkOrder, WorkOrderState};
@@ -249,6 +250,13 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         name: "n".into(),
         phone: "p".into(),
     };
+    let add_return = AddReturnBody {
+        returns: std::num::NonZeroU32::MIN,
+        items: Some(vec![item.clone()]),
+        instructions: Some("fragile".into()),
+        pickup: Some(StopBody::default()),
+        drop: Some(StopBody::default()),
+    };
     let create = CreateOrderBody {
         client_id: "c".into(),
         client_name: "n".into(),
@@ -330,10 +338,17 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
         (
             "UpdateOrder",
             fields(&UpdateOrderBody {
+                work_order_id: std::num::NonZeroU32::new(2),
+                items: add_return.items.clone(),
+                instructions: add_return.instructions.clone(),
+                pickup: add_return.pickup.clone(),
+                drop: add_return.drop.clone(),
+                add_return: Some(add_return.clone()),
                 expected_seq: Some(3),
                 ..UpdateOrderBody::default()
             }),
         ),
+        ("AddReturn", fields(&add_return)),
         (
             "UpdateDropDetails",
             fields(&UpdateDropDetailsBody::default()),
@@ -627,6 +642,21 @@ fn payload_schemas_name_the_fields_the_wire_types_carry() {
             schema_properties(schema),
             wire_fields,
             "schema {schema} and its wire type disagree"
+        );
+    }
+    // Every event kind the core emits is in the Event schema's list.
+    let event_schema = CATALOGUE
+        .split("\n    Event:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n    EventMessage:\n").next())
+        .expect("the Event schema");
+    for kind in Event::KINDS {
+        let listed = event_schema
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|token| token == kind);
+        assert!(
+            listed,
+            "event kind {kind} is not in the catalogue's Event schema"
         );
     }
     // Sanity of the YAML reader itself.

@@ -39,6 +39,67 @@ fn detailed_create() -> Value {
     body
 }
 
+/// Subscribes to the tenant's job commands (raw) and events, starts a
+/// dispatch that answers by `script`, and creates [`detailed_create`].
+async fn detailed_order(
+    t: &TestApp,
+    script: testkit::Script,
+) -> (
+    async_nats::Subscriber,
+    testkit::EventLog,
+    testkit::Dispatcher,
+    orderd_core::OrderId,
+) {
+    let raw = t
+        .nats
+        .subscribe(subjects::dispatch_of_tenant(&t.tenant))
+        .await
+        .unwrap();
+    let events = t.events().await;
+    let dispatch = t.dispatcher(script).await;
+    let order = t.create(&detailed_create()).await;
+    (raw, events, dispatch, order)
+}
+
+/// Sends an update that must be applied (the order then IN_PROGRESS) and
+/// waits for its event message.
+async fn applied_update(
+    t: &TestApp,
+    events: &mut testkit::EventLog,
+    order: orderd_core::OrderId,
+    body: Value,
+) -> orderd::wire::EventMessage {
+    let applied = t
+        .command(order, orderd::subjects::Verb::Update, &body)
+        .await;
+    assert!(applied.ok, "{body}: {applied:?}");
+    assert_eq!(applied.state.as_deref(), Some("IN_PROGRESS"));
+    let seq = applied.seq.expect("a seq");
+    events
+        .wait_for("the update's event", |e| {
+            e.order_id == order.to_string() && e.seq == seq
+        })
+        .await
+}
+
+/// Sends each update body and checks it is refused with its code.
+async fn refused_updates<const N: usize>(
+    t: &TestApp,
+    order: orderd_core::OrderId,
+    cases: [(Value, &str); N],
+) {
+    for (body, code) in cases {
+        let refused = t
+            .command(order, orderd::subjects::Verb::Update, &body)
+            .await;
+        assert_eq!(
+            refused.error.as_ref().map(|e| e.code.as_str()),
+            Some(code),
+            "{body}: {refused:?}"
+        );
+    }
+}
+
 async fn outcome(t: &TestApp, body: &Value) -> Outcome {
     t.send(subjects::create(&t.tenant), body, &msg_id()).await
 }
@@ -46,14 +107,7 @@ async fn outcome(t: &TestApp, body: &Value) -> Outcome {
 #[tokio::test]
 async fn a_job_command_carries_items_instructions_and_stops_by_id_only() {
     let t = spawn_app().await;
-    let mut raw = t
-        .nats
-        .subscribe(subjects::dispatch_of_tenant(&t.tenant))
-        .await
-        .unwrap();
-    let mut events = t.events().await;
-    let _dispatch = t.dispatcher(complete_everything()).await;
-    let order = t.create(&detailed_create()).await;
+    let (mut raw, mut events, _dispatch, order) = detailed_order(&t, complete_everything()).await;
     events.wait_state(order, "EXECUTED").await;
 
     // The two create commands, as dispatch received them, raw.
@@ -460,4 +514,284 @@ async fn a_reference_by_id_must_name_one_of_the_tenants_own_contacts_or_location
     let error = refused.error.expect("refused");
     assert_eq!(error.code, "ORD-404-LOCATION_NOT_FOUND", "{error:?}");
     assert_eq!(error.details[0].field, "workOrders[0].pickup.locationId");
+    // And in an update of one work order, or a return added.
+    for (body, field) in [
+        (
+            json!({"workOrderId": 1, "pickup": {"locationId": "0b6b7a4e-9d9e-4c55-8d55-0e9a8f4c1d2e"}}),
+            "pickup.locationId",
+        ),
+        (
+            json!({"addReturn": {"returns": 1, "drop": {"contactId": "0b6b7a4e-9d9e-4c55-8d55-0e9a8f4c1d2e"}}}),
+            "addReturn.drop.contactId",
+        ),
+    ] {
+        let refused = t.command(first, subjects::Verb::Update, &body).await;
+        let error = refused.error.expect("refused");
+        assert_eq!(error.details[0].field, field, "{error:?}");
+    }
+}
+
+/// Waits until dispatch received a job command for `order`'s work order
+/// `work_order` with `action`.
+async fn received(
+    dispatch: &testkit::Dispatcher,
+    order: orderd_core::OrderId,
+    work_order: u32,
+    action: &str,
+) -> DispatchMessage {
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
+    loop {
+        if let Some(m) = dispatch.received().into_iter().find(|m| {
+            m.order_id == order.to_string() && m.work_order_id == work_order && m.action == action
+        }) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {action} for work order {work_order}: {:?}",
+            dispatch.actions_of(order)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_work_order_changed_before_dispatch_reaches_dispatch_with_its_new_details() {
+    use orderd::subjects::Verb;
+    use orderd_core::model::JobStatus;
+
+    let t = spawn_app().await;
+    let (mut raw, mut events, dispatch, order) =
+        detailed_order(&t, testkit::start_and_confirm_cancels()).await;
+    events
+        .wait_event(
+            order,
+            "work order 1 started",
+            |e| matches!(e, orderd_core::Event::JobStarted { work_order, .. } if work_order.0 == 1),
+        )
+        .await;
+
+    // Work order 2 waits for 1 (SEQUENTIAL): its details change, the
+    // contact and address given in full are stored apart.
+    let message = applied_update(
+        &t,
+        &mut events,
+        order,
+        json!({
+            "workOrderId": 2,
+            "items": [{"id": "SKU-7", "description": "Lamp", "quantity": 3}],
+            "instructions": "Leave at the gate",
+            "drop": {
+                "contact": {"name": "Rae Porter", "phone": "+15550123"},
+                "location": {"street": "4 Lime Walk", "city": "Springfield"}
+            }
+        }),
+    )
+    .await;
+    let seq = message.seq;
+    assert_eq!(message.command, "update_work_order");
+    assert_eq!(message.kind, "changed");
+    assert!(message
+        .events
+        .iter()
+        .any(|e| e.kind() == "work_order_updated"));
+
+    // Bad input is refused, and nothing changes.
+    refused_updates(
+        &t,
+        order,
+        [
+        (
+            json!({"workOrderId": 9, "instructions": "x"}),
+            "ORD-404-WORK_ORDER_NOT_FOUND",
+        ),
+        (
+            json!({"workOrderId": 1, "instructions": "x"}),
+            "ORD-409-WORK_ORDER_DISPATCHED",
+        ),
+        (json!({"workOrderId": 2}), "ORD-422-EMPTY_UPDATE"),
+        (
+            json!({"workOrderId": 2, "items": [{"id": "a", "description": "b", "quantity": 0}]}),
+            "ORD-422-INVALID_FIELDS",
+        ),
+        (
+            json!({"workOrderId": 2, "orderSummary": {"totalItems": 1}}),
+            "ORD-400-MALFORMED",
+        ),
+        (
+            json!({"workOrderId": 2, "pickup": {"colour": "red"}}),
+            "ORD-400-MALFORMED",
+        ),
+        (json!({"instructions": "which one?"}), "ORD-400-MALFORMED"),
+        ],
+    )
+    .await;
+    let view = t.get(order).await;
+    assert_eq!(view["seq"], seq, "refusals changed nothing");
+    let wo2 = &view["workOrders"][1];
+    assert_eq!(wo2["instructions"], "Leave at the gate");
+    assert_eq!(wo2["items"][0]["id"], "SKU-7");
+    let drop_contact = wo2["drop"]["contactId"]
+        .as_str()
+        .expect("a drop contact")
+        .to_owned();
+    let drop_location = wo2["drop"]["locationId"]
+        .as_str()
+        .expect("a drop location")
+        .to_owned();
+    assert_ne!(
+        Some(drop_contact.as_str()),
+        view["dropDetails"]["contactId"].as_str()
+    );
+    let store = t.servers.store().await;
+    assert!(store.stored_contact(&drop_contact).await.unwrap().is_some());
+    assert!(store
+        .stored_location(&drop_location)
+        .await
+        .unwrap()
+        .is_some());
+
+    // Work order 1 completes: 2 is dispatched with its new details, by id.
+    let done = t.job(order, 1, 1, JobStatus::Completed, None).await;
+    assert!(done.ok, "{done:?}");
+    let create = received(&dispatch, order, 2, "create").await;
+    assert_eq!(create.instructions.as_deref(), Some("Leave at the gate"));
+    let items = create.items.as_ref().expect("items");
+    assert_eq!((items[0].id.as_str(), items[0].quantity), ("SKU-7", 3));
+    let drop = create.drop.as_ref().expect("a drop");
+    assert_eq!(drop.contact_id.as_deref(), Some(drop_contact.as_str()));
+    assert_eq!(drop.location_id.as_deref(), Some(drop_location.as_str()));
+    // Now it is out: its details are fixed.
+    let late = t
+        .command(
+            order,
+            Verb::Update,
+            &json!({"workOrderId": 2, "instructions": "x"}),
+        )
+        .await;
+    assert_eq!(
+        late.error.map(|e| e.code).as_deref(),
+        Some("ORD-409-WORK_ORDER_DISPATCHED")
+    );
+
+    // No personal data in what dispatch got, in the events or in the view.
+    let mut seen = Vec::new();
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), raw.next()).await
+    {
+        seen.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    assert!(seen.iter().any(|m| m.contains("Leave at the gate")));
+    let history = serde_json::to_string(&t.history(order).await).unwrap();
+    let view = t.get(order).await.to_string();
+    for secret in ["Rae Porter", "+15550123", "4 Lime Walk"] {
+        assert!(
+            seen.iter().all(|m| !m.contains(secret)),
+            "{secret:?} reached dispatch"
+        );
+        assert!(!history.contains(secret), "{secret:?} is in an event");
+        assert!(!view.contains(secret), "{secret:?} is in the view");
+    }
+}
+
+#[tokio::test]
+async fn a_return_added_after_delivery_runs_the_order_again_until_it_is_back() {
+    use orderd::subjects::Verb;
+
+    let t = spawn_app().await;
+    let mut events = t.events().await;
+    let dispatch = t.dispatcher(complete_everything()).await;
+    let mut body = create_body("SEQUENTIAL", &["PICKUP", "DELIVERY"]);
+    body["dropDetails"]["returnLocation"] = json!({"street": "7 Returns Way"});
+    body["workOrders"][1]["items"] = json!([{"id": "SKU-1", "description": "Sofa", "quantity": 1}]);
+    let order = t.create(&body).await;
+    let executed = events.wait_state(order, "EXECUTED").await;
+
+    // Refused, changing nothing: an unknown work order, a return mixed with
+    // other changes, an order-level update of an EXECUTED order.
+    refused_updates(
+        &t,
+        order,
+        [
+            (
+                json!({"addReturn": {"returns": 9}}),
+                "ORD-404-WORK_ORDER_NOT_FOUND",
+            ),
+            (
+                json!({"addReturn": {"returns": 2}, "orderSummary": {"totalItems": 1}}),
+                "ORD-400-MALFORMED",
+            ),
+            (
+                json!({"orderSummary": {"totalItems": 1}}),
+                "ORD-409-ORDER_IMMUTABLE",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(t.get(order).await["seq"], executed.seq);
+
+    // EXECUTED → IN_PROGRESS, the return dispatched, completed, EXECUTED.
+    let reopened = applied_update(
+        &t,
+        &mut events,
+        order,
+        json!({"addReturn": {"returns": 2, "instructions": "Collect the sofa"}}),
+    )
+    .await;
+    let reopened_at = reopened.seq;
+    assert_eq!(reopened.kind, "in_progress");
+    assert_eq!(reopened.command, "add_return");
+    let kinds: Vec<&str> = reopened.events.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds, ["return_added", "reopened", "job_dispatched"]);
+    let again = events
+        .wait_for("executed again", |e| {
+            e.order_id == order.to_string() && e.seq > reopened_at && e.state == "EXECUTED"
+        })
+        .await;
+    assert_eq!(again.kind, "executed");
+
+    let ret = received(&dispatch, order, 3, "create").await;
+    assert_eq!(ret.returns, Some(2));
+    assert_eq!(ret.work_order_type.as_deref(), Some("RETURN"));
+    assert_eq!(ret.instructions.as_deref(), Some("Collect the sofa"));
+    assert_eq!(ret.items.as_ref().map(|i| i[0].id.as_str()), Some("SKU-1"));
+    let view = t.get(order).await;
+    let pickup = ret.pickup.as_ref().expect("a pickup");
+    assert_eq!(
+        pickup.location_id.as_deref(),
+        view["dropDetails"]["locationId"].as_str()
+    );
+    assert_eq!(
+        ret.drop.as_ref().and_then(|d| d.location_id.as_deref()),
+        view["dropDetails"]["returnLocationId"].as_str()
+    );
+    assert_eq!(view["workOrders"][2]["state"], "COMPLETED");
+    assert_eq!(view["workOrders"][2]["returns"], 2);
+
+    // One return per delivered work order; a return is not returned.
+    refused_updates(
+        &t,
+        order,
+        [
+            (
+                json!({"addReturn": {"returns": 2}}),
+                "ORD-409-RETURN_EXISTS",
+            ),
+            (
+                json!({"addReturn": {"returns": 3}}),
+                "ORD-409-WORK_ORDER_IS_RETURN",
+            ),
+        ],
+    )
+    .await;
+    let closed = t.command(order, Verb::Close, &json!({})).await;
+    assert!(closed.ok, "{closed:?}");
+    events.wait_state(order, "CLOSED").await;
+    let refused = t
+        .command(order, Verb::Update, &json!({"addReturn": {"returns": 1}}))
+        .await;
+    assert_eq!(
+        refused.error.map(|e| e.code).as_deref(),
+        Some("ORD-409-ORDER_IMMUTABLE")
+    );
 }

@@ -268,7 +268,19 @@ pub(crate) fn apply_at(order: &mut Order, event: &Event, at: Timestamp, by: &str
                 wo.withdrawing = false;
             }
         }
+        Event::WorkOrderUpdated {
+            work_order,
+            details,
+        } => {
+            if let Some(wo) = order.work_order_mut(*work_order) {
+                wo.details = details.clone();
+            }
+        }
         Event::ReturnAdded(r) => order.work_orders.push(new_work_order(r)),
+        Event::Reopened => {
+            order.timers.retain(|t| t.kind != TimerKind::AutoClose);
+            set_state(order, OrderState::InProgress);
+        }
         Event::CancellationRequested { by, .. } => {
             let c = &mut order.cancellation;
             c.requested = true;

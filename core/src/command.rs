@@ -78,6 +78,32 @@ pub struct WorkOrderSpec {
     pub drop: StopInput,
 }
 
+/// Work-order details to set on one work order, or on a return being
+/// added: each part given replaces what it would otherwise be (the work
+/// order's own, or the return's defaults); a stop's contact and location
+/// replace apart, so a stop given in part keeps the rest.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DetailsPatch {
+    /// The items (an empty list clears them).
+    pub items: Option<Vec<Item>>,
+    /// Free text for the crew.
+    pub instructions: Option<String>,
+    /// Where it picks up.
+    pub pickup: StopInput,
+    /// Where it drops.
+    pub drop: StopInput,
+}
+
+impl DetailsPatch {
+    /// Nothing to set.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_none()
+            && self.instructions.is_none()
+            && self.pickup == StopInput::default()
+            && self.drop == StopInput::default()
+    }
+}
+
 /// A new order, as the client gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateOrder {
@@ -210,6 +236,24 @@ pub enum Command {
         /// Why, for the record.
         reason: Option<String>,
     },
+    /// Change one work order's own details (items, instructions, pickup,
+    /// drop) while it has not been sent to dispatch yet.
+    UpdateWorkOrder {
+        /// The work order.
+        work_order: WorkOrderId,
+        /// What to set.
+        details: Box<DetailsPatch>,
+    },
+    /// Add a RETURN for a completed forward work order: its goods go back.
+    /// An EXECUTED order runs again until the return is done.
+    AddReturn {
+        /// The completed forward work order whose goods go back.
+        returns: WorkOrderId,
+        /// What to set instead of the return's defaults (the returned work
+        /// order's items; picked up where it dropped; taken to the order's
+        /// return location, else where it picked up).
+        details: Box<DetailsPatch>,
+    },
     /// Close an EXECUTED order as COMPLETED.
     Close,
     /// Move to a tenant sub-state (None clears it).
@@ -291,6 +335,18 @@ impl Command {
                 contact(&mut out, u.contact.as_ref(), "dropDetails");
                 location(&mut out, u.location.as_ref(), "dropDetails", "location");
             }
+            Command::UpdateWorkOrder { details, .. } | Command::AddReturn { details, .. } => {
+                let at = if matches!(self, Command::AddReturn { .. }) {
+                    "addReturn."
+                } else {
+                    ""
+                };
+                for (stop, name) in [(&details.pickup, "pickup"), (&details.drop, "drop")] {
+                    let path = format!("{at}{name}");
+                    contact(&mut out, stop.contact.as_ref(), &path);
+                    location(&mut out, stop.location.as_ref(), &path, "location");
+                }
+            }
             _ => {}
         }
         out
@@ -328,6 +384,12 @@ impl Command {
                 out.extend(contact(u.contact.as_ref()));
                 out.extend(location(u.location.as_ref()));
             }
+            Command::UpdateWorkOrder { details, .. } | Command::AddReturn { details, .. } => {
+                for stop in [&details.pickup, &details.drop] {
+                    out.extend(contact(stop.contact.as_ref()));
+                    out.extend(location(stop.location.as_ref()));
+                }
+            }
             _ => {}
         }
         out
@@ -345,6 +407,8 @@ impl Command {
             Command::CancelWorkOrder { .. } => "cancel_work_order",
             Command::HoldWorkOrder { .. } => "hold_work_order",
             Command::ResumeWorkOrder { .. } => "resume_work_order",
+            Command::UpdateWorkOrder { .. } => "update_work_order",
+            Command::AddReturn { .. } => "add_return",
             Command::Close => "close",
             Command::SetSubState { .. } => "substate",
             Command::Job(_) => "job",

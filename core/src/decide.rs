@@ -16,8 +16,8 @@
 
 use crate::apply::apply_at;
 use crate::command::{
-    Command, ContactInput, CreateOrder, Ctx, Envelope, JobUpdate, LocationInput, PluginVerdict,
-    StopInput, UpdateOrder,
+    Command, ContactInput, CreateOrder, Ctx, DetailsPatch, Envelope, JobUpdate, LocationInput,
+    PluginVerdict, StopInput, UpdateOrder,
 };
 use crate::config::RETURN_TYPE;
 use crate::event::{Event, RegisteredWorkOrder, Registration, Sealed};
@@ -73,6 +73,11 @@ pub fn decide(order: &Order, envelope: &Envelope, ctx: &Ctx<'_>) -> Result<Vec<E
             d.hold_work_order(*work_order, reason)?;
         }
         Command::ResumeWorkOrder { work_order } => d.resume_work_order(*work_order)?,
+        Command::UpdateWorkOrder {
+            work_order,
+            details,
+        } => d.update_work_order(*work_order, details)?,
+        Command::AddReturn { returns, details } => d.add_client_return(*returns, details)?,
         Command::Close => d.close()?,
         Command::SetSubState { to } => d.set_sub_state(to)?,
         Command::Job(update) => d.job_update(update)?,
@@ -473,6 +478,131 @@ impl<'a> Decision<'a> {
             self.emit(Event::WorkOrderCancelled { work_order, from });
         }
         Ok(())
+    }
+
+    /// Changes one work order's own details while it has not been sent to
+    /// dispatch (PENDING, never attempted): a line's details are fixed from
+    /// its release on, as the seeds' "restrict from status" rules have it.
+    fn update_work_order(
+        &mut self,
+        work_order: WorkOrderId,
+        patch: &DetailsPatch,
+    ) -> Result<(), Rejection> {
+        let w = self.open_work_order(work_order)?;
+        if w.state != WorkOrderState::Pending || w.attempt > 0 {
+            return Err(Rejection::WorkOrderDispatched {
+                work_order: work_order.0,
+                attempt: w.attempt,
+                state: w.state,
+            });
+        }
+        if patch.is_empty() {
+            return Err(Rejection::EmptyUpdate);
+        }
+        let current = w.details.clone();
+        let mut p = Problems::default();
+        validate::details_patch(&mut p, "", patch);
+        if !p.is_empty() {
+            return Err(Rejection::InvalidFields(p.0));
+        }
+        let details = self.patched_details(current, patch);
+        self.emit(Event::WorkOrderUpdated {
+            work_order,
+            details,
+        });
+        Ok(())
+    }
+
+    /// Adds a return for a completed forward work order at the client's
+    /// request. The flow engine dispatches it as the order's flow allows;
+    /// an EXECUTED order runs again until it is done.
+    fn add_client_return(
+        &mut self,
+        returns: WorkOrderId,
+        patch: &DetailsPatch,
+    ) -> Result<(), Rejection> {
+        if self.order.state == OrderState::Closed {
+            return Err(Rejection::OrderImmutable {
+                state: OrderState::Closed,
+            });
+        }
+        if self.order.cancellation.status.in_flight() {
+            return Err(Rejection::CancelInProgress);
+        }
+        let o = &self.order;
+        let Some(w) = o.work_order(returns) else {
+            return Err(Rejection::WorkOrderNotFound);
+        };
+        if w.is_return() {
+            return Err(Rejection::WorkOrderIsReturn {
+                work_order: returns.0,
+            });
+        }
+        if w.state != WorkOrderState::Completed {
+            return Err(Rejection::WorkOrderNotCompleted {
+                work_order: returns.0,
+                state: w.state,
+            });
+        }
+        // A return that failed or was cancelled leaves the goods where they
+        // are: another may be asked for.
+        if let Some(r) = o.work_orders.iter().find(|r| {
+            r.returns == Some(returns)
+                && (r.state.is_open() || r.state == WorkOrderState::Completed)
+        }) {
+            return Err(Rejection::ReturnExists {
+                work_order: returns.0,
+                return_id: r.id.0,
+            });
+        }
+        let mut p = Problems::default();
+        if o.work_orders.len() >= validate::MAX_WORK_ORDERS {
+            p.add(
+                "addReturn",
+                "LENGTH",
+                format!(
+                    "the order holds {} work orders, the most it may",
+                    validate::MAX_WORK_ORDERS
+                ),
+            );
+        }
+        validate::details_patch(&mut p, "addReturn", patch);
+        if !p.is_empty() {
+            return Err(Rejection::InvalidFields(p.0));
+        }
+        let defaults = self.return_details(w);
+        let details = self.patched_details(defaults, patch);
+        self.push_return(returns, details);
+        if self.order.state == OrderState::Executed {
+            self.emit(Event::Reopened);
+        }
+        Ok(())
+    }
+
+    /// `base` with what `patch` sets; contacts and addresses given in full
+    /// are recorded apart under new ids, as on create.
+    fn patched_details(
+        &mut self,
+        mut base: WorkOrderDetails,
+        patch: &DetailsPatch,
+    ) -> WorkOrderDetails {
+        if let Some(items) = &patch.items {
+            base.items.clone_from(items);
+        }
+        if let Some(instructions) = &patch.instructions {
+            base.instructions = Some(instructions.clone());
+        }
+        base.pickup = self.patched_stop(base.pickup, &patch.pickup);
+        base.drop = self.patched_stop(base.drop, &patch.drop);
+        base
+    }
+
+    /// `base` with the contact and the location that `s` gives, each apart.
+    fn patched_stop(&mut self, base: Stop, s: &StopInput) -> Stop {
+        Stop {
+            contact_id: self.contact(&s.contact).or(base.contact_id),
+            location_id: self.location(&s.location).or(base.location_id),
+        }
     }
 
     fn cancel(&mut self, reason: &Option<String>) -> Result<(), Rejection> {
@@ -1070,10 +1200,42 @@ impl<'a> Decision<'a> {
         }
     }
 
+    /// Adds a RETURN for `of` with its default details (orderd's own
+    /// returns: on failure, on cancellation).
     fn add_return(&mut self, of: WorkOrderId) {
         if self.order.work_orders.len() >= validate::MAX_WORK_ORDERS {
             return;
         }
+        let Some(returned) = self.order.work_order(of) else {
+            return;
+        };
+        let details = self.return_details(returned);
+        self.push_return(of, details);
+    }
+
+    /// Where a return of `returned` goes by default: the goods go back the
+    /// other way, picked up where it dropped them (its own drop, else the
+    /// order's), taken to the order's return location, else to where they
+    /// were picked up; the same items, no instructions.
+    fn return_details(&self, returned: &WorkOrder) -> WorkOrderDetails {
+        let pickup = self.order.drop_of(returned);
+        let drop = match self.order.drop.return_location_id {
+            Some(location) => Stop {
+                contact_id: None,
+                location_id: Some(location),
+            },
+            None => returned.details.pickup,
+        };
+        WorkOrderDetails {
+            items: returned.details.items.clone(),
+            instructions: None,
+            pickup,
+            drop,
+        }
+    }
+
+    /// Appends a RETURN for `of`, with the next work-order id.
+    fn push_return(&mut self, of: WorkOrderId, details: WorkOrderDetails) {
         let t = self.ctx.config.return_type();
         let id = WorkOrderId(
             self.order
@@ -1084,20 +1246,6 @@ impl<'a> Decision<'a> {
                 .unwrap_or(0)
                 + 1,
         );
-        // The goods go back the other way: picked up where the returned work
-        // order dropped them (its own drop, else the order's), taken to the
-        // order's return location, else to where they were picked up.
-        let Some(returned) = self.order.work_order(of) else {
-            return;
-        };
-        let (details, pickup) = (returned.details.clone(), self.order.drop_of(returned));
-        let back_to = match self.order.drop.return_location_id {
-            Some(location) => Stop {
-                contact_id: None,
-                location_id: Some(location),
-            },
-            None => details.pickup,
-        };
         self.emit(Event::ReturnAdded(RegisteredWorkOrder {
             id,
             kind: RETURN_TYPE.to_owned(),
@@ -1106,12 +1254,7 @@ impl<'a> Decision<'a> {
             return_on_failure: false,
             return_on_cancel: false,
             returns: Some(of),
-            details: WorkOrderDetails {
-                items: details.items,
-                instructions: None,
-                pickup,
-                drop: back_to,
-            },
+            details,
         }));
     }
 }

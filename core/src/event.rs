@@ -45,7 +45,9 @@ impl<'de, T> Deserialize<'de> for Sealed<T> {
 pub struct RegisteredWorkOrder {
     /// Its id.
     pub id: WorkOrderId,
-    /// Type name.
+    /// Type name, as `type` (a `return_added` event is tagged by `kind`;
+    /// `kind` is still read, as events recorded before it was renamed have it).
+    #[serde(rename = "type", alias = "kind")]
     pub kind: String,
     /// Job type.
     pub job_type: String,
@@ -278,6 +280,15 @@ pub enum Event {
         /// Why, for the record.
         reason: Option<String>,
     },
+    /// The client changed a work order's own details before it was sent
+    /// to dispatch: its items, instructions, pickup and drop as they are
+    /// now (ids only; new contacts and addresses are recorded apart first).
+    WorkOrderUpdated {
+        /// The work order.
+        work_order: WorkOrderId,
+        /// Its details after the change, whole.
+        details: WorkOrderDetails,
+    },
     /// A work order with no job out was cancelled (never started, or between attempts).
     WorkOrderCancelled {
         /// The work order.
@@ -287,6 +298,9 @@ pub enum Event {
     },
     /// A RETURN work order was added.
     ReturnAdded(RegisteredWorkOrder),
+    /// A return was added to an EXECUTED order: IN_PROGRESS again until it
+    /// is done (the auto-close timer is dropped; executing again sets it anew).
+    Reopened,
     /// A cancel was requested: cancellation PENDING.
     CancellationRequested {
         /// Who asked.
@@ -347,7 +361,7 @@ pub enum Event {
 
 impl Event {
     /// Every event kind, as `kind()` names them.
-    pub const KINDS: [&'static str; 36] = [
+    pub const KINDS: [&'static str; 41] = [
         "registered",
         "contact_recorded",
         "location_recorded",
@@ -373,7 +387,12 @@ impl Event {
         "job_cancelled",
         "job_cancel_failed",
         "work_order_cancelled",
+        "work_order_withdrawn",
+        "work_order_held",
+        "work_order_resumed",
+        "work_order_updated",
         "return_added",
+        "reopened",
         "cancellation_requested",
         "cancellation_attempting",
         "cancellation_succeeded",
@@ -417,7 +436,9 @@ impl Event {
             Event::WorkOrderWithdrawn { .. } => "work_order_withdrawn",
             Event::WorkOrderHeld { .. } => "work_order_held",
             Event::WorkOrderResumed { .. } => "work_order_resumed",
+            Event::WorkOrderUpdated { .. } => "work_order_updated",
             Event::ReturnAdded(_) => "return_added",
+            Event::Reopened => "reopened",
             Event::CancellationRequested { .. } => "cancellation_requested",
             Event::CancellationAttempting => "cancellation_attempting",
             Event::CancellationSucceeded => "cancellation_succeeded",
@@ -578,7 +599,7 @@ impl Change {
         self.events.iter().rev().find_map(|e| match e {
             Event::Registered(_) => Some(OrderState::Initiated),
             Event::Validated => Some(OrderState::Created),
-            Event::Started => Some(OrderState::InProgress),
+            Event::Started | Event::Reopened => Some(OrderState::InProgress),
             Event::Held { .. } => Some(OrderState::OnHold),
             Event::Resumed { to } => Some(*to),
             Event::Executed => Some(OrderState::Executed),

@@ -124,12 +124,45 @@ pub enum Rejection {
     #[error("no timer is due")]
     NoTimerDue,
     /// The work order is no longer open (completed, failed or cancelled).
-    #[error("work order {work_order} is {} and can no longer be cancelled", state.as_str())]
+    #[error("work order {work_order} is {}: it is no longer open", state.as_str())]
     WorkOrderNotOpen {
         /// The work order.
         work_order: u32,
         /// Its state.
         state: crate::model::WorkOrderState,
+    },
+    /// The work order has been sent to dispatch (it is, or was, running):
+    /// its details can no longer change.
+    #[error("work order {work_order} has been sent to dispatch (attempt {attempt}, {}): its details can no longer change", state.as_str())]
+    WorkOrderDispatched {
+        /// The work order.
+        work_order: u32,
+        /// Its current attempt.
+        attempt: u32,
+        /// Its state.
+        state: crate::model::WorkOrderState,
+    },
+    /// Only a completed work order's goods can be returned.
+    #[error("work order {work_order} is {}: only a completed work order can be returned", state.as_str())]
+    WorkOrderNotCompleted {
+        /// The work order.
+        work_order: u32,
+        /// Its state.
+        state: crate::model::WorkOrderState,
+    },
+    /// A RETURN is never itself returned.
+    #[error("work order {work_order} is a return and cannot itself be returned")]
+    WorkOrderIsReturn {
+        /// The work order.
+        work_order: u32,
+    },
+    /// The work order already has a return that is open or completed.
+    #[error("work order {work_order} already has a return (work order {return_id})")]
+    ReturnExists {
+        /// The work order.
+        work_order: u32,
+        /// Its return.
+        return_id: u32,
     },
     /// The command named the sequence it expected, and the order has moved
     /// on (or is not there yet).
@@ -168,6 +201,10 @@ impl Rejection {
             Rejection::NoTimerDue => "ORD-409-NO_TIMER_DUE",
             Rejection::SeqMismatch { .. } => "ORD-409-SEQ_MISMATCH",
             Rejection::WorkOrderNotOpen { .. } => "ORD-409-WORK_ORDER_NOT_OPEN",
+            Rejection::WorkOrderDispatched { .. } => "ORD-409-WORK_ORDER_DISPATCHED",
+            Rejection::WorkOrderNotCompleted { .. } => "ORD-409-WORK_ORDER_NOT_COMPLETED",
+            Rejection::WorkOrderIsReturn { .. } => "ORD-409-WORK_ORDER_IS_RETURN",
+            Rejection::ReturnExists { .. } => "ORD-409-RETURN_EXISTS",
         }
     }
 

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::command::{
-    Address, Contact, ContactInput, CreateOrder, LocationInput, SummaryPatch, WorkOrderSpec,
+    Address, Contact, ContactInput, CreateOrder, DetailsPatch, LocationInput, StopInput,
+    SummaryPatch, WorkOrderSpec,
 };
 use crate::config::{AttributeDef, DataType, TenantConfig};
-use crate::model::{Money, OrderSummary};
+use crate::model::{Item, Money, OrderSummary};
 use crate::rejection::FieldProblem;
 
 /// The most work orders one order may carry (returns included).
@@ -268,15 +269,53 @@ pub fn create(p: &mut Problems, c: &CreateOrder, config: &TenantConfig) {
 
 /// A work order's items, instructions, pickup and drop.
 fn work_order_details(p: &mut Problems, at: &str, w: &WorkOrderSpec) {
-    if w.items.len() > MAX_ITEMS {
+    details(
+        p,
+        at,
+        Some(&w.items),
+        w.instructions.as_deref(),
+        [&w.pickup, &w.drop],
+    );
+}
+
+/// Work-order details to set on one work order or on a return (`at`
+/// names them in errors: `addReturn`, or empty for the body's top level).
+pub fn details_patch(p: &mut Problems, at: &str, d: &DetailsPatch) {
+    details(
+        p,
+        at,
+        d.items.as_deref(),
+        d.instructions.as_deref(),
+        [&d.pickup, &d.drop],
+    );
+}
+
+/// `at.name`, or `name` at the top level.
+fn path(at: &str, name: &str) -> String {
+    if at.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{at}.{name}")
+    }
+}
+
+fn details(
+    p: &mut Problems,
+    at: &str,
+    items: Option<&[Item]>,
+    instructions: Option<&str>,
+    [pickup, drop]: [&StopInput; 2],
+) {
+    let items = items.unwrap_or_default();
+    if items.len() > MAX_ITEMS {
         p.add(
-            format!("{at}.items"),
+            path(at, "items"),
             "LENGTH",
-            format!("must hold at most {MAX_ITEMS} items, got {}", w.items.len()),
+            format!("must hold at most {MAX_ITEMS} items, got {}", items.len()),
         );
     }
-    for (j, item) in w.items.iter().enumerate().take(MAX_ITEMS) {
-        let field = format!("{at}.items[{j}]");
+    for (j, item) in items.iter().enumerate().take(MAX_ITEMS) {
+        let field = path(at, &format!("items[{j}]"));
         text(p, &format!("{field}.id"), &item.id, 1, MAX_TEXT);
         text(
             p,
@@ -300,22 +339,22 @@ fn work_order_details(p: &mut Problems, at: &str, w: &WorkOrderSpec) {
             );
         }
     }
-    if let Some(instructions) = &w.instructions {
+    if let Some(instructions) = instructions {
         let n = instructions.chars().count();
         if n == 0 || n > MAX_INSTRUCTIONS {
             p.add(
-                format!("{at}.instructions"),
+                path(at, "instructions"),
                 "LENGTH",
                 format!("must be 1 to {MAX_INSTRUCTIONS} characters, got {n}"),
             );
         }
     }
-    for (name, stop) in [("pickup", &w.pickup), ("drop", &w.drop)] {
+    for (name, stop) in [("pickup", pickup), ("drop", drop)] {
         if let Some(ContactInput::Details(d)) = &stop.contact {
-            contact_at(p, &format!("{at}.{name}.contact"), d);
+            contact_at(p, &format!("{}.contact", path(at, name)), d);
         }
         if let Some(l) = &stop.location {
-            location(p, &format!("{at}.{name}.location"), l);
+            location(p, &format!("{}.location", path(at, name)), l);
         }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use common::{create, Harness};
-use orderd_core::command::{JobUpdate, PluginVerdict, SummaryPatch, UpdateOrder};
+use orderd_core::command::{DetailsPatch, JobUpdate, PluginVerdict, SummaryPatch, UpdateOrder};
 use orderd_core::config::SubStateConfig;
 use orderd_core::model::{ExecutionFlow, JobStatus, OrderState};
 use orderd_core::{Command, Outcome, TenantConfig, WorkOrderId};
@@ -106,6 +106,16 @@ fn job(status: JobStatus) -> Command {
     })
 }
 
+fn update_work_order(n: u32) -> Command {
+    Command::UpdateWorkOrder {
+        work_order: WorkOrderId(n),
+        details: Box::new(DetailsPatch {
+            instructions: Some("Use the side door".into()),
+            ..Default::default()
+        }),
+    }
+}
+
 fn commands() -> Vec<(&'static str, Command)> {
     vec![
         (
@@ -144,6 +154,15 @@ fn commands() -> Vec<(&'static str, Command)> {
             Command::CancelWorkOrder {
                 work_order: orderd_core::WorkOrderId(1),
                 reason: None,
+            },
+        ),
+        ("update work order 1 alone", update_work_order(1)),
+        ("update work order 2 alone", update_work_order(2)),
+        (
+            "add a return for work order 1",
+            Command::AddReturn {
+                returns: WorkOrderId(1),
+                details: Box::default(),
             },
         ),
         ("close", Command::Close),
@@ -204,7 +223,7 @@ fn state_after(e: &orderd_core::Event, current: OrderState) -> OrderState {
     use orderd_core::Event;
     match e {
         Event::Validated => OrderState::Created,
-        Event::Started => OrderState::InProgress,
+        Event::Started | Event::Reopened => OrderState::InProgress,
         Event::Held { .. } => OrderState::OnHold,
         Event::Resumed { to } => *to,
         Event::Executed => OrderState::Executed,
@@ -365,6 +384,20 @@ fn codes() -> Vec<(&'static str, String, String)> {
         R::WorkOrderNotOpen {
             work_order: 1,
             state: orderd_core::WorkOrderState::Completed,
+        },
+        R::WorkOrderDispatched {
+            work_order: 1,
+            attempt: 1,
+            state: orderd_core::WorkOrderState::Dispatched,
+        },
+        R::WorkOrderNotCompleted {
+            work_order: 1,
+            state: orderd_core::WorkOrderState::InProgress,
+        },
+        R::WorkOrderIsReturn { work_order: 3 },
+        R::ReturnExists {
+            work_order: 1,
+            return_id: 3,
         },
     ];
     all.iter()

@@ -7,11 +7,15 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{create, Harness};
-use orderd_core::command::{JobUpdate, PluginVerdict, SummaryPatch, UpdateOrder};
+use orderd_core::command::{
+    Contact, ContactInput, DetailsPatch, JobUpdate, LocationInput, PluginVerdict, StopInput,
+    SummaryPatch, UpdateOrder,
+};
 use orderd_core::config::SubStateConfig;
 use orderd_core::event::Event;
+use orderd_core::ids::LocationId;
 use orderd_core::model::{
-    CancellationStatus, CloseReason, ExecutionFlow, JobStatus, OrderState, WorkOrderState,
+    CancellationStatus, CloseReason, ExecutionFlow, Item, JobStatus, OrderState, WorkOrderState,
 };
 use orderd_core::{Command, Envelope, Outcome, TenantConfig, WorkOrderId};
 use proptest::prelude::*;
@@ -39,6 +43,11 @@ enum Op {
     /// Hold, or resume, one work order, by index.
     HoldWorkOrder(usize),
     ResumeWorkOrder(usize),
+    /// Change one work order's details, by index; the kind of change by
+    /// number (see `patch`).
+    UpdateWorkOrder(usize, u8),
+    /// Add a return for one work order, by index, with or without details.
+    AddReturn(usize, bool),
     Close,
     MarkReady,
     Update(u32),
@@ -82,6 +91,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..6usize).prop_map(Op::CancelWorkOrder),
         2 => (0..6usize).prop_map(Op::HoldWorkOrder),
         2 => (0..6usize).prop_map(Op::ResumeWorkOrder),
+        2 => (0..6usize, 0..PATCHES).prop_map(|(wo, k)| Op::UpdateWorkOrder(wo, k)),
+        3 => (0..6usize, any::<bool>()).prop_map(|(wo, d)| Op::AddReturn(wo, d)),
         1 => Just(Op::Close),
         1 => Just(Op::MarkReady),
         1 => (0..1200u32).prop_map(Op::Update),
@@ -90,6 +101,171 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::FireTimers),
         2 => (0..64usize).prop_map(Op::Repeat),
     ]
+}
+
+/// How many kinds of work-order change `patch` makes.
+const PATCHES: u8 = 6;
+
+/// A work-order change of kind `k`: instructions, items, a drop contact in
+/// full (personal data), a pickup location by id, nothing (refused
+/// EMPTY_UPDATE), a bad item (refused INVALID_FIELDS).
+fn patch(k: u8) -> DetailsPatch {
+    let item = |quantity| Item {
+        id: "SKU-1".into(),
+        description: "Chair".into(),
+        quantity,
+        weight: None,
+    };
+    match k {
+        0 => DetailsPatch {
+            instructions: Some("Call ahead".into()),
+            ..DetailsPatch::default()
+        },
+        1 => DetailsPatch {
+            items: Some(vec![item(2)]),
+            ..DetailsPatch::default()
+        },
+        2 => DetailsPatch {
+            drop: StopInput {
+                contact: Some(ContactInput::Details(Contact {
+                    name: "Rae Porter".into(),
+                    phone: "+15550123".into(),
+                })),
+                location: None,
+            },
+            ..DetailsPatch::default()
+        },
+        3 => DetailsPatch {
+            pickup: StopInput {
+                contact: None,
+                location: Some(LocationInput::Id(LocationId(uuid::Uuid::from_u128(9)))),
+            },
+            ..DetailsPatch::default()
+        },
+        4 => DetailsPatch::default(),
+        _ => DetailsPatch {
+            items: Some(vec![item(0)]),
+            ..DetailsPatch::default()
+        },
+    }
+}
+
+/// The model's answer to a work-order change: the code it is refused
+/// with, or `None` when it applies.
+fn expected_update(o: &orderd_core::Order, id: WorkOrderId, k: u8) -> Option<&'static str> {
+    let w = o.work_order(id);
+    Some(if o.state.is_final() {
+        "ORD-409-ORDER_IMMUTABLE"
+    } else if o.cancellation.status.in_flight() {
+        "ORD-409-CANCEL_IN_PROGRESS"
+    } else if w.is_none() {
+        "ORD-404-WORK_ORDER_NOT_FOUND"
+    } else if w.is_some_and(|w| !w.state.is_open()) {
+        "ORD-409-WORK_ORDER_NOT_OPEN"
+    } else if w.is_some_and(|w| w.withdrawing || w.cancel_requested) {
+        "ORD-409-CANCEL_IN_PROGRESS"
+    } else if w.is_some_and(|w| w.attempt > 0 || w.state != WorkOrderState::Pending) {
+        "ORD-409-WORK_ORDER_DISPATCHED"
+    } else if k == 4 {
+        "ORD-422-EMPTY_UPDATE"
+    } else if k == 5 {
+        "ORD-422-INVALID_FIELDS"
+    } else {
+        return None;
+    })
+}
+
+/// The model's answer to adding a return.
+fn expected_return(o: &orderd_core::Order, id: WorkOrderId) -> Option<&'static str> {
+    let w = o.work_order(id);
+    Some(if o.state == OrderState::Closed {
+        "ORD-409-ORDER_IMMUTABLE"
+    } else if o.cancellation.status.in_flight() {
+        "ORD-409-CANCEL_IN_PROGRESS"
+    } else if w.is_none() {
+        "ORD-404-WORK_ORDER_NOT_FOUND"
+    } else if w.is_some_and(|w| w.returns.is_some()) {
+        "ORD-409-WORK_ORDER_IS_RETURN"
+    } else if w.is_some_and(|w| w.state != WorkOrderState::Completed) {
+        "ORD-409-WORK_ORDER_NOT_COMPLETED"
+    } else if o.work_orders.iter().any(|r| {
+        r.returns == Some(id)
+            && !matches!(r.state, WorkOrderState::Failed | WorkOrderState::Cancelled)
+    }) {
+        "ORD-409-RETURN_EXISTS"
+    } else if o.work_orders.len() >= orderd_core::validate::MAX_WORK_ORDERS {
+        "ORD-422-INVALID_FIELDS"
+    } else {
+        return None;
+    })
+}
+
+/// Checks an outcome of a work-order change or a return against the model.
+fn check_against_model(
+    before: &orderd_core::Order,
+    op: &Op,
+    outcome: &Outcome,
+    after: &orderd_core::Order,
+) {
+    let n = before.work_orders.len().max(1);
+    let target = |wo: usize| WorkOrderId((wo % (n + 1)) as u32 + 1);
+    let (expected, id) = match op {
+        Op::UpdateWorkOrder(wo, k) => (expected_update(before, target(*wo), *k), target(*wo)),
+        Op::AddReturn(wo, _) => (expected_return(before, target(*wo)), target(*wo)),
+        _ => return,
+    };
+    match (expected, outcome) {
+        (Some(code), Outcome::Refused(r)) => assert_eq!(r.code(), code, "{op:?}"),
+        (None, Outcome::Applied(change)) => {
+            match op {
+                Op::UpdateWorkOrder(..) => {
+                    // Only that work order's details changed; nothing was sent.
+                    assert!(change.job_commands().is_empty(), "{change:?}");
+                    assert_eq!(after.state, before.state);
+                    for (b, a) in before.work_orders.iter().zip(&after.work_orders) {
+                        if a.id == id {
+                            // The part the change names is set; the rest stays.
+                            let (mut want, got) = (b.details.clone(), &a.details);
+                            match op {
+                                Op::UpdateWorkOrder(_, 0) => {
+                                    want.instructions = Some("Call ahead".into());
+                                }
+                                Op::UpdateWorkOrder(_, 1) => {
+                                    want.items = patch(1).items.unwrap_or_default();
+                                }
+                                Op::UpdateWorkOrder(_, 2) => {
+                                    assert!(got.drop.contact_id.is_some());
+                                    assert_ne!(got.drop.contact_id, b.details.drop.contact_id);
+                                    want.drop.contact_id = got.drop.contact_id;
+                                }
+                                _ => {
+                                    want.pickup.location_id =
+                                        Some(LocationId(uuid::Uuid::from_u128(9)));
+                                }
+                            }
+                            assert_eq!(*got, want, "{op:?}");
+                            assert_eq!((a.state, a.attempt), (b.state, b.attempt));
+                        } else {
+                            assert_eq!(a, b);
+                        }
+                    }
+                }
+                _ => {
+                    let ret = after.work_orders.last().expect("a return");
+                    assert_eq!(after.work_orders.len(), before.work_orders.len() + 1);
+                    assert_eq!(ret.returns, Some(id));
+                    assert_eq!(ret.kind, "RETURN");
+                    if before.state == OrderState::Executed {
+                        // Running again, with the return dispatched at once.
+                        assert_eq!(after.state, OrderState::InProgress, "{change:?}");
+                        assert!(change.job_commands().iter().any(|j| j.work_order == ret.id
+                            && j.action == orderd_core::JobAction::Create));
+                    }
+                }
+            }
+        }
+        (expected, outcome) => panic!("{op:?}: the model expects {expected:?}, got {outcome:?}"),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +375,24 @@ fn command(h: &Harness, op: &Op) -> Command {
                 _ => Command::ResumeWorkOrder { work_order },
             }
         }
+        Op::UpdateWorkOrder(wo, k) => {
+            let n = h.order.work_orders.len().max(1);
+            Command::UpdateWorkOrder {
+                work_order: WorkOrderId((*wo % (n + 1)) as u32 + 1),
+                details: Box::new(patch(*k)),
+            }
+        }
+        Op::AddReturn(wo, with_details) => {
+            let n = h.order.work_orders.len().max(1);
+            Command::AddReturn {
+                returns: WorkOrderId((*wo % (n + 1)) as u32 + 1),
+                details: Box::new(if *with_details {
+                    patch(0)
+                } else {
+                    DetailsPatch::default()
+                }),
+            }
+        }
         Op::Close => Command::Close,
         Op::MarkReady => Command::MarkReady,
         Op::Update(items) => Command::Update(Box::new(UpdateOrder {
@@ -234,14 +428,14 @@ fn allowed_move(from: OrderState, to: OrderState) -> bool {
                 | (Created, InProgress | OnHold | Closed)
                 | (InProgress, OnHold | Executed | Closed)
                 | (OnHold, InProgress | Created | Closed)
-                | (Executed, Closed)
+                | (Executed, InProgress | Closed)
         )
 }
 
 fn state_after(e: &Event, current: OrderState) -> OrderState {
     match e {
         Event::Validated => OrderState::Created,
-        Event::Started => OrderState::InProgress,
+        Event::Started | Event::Reopened => OrderState::InProgress,
         Event::Held { .. } => OrderState::OnHold,
         Event::Resumed { to } => *to,
         Event::Executed => OrderState::Executed,
@@ -318,6 +512,17 @@ fn check_change(
             }
         }
     }
+    // Only a client's return runs an EXECUTED order again.
+    if change.events.iter().any(|e| matches!(e, Event::Reopened)) {
+        assert_eq!(before.state, OrderState::Executed);
+        assert_eq!(change.command, "add_return");
+    }
+    // Personal data travels sealed: no encoding of a change carries it.
+    let encoded = serde_json::to_string(change).expect("encodes");
+    assert!(!encoded.contains("Rae Porter") && !encoded.contains("+15550123"));
+    // And it reads back (a reader sees every event, every field once).
+    let back: orderd_core::Change = serde_json::from_str(&encoded).expect(&encoded);
+    assert_eq!(back.events.len(), change.events.len());
     // Final states are final.
     if before.state == OrderState::Closed {
         assert_eq!(after.state, OrderState::Closed);
@@ -448,6 +653,9 @@ fn run(s: Scenario) {
             }
         }
         let outcome = h.run_envelope(&env);
+        if !matches!(op, Op::Repeat(_)) {
+            check_against_model(&before, op, &outcome, &h.order);
+        }
         if let Some(right_outcome) = right_outcome {
             assert_eq!(right_outcome, outcome, "expectedSeq = seq changes nothing");
             assert_eq!(right.order, h.order);

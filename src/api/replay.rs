@@ -17,6 +17,9 @@
 //!   summary, the custom attributes set) and `marked_ready`;
 //! - `ready`, `hold` (its reason), `resume`, `cancel` (its reason), `close`,
 //!   `substate` (the target);
+//! - `update_work_order`: its `work_order_updated` event (the details,
+//!   whole, by id); `add_return`: its `return_added` event (the returned
+//!   work order and the return's details, whole, by id);
 //! - `job`: the job event the update caused: started, completed (also when
 //!   it completed before a cancel took effect), failed with its reason,
 //!   cancelled (a failure `CANCELLED_BY_DISPATCH` is dispatch's own
@@ -57,12 +60,12 @@ use std::fmt::Write as _;
 use uuid::Uuid;
 
 use orderd_core::command::{
-    ContactInput, CreateOrder, JobUpdate, LocationInput, PluginVerdict, StopInput, SummaryPatch,
-    UpdateOrder, WorkOrderSpec,
+    ContactInput, CreateOrder, DetailsPatch, JobUpdate, LocationInput, PluginVerdict, StopInput,
+    SummaryPatch, UpdateOrder, WorkOrderSpec,
 };
 use orderd_core::decide::{CANCELLED_BY_DISPATCH, COMPLETED_BEFORE_CANCEL};
 use orderd_core::event::Registration;
-use orderd_core::model::{JobStatus, Stop};
+use orderd_core::model::{JobStatus, Stop, WorkOrderDetails};
 use orderd_core::{
     apply_change, execute, Command, CommandId, Ctx, Envelope, Event, Order, OrderId, Outcome,
     Rejection, TenantConfig, TenantId, Timestamp,
@@ -293,6 +296,23 @@ fn command_of(m: &EventMessage) -> Result<Command, String> {
             }),
             _ => None,
         })?,
+        "update_work_order" => from("work_order_updated", &|e| match e {
+            Event::WorkOrderUpdated {
+                work_order,
+                details,
+            } => Some(Command::UpdateWorkOrder {
+                work_order: *work_order,
+                details: Box::new(details_by_id(details)),
+            }),
+            _ => None,
+        })?,
+        "add_return" => from("return_added", &|e| match e {
+            Event::ReturnAdded(r) => r.returns.map(|returns| Command::AddReturn {
+                returns,
+                details: Box::new(details_by_id(&r.details)),
+            }),
+            _ => None,
+        })?,
         "close" => Command::Close,
         "substate" => from("sub_state_changed", &|e| match e {
             Event::SubStateChanged { to, .. } => Some(Command::SetSubState { to: to.clone() }),
@@ -320,6 +340,25 @@ fn command_of(m: &EventMessage) -> Result<Command, String> {
     Ok(command)
 }
 
+/// A stop's ids, as a command gives them by reference.
+fn stop_by_id(s: &Stop) -> StopInput {
+    StopInput {
+        contact: s.contact_id.map(ContactInput::Id),
+        location: s.location_id.map(LocationInput::Id),
+    }
+}
+
+/// Details as recorded (whole, ids only), as a command that sets every
+/// part: it gives the same details again.
+fn details_by_id(d: &WorkOrderDetails) -> DetailsPatch {
+    DetailsPatch {
+        items: Some(d.items.clone()),
+        instructions: d.instructions.clone(),
+        pickup: stop_by_id(&d.pickup),
+        drop: stop_by_id(&d.drop),
+    }
+}
+
 fn create_of(r: &Registration) -> CreateOrder {
     CreateOrder {
         client: r.client.clone(),
@@ -334,18 +373,12 @@ fn create_of(r: &Registration) -> CreateOrder {
             .work_orders
             .iter()
             .filter(|w| w.returns.is_none())
-            .map(|w| {
-                let stop = |s: &Stop| StopInput {
-                    contact: s.contact_id.map(ContactInput::Id),
-                    location: s.location_id.map(LocationInput::Id),
-                };
-                WorkOrderSpec {
-                    kind: w.kind.clone(),
-                    items: w.details.items.clone(),
-                    instructions: w.details.instructions.clone(),
-                    pickup: stop(&w.details.pickup),
-                    drop: stop(&w.details.drop),
-                }
+            .map(|w| WorkOrderSpec {
+                kind: w.kind.clone(),
+                items: w.details.items.clone(),
+                instructions: w.details.instructions.clone(),
+                pickup: stop_by_id(&w.details.pickup),
+                drop: stop_by_id(&w.details.drop),
             })
             .collect(),
         custom: r.custom.clone(),
@@ -977,6 +1010,51 @@ mod tests {
         assert_eq!(now.end(), end_of(&s.order));
         assert_eq!(now.end().milestones_missed, ["dispatched"]);
         assert_eq!(compare(&now, &s.replay(&own, 60_000)), None);
+    }
+
+    /// An update as a client sends it.
+    fn update(body: serde_json::Value) -> Command {
+        let tenant = TenantId::parse("acme").unwrap();
+        let order = OrderId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap();
+        let subject = crate::subjects::command(&tenant, order, crate::subjects::Verb::Update);
+        let inbound = crate::subjects::parse_inbound(&subject).unwrap();
+        let body = serde_json::to_vec(&body).unwrap();
+        crate::wire::decode_command(&inbound, None, &body, crate::wire::DEFAULT_MAX_BODY).unwrap()
+    }
+
+    #[test]
+    fn a_changed_work_order_and_a_client_return_replay_as_recorded() {
+        let own = TenantConfig::default();
+        let mut s = Story::new(own.clone());
+        s.ok(create(&["PICKUP", "DELIVERY"], json!({})));
+        s.ok(update(json!({
+            "workOrderId": 2,
+            "instructions": "Ring twice",
+            "drop": {"contact": {"name": "Rae Porter", "phone": "+15550123"}}
+        })));
+        for wo in [1, 2] {
+            s.job(wo, 1, JobStatus::Started, None);
+            s.job(wo, 1, JobStatus::Completed, None);
+        }
+        s.ok(update(json!({"addReturn": {"returns": 2, "items": []}})));
+        s.job(3, 1, JobStatus::Completed, None);
+        assert_eq!(s.order.state.as_str(), "EXECUTED");
+        let recorded = s.recorded();
+        let verbs: Vec<&str> = recorded.iter().map(|r| r.command.verb()).collect();
+        assert_eq!(verbs[1], "update_work_order");
+        assert_eq!(verbs[6], "add_return");
+        // Given back by id: no personal data enters a replay.
+        assert!(!format!("{recorded:?}").contains("Rae Porter"));
+        let now = s.replay(&own, 10_000);
+        reproduces(&recorded, &now).unwrap();
+        assert_eq!(
+            now.order.work_orders[1].details,
+            s.order.work_orders[1].details
+        );
+        assert_eq!(
+            now.order.work_orders[2].details,
+            s.order.work_orders[2].details
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::marker::PhantomData;
 use std::num::NonZeroU32;
 
 use orderd_core::command::{
-    Address, Contact, ContactInput, CreateOrder, JobUpdate, LocationInput, StopInput, SummaryPatch,
-    UpdateOrder, WorkOrderSpec,
+    Address, Contact, ContactInput, CreateOrder, DetailsPatch, JobUpdate, LocationInput, StopInput,
+    SummaryPatch, UpdateOrder, WorkOrderSpec,
 };
 use orderd_core::ids::{ContactId, LocationId};
 use orderd_core::model::{Client, ExecutionFlow, Item, Money, OrderSummary};
-use orderd_core::Command;
+use orderd_core::{Command, WorkOrderId};
 use serde::de::value::{MapAccessDeserializer, StringDeserializer};
 use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -285,26 +285,123 @@ impl WorkOrderBody {
     }
 }
 
-/// The body of `update`: only what may change after creation.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateOrderBody {
-    /// A new contact and/or location.
-    #[serde(default, deserialize_with = "map_or_null")]
-    pub drop_details: Option<UpdateDropDetailsBody>,
-    /// Summary fields to change; absent (or null) fields stay as they are.
-    #[serde(default, deserialize_with = "map_or_null")]
-    pub order_summary: Option<OrderSummaryBody>,
-    /// Custom attributes to set.
-    #[serde(default)]
-    pub custom_attributes: BTreeMap<String, serde_json::Value>,
-    /// Only `true` changes anything (false→true).
-    #[serde(default)]
-    pub ready_to_process: Option<bool>,
-    /// The order's sequence number the sender expects: refused with
-    /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_seq: Option<u64>,
+/// Declares a body that gives a work order's details (items, instructions,
+/// pickup, drop) beside its own fields: the update of one work order and a
+/// return to add read them alike, each field strict, with no buffering of
+/// the body (serde's `flatten` would buffer it whole, and with it any
+/// length a hostile body declares).
+macro_rules! body_with_details {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+            /// The items, replaced whole (`[]` clears them).
+            #[serde(
+                default,
+                deserialize_with = "maps_or_null",
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub items: Option<Vec<ItemBody>>,
+            /// Free text for the crew (no personal data: it travels in
+            /// events and job commands).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub instructions: Option<String>,
+            /// Where it picks up: a contact or location given replaces that
+            /// one, the other stays.
+            #[serde(
+                default,
+                deserialize_with = "map_or_null",
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub pickup: Option<StopBody>,
+            /// Where it drops, as for pickup.
+            #[serde(
+                default,
+                deserialize_with = "map_or_null",
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub drop: Option<StopBody>,
+        }
+
+        impl $name {
+            /// The details as the core's patch (`at` names them in errors).
+            fn details_patch(&mut self, at: &str) -> Result<DetailsPatch, WireError> {
+                let stop = |s: Option<StopBody>, name: &str| {
+                    let path = if at.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{at}.{name}")
+                    };
+                    s.map_or(Ok(StopInput::default()), |s| s.into_input(&path))
+                };
+                Ok(DetailsPatch {
+                    items: self
+                        .items
+                        .take()
+                        .map(|items| items.into_iter().map(Item::from).collect()),
+                    instructions: self.instructions.take(),
+                    pickup: stop(self.pickup.take(), "pickup")?,
+                    drop: stop(self.drop.take(), "drop")?,
+                })
+            }
+        }
+    };
+}
+
+body_with_details! {
+    /// The body of `update`: only what may change after creation. One of
+    /// three shapes: the order's own attributes; one work order's details
+    /// (`workOrderId` with items, instructions, pickup and/or drop); or a
+    /// return to add (`addReturn`). `expectedSeq` goes with any of them.
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct UpdateOrderBody {
+        /// A new contact and/or location.
+        #[serde(default, deserialize_with = "map_or_null")]
+        pub drop_details: Option<UpdateDropDetailsBody>,
+        /// Summary fields to change; absent (or null) fields stay as they are.
+        #[serde(default, deserialize_with = "map_or_null")]
+        pub order_summary: Option<OrderSummaryBody>,
+        /// Custom attributes to set.
+        #[serde(default)]
+        pub custom_attributes: BTreeMap<String, serde_json::Value>,
+        /// Only `true` changes anything (false→true).
+        #[serde(default)]
+        pub ready_to_process: Option<bool>,
+        /// The one work order whose own details change (before it is sent
+        /// to dispatch): with items, instructions, pickup and/or drop.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub work_order_id: Option<NonZeroU32>,
+        /// A return to add for a completed work order (alone in the body).
+        #[serde(
+            default,
+            deserialize_with = "map_or_null",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub add_return: Option<AddReturnBody>,
+        /// The order's sequence number the sender expects: refused with
+        /// `ORD-409-SEQ_MISMATCH` when the order has moved on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub expected_seq: Option<u64>,
+    }
+}
+
+body_with_details! {
+    /// A return the client adds to an order: the goods of a completed work
+    /// order go back. Each detail given replaces its default: the returned
+    /// work order's items, picked up where it dropped, taken to the order's
+    /// return location (else where it picked up).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct AddReturnBody {
+        /// The completed forward work order whose goods go back.
+        pub returns: NonZeroU32,
+    }
 }
 
 /// The body of `hold` and `cancel`.
@@ -460,6 +557,35 @@ fn maps<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, 
     d.deserialize_seq(Maps(PhantomData))
 }
 
+/// An optional list of nested bodies, each a map; null is `None`.
+fn maps_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    struct OrNull<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OrNull<T> {
+        type Value = Option<Vec<T>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of objects or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            maps(d).map(Some)
+        }
+    }
+
+    d.deserialize_option(OrNull(PhantomData))
+}
+
 /// A required field that may be null (serde treats a plain `Option` as optional).
 fn present_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Option::<String>::deserialize(d)
@@ -570,21 +696,67 @@ impl From<OrderSummaryBody> for SummaryPatch {
     }
 }
 
-impl TryFrom<UpdateOrderBody> for UpdateOrder {
-    type Error = WireError;
+impl UpdateOrderBody {
+    /// Whether it changes the order's own attributes.
+    fn changes_the_order(&self) -> bool {
+        self.drop_details.is_some()
+            || self.order_summary.is_some()
+            || !self.custom_attributes.is_empty()
+            || self.ready_to_process.is_some()
+    }
 
-    fn try_from(b: UpdateOrderBody) -> Result<Self, WireError> {
-        let drop = b
+    /// Whether it gives a work order's details.
+    fn gives_details(&self) -> bool {
+        self.items.is_some()
+            || self.instructions.is_some()
+            || self.pickup.is_some()
+            || self.drop.is_some()
+    }
+
+    /// The core command of the body's shape: the order's update, one work
+    /// order's, or a return to add. Shapes never mix.
+    pub(crate) fn into_command(mut self) -> Result<Command, WireError> {
+        if let Some(mut r) = self.add_return.take() {
+            if self.changes_the_order() || self.gives_details() || self.work_order_id.is_some() {
+                return Err(malformed(
+                    "addReturn: an update that adds a return carries nothing else (but expectedSeq)",
+                ));
+            }
+            return Ok(Command::AddReturn {
+                returns: WorkOrderId(r.returns.get()),
+                details: Box::new(r.details_patch("addReturn")?),
+            });
+        }
+        if let Some(w) = self.work_order_id {
+            if self.changes_the_order() {
+                return Err(malformed(
+                    "workOrderId: an update of one work order changes only its items, instructions, pickup and drop",
+                ));
+            }
+            return Ok(Command::UpdateWorkOrder {
+                work_order: WorkOrderId(w.get()),
+                details: Box::new(self.details_patch("")?),
+            });
+        }
+        if self.gives_details() {
+            return Err(malformed(
+                "items, instructions, pickup and drop belong to one work order: name it with workOrderId",
+            ));
+        }
+        let drop = self
             .drop_details
             .unwrap_or_default()
             .into_input("dropDetails")?;
-        Ok(UpdateOrder {
+        Ok(Command::Update(Box::new(UpdateOrder {
             contact: drop.contact,
             location: drop.location,
-            summary: b.order_summary.map(SummaryPatch::from).unwrap_or_default(),
-            custom: b.custom_attributes,
-            ready_to_process: b.ready_to_process,
-        })
+            summary: self
+                .order_summary
+                .map(SummaryPatch::from)
+                .unwrap_or_default(),
+            custom: self.custom_attributes,
+            ready_to_process: self.ready_to_process,
+        })))
     }
 }
 

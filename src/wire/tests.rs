@@ -487,6 +487,121 @@ fn update_bodies_are_partial() {
 }
 
 #[test]
+fn an_update_naming_a_work_order_changes_its_details_and_add_return_adds_one() {
+    use orderd_core::command::{DetailsPatch, StopInput};
+    use orderd_core::model::Item;
+
+    let update = |v: serde_json::Value, msgpack: bool| {
+        let (ct, body) = if msgpack {
+            (Some(headers::MSGPACK), msgpack_bytes(&v))
+        } else {
+            (None, json_bytes(&v))
+        };
+        decode_conditional_command(&verb_inbound(Verb::Update), ct, &body, DEFAULT_MAX_BODY)
+    };
+    let one = json!({
+        "workOrderId": 2,
+        "items": [{"id": "SKU-9", "description": "Chair", "quantity": 2}],
+        "instructions": "Ring the bell",
+        "drop": {"contact": {"name": MARKER, "phone": "+15550123"},
+                 "locationId": "0b7a4c0e-6a8e-4c4e-9c1e-2f7d7f1d3a11"},
+        "expectedSeq": 4
+    });
+    for msgpack in [false, true] {
+        let (command, expected) = update(one.clone(), msgpack).unwrap();
+        assert_eq!(expected, Some(4));
+        let Command::UpdateWorkOrder {
+            work_order,
+            details,
+        } = command
+        else {
+            panic!("not a work-order update: {command:?}")
+        };
+        assert_eq!(work_order, WorkOrderId(2));
+        assert_eq!(
+            details.items,
+            Some(vec![Item {
+                id: "SKU-9".into(),
+                description: "Chair".into(),
+                quantity: 2,
+                weight: None,
+            }])
+        );
+        assert_eq!(details.instructions.as_deref(), Some("Ring the bell"));
+        assert_eq!(details.pickup, StopInput::default());
+        assert!(matches!(
+            details.drop.contact,
+            Some(ContactInput::Details(_))
+        ));
+        assert!(matches!(details.drop.location, Some(LocationInput::Id(_))));
+        assert!(!format!("{details:?}").contains(MARKER));
+    }
+    let (command, _) = update(json!({"addReturn": {"returns": 1}}), true).unwrap();
+    assert_eq!(
+        command,
+        Command::AddReturn {
+            returns: WorkOrderId(1),
+            details: Box::new(DetailsPatch::default()),
+        }
+    );
+    let (command, _) = update(
+        json!({"addReturn": {"returns": 3, "instructions": "Fragile",
+               "pickup": {"locationId": "0b7a4c0e-6a8e-4c4e-9c1e-2f7d7f1d3a11"}}}),
+        false,
+    )
+    .unwrap();
+    let Command::AddReturn { returns, details } = command else {
+        panic!("not a return")
+    };
+    assert_eq!(returns, WorkOrderId(3));
+    assert_eq!(details.instructions.as_deref(), Some("Fragile"));
+    assert!(matches!(
+        details.pickup.location,
+        Some(LocationInput::Id(_))
+    ));
+    assert_eq!(details.items, None, "the returned work order's items");
+
+    // Shapes never mix; unknown fields and bad ids are refused.
+    let refused = |v: serde_json::Value| {
+        for msgpack in [false, true] {
+            malformed(update(v.clone(), msgpack).map(|(c, _)| c));
+        }
+    };
+    refused(json!({"workOrderId": 2, "orderSummary": {"totalItems": 1}}));
+    refused(json!({"workOrderId": 2, "readyToProcess": true}));
+    refused(json!({"instructions": "no work order named"}));
+    refused(json!({"addReturn": {"returns": 1}, "workOrderId": 1}));
+    refused(json!({"addReturn": {"returns": 1}, "items": []}));
+    refused(json!({"addReturn": {"returns": 0}}));
+    refused(json!({"addReturn": {}}));
+    refused(json!({"addReturn": {"returns": 1, "colour": "red"}}));
+    refused(json!({"addReturn": [1]}));
+    refused(json!({"workOrderId": 0, "instructions": "x"}));
+    refused(json!({"workOrderId": 2, "items": [["SKU", "Chair", 1]]}));
+    refused(
+        json!({"workOrderId": 2, "items": [{"id": "a", "description": "b", "quantity": 1, "size": 3}]}),
+    );
+    refused(json!({"workOrderId": 2, "pickup": {"locationId": "nope"}}));
+    refused(
+        json!({"workOrderId": 2, "drop": {"location": {"city": "York"},
+                   "locationId": "0b7a4c0e-6a8e-4c4e-9c1e-2f7d7f1d3a11"}}),
+    );
+    // A work order named with nothing to set reaches the core, which
+    // refuses it as an empty update.
+    assert!(matches!(
+        update(json!({"workOrderId": 2}), false),
+        Ok((Command::UpdateWorkOrder { .. }, None))
+    ));
+    // Other verbs still take no work-order details.
+    malformed(decode_command(
+        &verb_inbound(Verb::Hold),
+        None,
+        &json_bytes(&json!({"workOrderId": 1, "instructions": "x"})),
+        DEFAULT_MAX_BODY,
+    ));
+}
+
+#[test]
 fn job_updates_carry_the_subject_and_the_attempt() {
     let inbound = subjects::parse_inbound(&subjects::job_update(
         &tenant(),
