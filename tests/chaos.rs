@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
 use async_nats::HeaderMap;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use orderd::headers;
 use orderd::store::SnapshotStore;
@@ -373,6 +373,84 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// What a failed run leaves to read: where the commands no order decided
+/// sit in the stream, the tenant's lanes at the server, the dead letters,
+/// and (with `CHAOS_KEEP_LOGS=<dir>`) every process's log.
+async fn diagnose(
+    js: &jetstream::Context,
+    tenant: &TenantId,
+    ledger: &Ledger,
+    applied: &HashSet<String>,
+    servers: &Servers,
+) {
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    let _ = orderd::bus::scan::scan(
+        js,
+        subjects::STREAM_COMMANDS,
+        subjects::commands_of_tenant(tenant),
+        |m| {
+            if let Some(id) = m.headers.as_ref().and_then(|h| h.get(headers::NATS_MSG_ID)) {
+                seqs.insert(id.as_str().to_owned(), m.seq);
+            }
+            true
+        },
+    )
+    .await;
+    let mut lost: Vec<u64> = ledger
+        .acked
+        .iter()
+        .filter(|id| !applied.contains(*id) && !ledger.outcomes.contains_key(*id))
+        .filter_map(|id| seqs.get(id).copied())
+        .collect();
+    lost.sort_unstable();
+    eprintln!(
+        "chaos diagnosis: {} undecided commands in the stream, seqs {:?}…{:?} (first few {:?})",
+        lost.len(),
+        lost.first(),
+        lost.last(),
+        &lost[..lost.len().min(10)]
+    );
+    if let Ok(stream) = js.get_stream(subjects::STREAM_COMMANDS).await {
+        let names: Vec<String> = stream
+            .consumer_names()
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        for name in names {
+            if let Ok(mut c) = stream.get_consumer::<pull::Config>(&name).await {
+                if let Ok(info) = c.info().await {
+                    eprintln!(
+                        "chaos diagnosis: consumer {name}: start {:?}, delivered {:?}, ack floor {:?}, pending {}, ack pending {}, redelivered {}",
+                        info.config.deliver_policy,
+                        info.delivered.stream_sequence,
+                        info.ack_floor.stream_sequence,
+                        info.num_pending,
+                        info.num_ack_pending,
+                        info.num_redelivered
+                    );
+                }
+            }
+        }
+    }
+    if let Ok(mut dlq) = js.get_stream(subjects::STREAM_DEAD_LETTERS).await {
+        if let Ok(info) = dlq.info().await {
+            eprintln!("chaos diagnosis: dead letters {}", info.state.messages);
+        }
+    }
+    if let Ok(dir) = std::env::var("CHAOS_KEEP_LOGS") {
+        let keep = std::path::Path::new(&dir).join(format!("run-{}", now_ms()));
+        let _ = std::fs::create_dir_all(&keep);
+        if let Ok(entries) = std::fs::read_dir(servers.dir()) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                }
+            }
+        }
+        eprintln!("chaos diagnosis: logs kept in {}", keep.display());
+    }
+}
+
 /// What the outcome endpoint says of `command_id`.
 async fn ask_outcome(
     nats: &async_nats::Client,
@@ -436,7 +514,7 @@ async fn run(knobs: Knobs) {
     let start = |servers: &Servers, i: usize| {
         let log = servers.dir().join(format!("orderd-{i}.log"));
         let env = [
-            ("RUST_LOG", "warn"),
+            ("RUST_LOG", "info"),
             ("ORDERD_INSTANCE_NAME", names[i].as_str()),
         ];
         Process::start_with(servers, &env, Some(&log))
@@ -714,6 +792,9 @@ async fn run(knobs: Knobs) {
     }
     resumes.sort_unstable();
     let pass = problems.is_empty() && drained && !applied.is_empty();
+    if !pass {
+        diagnose(&w.js, &tenant, &ledger, &applied, &servers).await;
+    }
     eprintln!(
         "chaos report\n\
          orders                {}\n\

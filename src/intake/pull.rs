@@ -183,16 +183,18 @@ impl Intake {
         let last_delivery = self.settings.consumers.max_deliver > 0
             && delivered >= self.settings.consumers.max_deliver;
 
+        // A refusal before any order decides (`Some` error), or Redis that
+        // cannot check the references now (`None`).
         let parsed = match self.envelope(&msg, &stream, stream_seq, msg_id, content_type) {
             Ok(envelope) => match self.references_held(&envelope).await {
                 Ok(()) => Ok(envelope),
-                Err(e) => Err(e.map(|e| (Some(envelope.order_id), e))),
+                Err(e) => Err((Some(envelope.order_id), Some(envelope.tenant.clone()), e)),
             },
-            Err(refused) => Err(Some(refused)),
+            Err((order_id, e)) => Err((order_id, None, Some(e))),
         };
         let envelope = match parsed {
             Ok(envelope) => envelope,
-            Err(Some((order_id, e))) => {
+            Err((order_id, _, Some(e))) => {
                 tracing::info!(
                     code = e.code(),
                     stream_seq,
@@ -205,9 +207,21 @@ impl Intake {
                 self.settle(&msg, &fate, delivered).await;
                 return;
             }
-            Err(None) => {
-                // Redis cannot say now: the message comes back.
-                self.settle(&msg, &Fate::Undecided, delivered).await;
+            Err((order_id, tenant, None)) => {
+                // Redis cannot say now: the message comes back, or, on its
+                // last delivery, goes to the dead letters like a command
+                // the actor could not decide.
+                let fate = Fate::Undecided;
+                reply
+                    .send(outcome_for(&fate, order_id, last_delivery))
+                    .await;
+                match tenant {
+                    Some(tenant) if last_delivery => {
+                        self.dead_letter(&msg, &tenant, &stream, stream_seq, delivered, &fate)
+                            .await;
+                    }
+                    _ => self.settle(&msg, &fate, delivered).await,
+                }
                 return;
             }
         };
