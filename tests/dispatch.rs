@@ -82,6 +82,26 @@ async fn applied_update(
         .await
 }
 
+/// The drop location id of an order of another tenant, new.
+async fn others_location(t: &TestApp) -> String {
+    let other = testkit::random_tenant();
+    let theirs = t
+        .send(
+            subjects::create(&other),
+            &create_body("SEQUENTIAL", &["DELIVERY"]),
+            &msg_id(),
+        )
+        .await;
+    assert!(theirs.ok, "{theirs:?}");
+    let (_, their_order) = t
+        .read(
+            subjects::API_GET,
+            &json!({"tenant": other.as_str(), "orderId": theirs.order_id}),
+        )
+        .await;
+    testkit::drop_ids(&their_order).1
+}
+
 /// Sends each update body and checks it is refused with its code.
 async fn refused_updates<const N: usize>(
     t: &TestApp,
@@ -571,6 +591,9 @@ async fn one_work_order_changed_before_dispatch_reaches_dispatch_with_its_new_de
         )
         .await;
 
+    // Another tenant's address, by id: this tenant cannot name it.
+    let their_location = others_location(&t).await;
+
     // Work order 2 waits for 1 (SEQUENTIAL): its details change, the
     // contact and address given in full are stored apart.
     let message = applied_update(
@@ -597,35 +620,52 @@ async fn one_work_order_changed_before_dispatch_reaches_dispatch_with_its_new_de
         .any(|e| e.kind() == "work_order_updated"));
 
     // Bad input is refused, and nothing changes.
+    let zero_quantity = json!([{"id": "a", "description": "b", "quantity": 0}]);
     refused_updates(
         &t,
         order,
         [
-        (
-            json!({"workOrderId": 9, "instructions": "x"}),
-            "ORD-404-WORK_ORDER_NOT_FOUND",
-        ),
-        (
-            json!({"workOrderId": 1, "instructions": "x"}),
-            "ORD-409-WORK_ORDER_DISPATCHED",
-        ),
-        (json!({"workOrderId": 2}), "ORD-422-EMPTY_UPDATE"),
-        (
-            json!({"workOrderId": 2, "items": [{"id": "a", "description": "b", "quantity": 0}]}),
-            "ORD-422-INVALID_FIELDS",
-        ),
-        (
-            json!({"workOrderId": 2, "orderSummary": {"totalItems": 1}}),
-            "ORD-400-MALFORMED",
-        ),
-        (
-            json!({"workOrderId": 2, "pickup": {"colour": "red"}}),
-            "ORD-400-MALFORMED",
-        ),
-        (json!({"instructions": "which one?"}), "ORD-400-MALFORMED"),
+            (
+                json!({"workOrderId": 9, "instructions": "x"}),
+                "ORD-404-WORK_ORDER_NOT_FOUND",
+            ),
+            (
+                json!({"workOrderId": 1, "instructions": "x"}),
+                "ORD-409-WORK_ORDER_DISPATCHED",
+            ),
+            (json!({"workOrderId": 2}), "ORD-422-EMPTY_UPDATE"),
+            (
+                json!({"workOrderId": 2, "items": zero_quantity}),
+                "ORD-422-INVALID_FIELDS",
+            ),
+            (
+                json!({"workOrderId": 2, "drop": {"locationId": their_location}}),
+                "ORD-404-LOCATION_NOT_FOUND",
+            ),
+            (
+                json!({"workOrderId": 2, "orderSummary": {"totalItems": 1}}),
+                "ORD-400-MALFORMED",
+            ),
+            (
+                json!({"workOrderId": 2, "pickup": {"colour": "red"}}),
+                "ORD-400-MALFORMED",
+            ),
+            (json!({"instructions": "which one?"}), "ORD-400-MALFORMED"),
         ],
     )
     .await;
+    // The other tenant's id is named by its field.
+    let foreign = t
+        .command(
+            order,
+            Verb::Update,
+            &json!({"workOrderId": 2, "drop": {"locationId": their_location}}),
+        )
+        .await;
+    assert_eq!(
+        foreign.error.expect("refused").details[0].field,
+        "drop.locationId"
+    );
     let view = t.get(order).await;
     assert_eq!(view["seq"], seq, "refusals changed nothing");
     let wo2 = &view["workOrders"][1];
@@ -708,7 +748,9 @@ async fn a_return_added_after_delivery_runs_the_order_again_until_it_is_back() {
     let executed = events.wait_state(order, "EXECUTED").await;
 
     // Refused, changing nothing: an unknown work order, a return mixed with
-    // other changes, an order-level update of an EXECUTED order.
+    // other changes, an order-level update of an EXECUTED order, a return
+    // to another tenant's address.
+    let their_location = others_location(&t).await;
     refused_updates(
         &t,
         order,
@@ -724,6 +766,10 @@ async fn a_return_added_after_delivery_runs_the_order_again_until_it_is_back() {
             (
                 json!({"orderSummary": {"totalItems": 1}}),
                 "ORD-409-ORDER_IMMUTABLE",
+            ),
+            (
+                json!({"addReturn": {"returns": 2, "drop": {"locationId": their_location}}}),
+                "ORD-404-LOCATION_NOT_FOUND",
             ),
         ],
     )

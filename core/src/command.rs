@@ -283,6 +283,45 @@ pub enum InlinePersonal<'a> {
     Address(&'a Address),
 }
 
+/// One place in a command where a contact and a location may be given.
+struct PersonalPlace<'a> {
+    /// The field path (`dropDetails`, `workOrders[0].pickup`).
+    path: String,
+    /// The contact there.
+    contact: Option<&'a ContactInput>,
+    /// The location there.
+    location: Option<&'a LocationInput>,
+    /// The location's field name (`location`, `returnLocation`).
+    location_name: &'static str,
+}
+
+impl<'a> PersonalPlace<'a> {
+    fn new(
+        path: String,
+        contact: Option<&'a ContactInput>,
+        (location_name, location): (&'static str, Option<&'a LocationInput>),
+    ) -> Self {
+        Self {
+            path,
+            contact,
+            location,
+            location_name,
+        }
+    }
+
+    /// A work order's pickup and drop, under `at` (`workOrders[0].`, or
+    /// empty).
+    fn stops(at: &str, pickup: &'a StopInput, drop: &'a StopInput) -> [Self; 2] {
+        [("pickup", pickup), ("drop", drop)].map(|(name, stop)| {
+            Self::new(
+                format!("{at}{name}"),
+                stop.contact.as_ref(),
+                ("location", stop.location.as_ref()),
+            )
+        })
+    }
+}
+
 /// A contact or a location a command names by id (stored earlier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reference {
@@ -294,60 +333,20 @@ pub enum Reference {
 
 impl Command {
     /// Every contact and location the command names by id, with the field
-    /// that names it (`dropDetails.contactId`, `workOrders[0].pickup.locationId`):
-    /// each must be one the order's tenant stored.
+    /// that names it (`dropDetails.contactId`, `workOrders[0].pickup.locationId`,
+    /// `addReturn.drop.locationId`): each must be one the order's tenant stored.
     pub fn references(&self) -> Vec<(String, Reference)> {
-        fn contact(out: &mut Vec<(String, Reference)>, c: Option<&ContactInput>, path: &str) {
-            if let Some(ContactInput::Id(id)) = c {
-                out.push((format!("{path}.contactId"), Reference::Contact(*id)));
-            }
-        }
-        fn location(
-            out: &mut Vec<(String, Reference)>,
-            l: Option<&LocationInput>,
-            path: &str,
-            name: &str,
-        ) {
-            if let Some(LocationInput::Id(id)) = l {
-                out.push((format!("{path}.{name}Id"), Reference::Location(*id)));
-            }
-        }
         let mut out = Vec::new();
-        match self {
-            Command::Create(c) => {
-                contact(&mut out, c.contact.as_ref(), "dropDetails");
-                location(&mut out, c.location.as_ref(), "dropDetails", "location");
-                location(
-                    &mut out,
-                    c.return_location.as_ref(),
-                    "dropDetails",
-                    "returnLocation",
-                );
-                for (i, wo) in c.work_orders.iter().enumerate() {
-                    for (stop, name) in [(&wo.pickup, "pickup"), (&wo.drop, "drop")] {
-                        let path = format!("workOrders[{i}].{name}");
-                        contact(&mut out, stop.contact.as_ref(), &path);
-                        location(&mut out, stop.location.as_ref(), &path, "location");
-                    }
-                }
+        for place in self.personal_places() {
+            if let Some(ContactInput::Id(id)) = place.contact {
+                out.push((format!("{}.contactId", place.path), Reference::Contact(*id)));
             }
-            Command::Update(u) => {
-                contact(&mut out, u.contact.as_ref(), "dropDetails");
-                location(&mut out, u.location.as_ref(), "dropDetails", "location");
+            if let Some(LocationInput::Id(id)) = place.location {
+                out.push((
+                    format!("{}.{}Id", place.path, place.location_name),
+                    Reference::Location(*id),
+                ));
             }
-            Command::UpdateWorkOrder { details, .. } | Command::AddReturn { details, .. } => {
-                let at = if matches!(self, Command::AddReturn { .. }) {
-                    "addReturn."
-                } else {
-                    ""
-                };
-                for (stop, name) in [(&details.pickup, "pickup"), (&details.drop, "drop")] {
-                    let path = format!("{at}{name}");
-                    contact(&mut out, stop.contact.as_ref(), &path);
-                    location(&mut out, stop.location.as_ref(), &path, "location");
-                }
-            }
-            _ => {}
         }
         out
     }
@@ -355,44 +354,69 @@ impl Command {
     /// Every contact and address the command carries in full: what an
     /// erase looks for in the commands a stream still holds.
     pub fn inline_personal(&self) -> Vec<InlinePersonal<'_>> {
-        fn contact(c: Option<&ContactInput>) -> Option<InlinePersonal<'_>> {
-            match c? {
-                ContactInput::Details(c) => Some(InlinePersonal::Contact(c)),
-                ContactInput::Id(_) => None,
-            }
-        }
-        fn location(l: Option<&LocationInput>) -> Option<InlinePersonal<'_>> {
-            match l? {
-                LocationInput::Address(a) => Some(InlinePersonal::Address(a)),
-                LocationInput::Id(_) => None,
-            }
-        }
         let mut out = Vec::new();
-        match self {
-            Command::Create(c) => {
-                out.extend(contact(c.contact.as_ref()));
-                out.extend(location(c.location.as_ref()));
-                out.extend(location(c.return_location.as_ref()));
-                for wo in &c.work_orders {
-                    for stop in [&wo.pickup, &wo.drop] {
-                        out.extend(contact(stop.contact.as_ref()));
-                        out.extend(location(stop.location.as_ref()));
-                    }
-                }
+        for place in self.personal_places() {
+            if let Some(ContactInput::Details(c)) = place.contact {
+                out.push(InlinePersonal::Contact(c));
             }
-            Command::Update(u) => {
-                out.extend(contact(u.contact.as_ref()));
-                out.extend(location(u.location.as_ref()));
+            if let Some(LocationInput::Address(a)) = place.location {
+                out.push(InlinePersonal::Address(a));
             }
-            Command::UpdateWorkOrder { details, .. } | Command::AddReturn { details, .. } => {
-                for stop in [&details.pickup, &details.drop] {
-                    out.extend(contact(stop.contact.as_ref()));
-                    out.extend(location(stop.location.as_ref()));
-                }
-            }
-            _ => {}
         }
         out
+    }
+
+    /// Where the command gives a contact or a location (in full or by id),
+    /// in body order: one list for [`Command::references`] and
+    /// [`Command::inline_personal`].
+    fn personal_places(&self) -> Vec<PersonalPlace<'_>> {
+        let place = PersonalPlace::new;
+        let stops = PersonalPlace::stops;
+        match self {
+            Command::Create(c) => {
+                let mut out = vec![
+                    place(
+                        "dropDetails".into(),
+                        c.contact.as_ref(),
+                        ("location", c.location.as_ref()),
+                    ),
+                    place(
+                        "dropDetails".into(),
+                        None,
+                        ("returnLocation", c.return_location.as_ref()),
+                    ),
+                ];
+                for (i, wo) in c.work_orders.iter().enumerate() {
+                    out.extend(stops(&format!("workOrders[{i}]."), &wo.pickup, &wo.drop));
+                }
+                out
+            }
+            Command::Update(u) => vec![place(
+                "dropDetails".into(),
+                u.contact.as_ref(),
+                ("location", u.location.as_ref()),
+            )],
+            // One work order's update gives its stops at the body's top
+            // level; a return, inside addReturn.
+            Command::UpdateWorkOrder { details, .. } => {
+                stops("", &details.pickup, &details.drop).into()
+            }
+            Command::AddReturn { details, .. } => {
+                stops("addReturn.", &details.pickup, &details.drop).into()
+            }
+            Command::MarkReady
+            | Command::Hold { .. }
+            | Command::Resume
+            | Command::Cancel { .. }
+            | Command::HoldWorkOrder { .. }
+            | Command::ResumeWorkOrder { .. }
+            | Command::CancelWorkOrder { .. }
+            | Command::Close
+            | Command::SetSubState { .. }
+            | Command::Job(_)
+            | Command::RecordPluginVerdict { .. }
+            | Command::FireTimers => Vec::new(),
+        }
     }
 
     /// The command's verb, as in subjects and logs.

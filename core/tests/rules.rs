@@ -1690,3 +1690,52 @@ fn adding_a_return_is_refused_when_it_cannot_apply() {
         "ORD-409-ORDER_IMMUTABLE"
     );
 }
+
+#[test]
+fn what_a_work_orders_update_or_a_return_names_by_id_or_carries_in_full_is_listed() {
+    use orderd_core::command::{DetailsPatch, InlinePersonal, Reference, StopInput};
+    use orderd_core::ids::{ContactId, LocationId};
+
+    let contact = ContactId(uuid::Uuid::from_u128(1));
+    let location = LocationId(uuid::Uuid::from_u128(2));
+    let patch = DetailsPatch {
+        pickup: StopInput {
+            contact: Some(ContactInput::Id(contact)),
+            location: Some(street("9 Depot Road")),
+        },
+        drop: StopInput {
+            contact: Some(ContactInput::Details(Contact {
+                name: "Rae Porter".into(),
+                phone: "+15550123".into(),
+            })),
+            location: Some(LocationInput::Id(location)),
+        },
+        ..Default::default()
+    };
+    // By id: each must be one the tenant's orders stored (checked by the
+    // runtime), named by its field.
+    assert_eq!(
+        update_wo(2, patch.clone()).references(),
+        [
+            ("pickup.contactId".to_owned(), Reference::Contact(contact)),
+            ("drop.locationId".to_owned(), Reference::Location(location)),
+        ]
+    );
+    let fields: Vec<String> = add_return(1, patch.clone())
+        .references()
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["addReturn.pickup.contactId", "addReturn.drop.locationId"]
+    );
+    // In full: what an erase looks for in the commands a stream holds.
+    for command in [update_wo(2, patch.clone()), add_return(1, patch)] {
+        let inline = command.inline_personal();
+        assert_eq!(inline.len(), 2, "{inline:?}");
+        assert!(matches!(inline[0], InlinePersonal::Address(_)));
+        assert!(matches!(inline[1], InlinePersonal::Contact(c) if c.name == "Rae Porter"));
+    }
+    assert!(update_wo(1, instructions("x")).references().is_empty());
+}
