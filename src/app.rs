@@ -6,7 +6,8 @@
 //! timer sweeper, the archive sweep, the plugin task (and re-ask the
 //! plugins of INITIATED orders), the index backfill and the read service.
 //!
-//! Shutdown, in this order: stop pulling (and put back what was prefetched),
+//! Shutdown, in this order: stop pulling (what was prefetched stays
+//! unacknowledged, for the next owner's consumer to read again),
 //! let in-flight commands finish and be acked, stop the order actors (each
 //! publishes what it owes), stop the read service, drain NATS, close Redis.
 

@@ -77,7 +77,7 @@ struct Held {
 }
 
 impl Held {
-    /// Ends its pull loops (they put back what they prefetched).
+    /// Ends its pull loops (what they prefetched stays unacknowledged).
     fn stop(&self) {
         let _ = self.stop.send(true);
     }

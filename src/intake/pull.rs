@@ -66,8 +66,8 @@ pub const PULL_EXPIRES: Duration = Duration::from_secs(10);
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
 impl Intake {
-    /// Pulls `consumer` until `shutdown` turns true, then puts back the
-    /// messages it had prefetched. Ends early when the consumer no longer
+    /// Pulls `consumer` until `shutdown` turns true, leaving what it had
+    /// prefetched unacknowledged. Ends early when the consumer no longer
     /// exists at the server (deleted by an operator, or lost): whoever
     /// opened it opens it again ([`super::lanes::Lanes::sync`]).
     pub async fn run(
@@ -109,11 +109,15 @@ impl Intake {
                     },
                 };
                 let next = tokio::select! {
-                    _ = shutdown.changed() => {
-                        drop(permit);
-                        Self::put_back(&mut messages).await;
-                        return;
-                    }
+                    // What the stream prefetched is left unacknowledged:
+                    // the next owner's consumer starts again at the ack
+                    // floor (`super::consumers::take_over`), so it comes at
+                    // once. (Nak'ing it here sent it straight back to this
+                    // same, still pulling stream, again and again, until
+                    // the server's max_deliver dropped it for good: the
+                    // three-instance chaos test lost commands that way at
+                    // a hand-over.)
+                    _ = shutdown.changed() => return,
                     m = messages.next() => m,
                 };
                 match next {
@@ -146,16 +150,6 @@ impl Intake {
                 true
             }
             _ => false,
-        }
-    }
-
-    /// Naks what the pull stream already fetched, so another instance (or
-    /// the next start) gets it without waiting for the ack wait.
-    async fn put_back(messages: &mut jetstream::consumer::pull::Stream) {
-        while let Ok(Some(Ok(msg))) =
-            tokio::time::timeout(Duration::from_millis(100), messages.next()).await
-        {
-            let _ = msg.ack_with(AckKind::Nak(None)).await;
         }
     }
 
