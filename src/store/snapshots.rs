@@ -121,10 +121,10 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// pairs of (contact or location key, value) to set, then pairs of (index
 /// key, score): the order's other
 /// index entries ([`super::indexes`]). Entries of the previous write (the
-/// `idx` field) that are not among them are removed. A contact or location
-/// an entry says the order names joins the tenant's personal-data set (an
-/// order written before that set existed gets its items there when its
-/// entries are rewritten).
+/// `idx` field) that are not among them are removed. When only the
+/// entries are rewritten (the index backfill's walk), a contact or
+/// location an entry says the order names joins the tenant's personal-data
+/// set: an order written before that set existed gets its items there.
 ///
 /// Returns `{1, version}` when written, `{0, stored version}` when the
 /// order moved on, `{2, current configuration version}` when the entries
@@ -153,8 +153,10 @@ for i = personal, #ARGV, 2 do
   keep[ARGV[i]] = true
   list[#list + 1] = ARGV[i]
   redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
-  local item = string.match(ARGV[i], '^orderd:idx:[^:]+:uses:(orderd:[a-z]+:[^:]+)$')
-  if item and redis.call('EXISTS', item) == 1 then redis.call('SADD', KEYS[10], item) end
+  if ARGV[3] == '' then
+    local item = string.match(ARGV[i], '^orderd:idx:[^:]+:uses:(orderd:[a-z]+:[^:]+)$')
+    if item and redis.call('EXISTS', item) == 1 then redis.call('SADD', KEYS[10], item) end
+  end
 end
 redis.call('ZREM', KEYS[11], ARGV[4])
 local old = redis.call('HGET', KEYS[1], 'idx')
