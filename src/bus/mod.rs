@@ -193,6 +193,9 @@ pub fn stream_config(spec: StreamSpec, settings: &Settings) -> stream::Config {
         discard: stream::DiscardPolicy::Old,
         max_age: Duration::from_secs(max_age),
         max_bytes,
+        // One record per archived order: the latest, should a change after
+        // an archive copy make the sweep archive it again.
+        max_messages_per_subject: if spec.keep == Keep::Archive { 1 } else { 0 },
         max_message_size: settings.nats.max_msg_bytes,
         duplicate_window: Duration::from_secs(settings.nats.duplicate_window_secs),
         num_replicas: settings.nats.replicas,
