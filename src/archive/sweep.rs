@@ -89,13 +89,15 @@ impl Sweeper {
             .max(1);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut turn = 0_usize;
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {}
             }
             let mut left = budget;
-            for tenant in self.ownership.deciding_now() {
+            turn = turn.wrapping_add(1);
+            for tenant in self.ownership.deciding_now(turn) {
                 if left == 0 || *stop.borrow() {
                     break;
                 }

@@ -175,11 +175,18 @@ impl Ownership {
             .contains(tenant)
     }
 
-    /// The tenants this instance decides now.
-    pub fn deciding_now(&self) -> Vec<TenantId> {
+    /// The tenants this instance decides now, the `turn`th (modulo their
+    /// number) first and the others after it in order: a sweep that counts
+    /// its turns lets each tenant go first in turn, so one with a backlog
+    /// does not hold the others back sweep after sweep.
+    pub fn deciding_now(&self, turn: usize) -> Vec<TenantId> {
         let set = self.deciding.read().unwrap_or_else(|e| e.into_inner());
         let mut tenants: Vec<TenantId> = set.iter().cloned().collect();
         tenants.sort();
+        if !tenants.is_empty() {
+            let first = turn % tenants.len();
+            tenants.rotate_left(first);
+        }
         tenants
     }
 

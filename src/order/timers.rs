@@ -64,12 +64,8 @@ pub async fn sweep(
         let now = Instant::now();
         woken.retain(|_, at| now.duration_since(*at) < REWAKE_AFTER);
         let due_at = clock().0;
-        let mut tenants = ownership.deciding_now();
-        if !tenants.is_empty() {
-            turn = turn.wrapping_add(1);
-            let first = turn % tenants.len();
-            tenants.rotate_left(first);
-        }
+        turn = turn.wrapping_add(1);
+        let tenants = ownership.deciding_now(turn);
         let mut left = budget;
         let before = store.due_timers_of_before(due_at, left + woken.len()).await;
         left -= wake(&router, &mut woken, before, left, now);
