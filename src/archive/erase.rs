@@ -9,7 +9,9 @@
 //! Step by step:
 //! 1. the tenant must hold the item (another tenant's id is unknown here);
 //! 2. no live order that is not CLOSED may name it (its work needs the
-//!    address): refused with the orders that do;
+//!    address): refused with the orders that do (every such order of the
+//!    tenant is read to find them: an erase is rare, and an index per item
+//!    would cost every command a write);
 //! 3. every create and update of the tenant still in the commands stream is
 //!    read, and each one that carries the same contact or address in full,
 //!    and whose command was already decided, is deleted from the stream
@@ -24,7 +26,7 @@
 use async_nats::jetstream;
 
 use orderd_core::command::InlinePersonal;
-use orderd_core::{CommandId, OrderId, OrderState, Personal, TenantId};
+use orderd_core::{CommandId, OrderId, Personal, TenantId};
 
 use crate::bus::scan::scan;
 use crate::bus::BusError;
@@ -96,17 +98,7 @@ pub async fn erase(
         }
         return Err(EraseError::NotFound(what.kind()));
     };
-    let mut open = Vec::new();
-    for order in store.personal_users(tenant, what, 1_000).await? {
-        match store.fetch(order).await {
-            Ok(Some(s)) if s.order.state != OrderState::Closed => open.push(order),
-            Ok(_) | Err(StoreError::Archived { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if open.len() >= USERS_NAMED {
-            break;
-        }
-    }
+    let open = store.open_orders_naming(tenant, what, USERS_NAMED).await?;
     if !open.is_empty() {
         return Err(EraseError::InUse(open));
     }

@@ -155,15 +155,54 @@ impl RedisStore {
             .await?)
     }
 
-    /// The live orders of the tenant that name `what`, at most `limit`.
-    pub async fn personal_users(
+    /// Up to `limit` of the tenant's orders that are not CLOSED and name
+    /// `what`: every such order is read (page by page from the state
+    /// indexes), as an erase is rare and an index per item would cost
+    /// every command a write.
+    pub async fn open_orders_naming(
         &self,
         tenant: &TenantId,
         what: PersonalRef,
         limit: usize,
     ) -> Result<Vec<OrderId>, StoreError> {
-        self.lowest(keys::personal_users(tenant, &what.key()), "+inf", limit)
-            .await
+        const PAGE: isize = 500;
+        let mut found = Vec::new();
+        for state in OrderState::ALL {
+            if state == OrderState::Closed {
+                continue;
+            }
+            let mut start: isize = 0;
+            loop {
+                let ids: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(keys::state_index(tenant, state))
+                    .arg(start)
+                    .arg(start + PAGE - 1)
+                    .query_async(&mut self.conn())
+                    .await?;
+                let page: Vec<OrderId> = ids
+                    .iter()
+                    .filter_map(|id| OrderId::parse(id).ok())
+                    .collect();
+                for snapshot in self.load_many(&page).await? {
+                    let (contacts, locations) = snapshot.order.personal_refs();
+                    let names = match what {
+                        PersonalRef::Contact(id) => contacts.contains(&id),
+                        PersonalRef::Location(id) => locations.contains(&id),
+                    };
+                    if names && snapshot.order.state != OrderState::Closed {
+                        found.push(snapshot.order.id);
+                        if found.len() >= limit {
+                            return Ok(found);
+                        }
+                    }
+                }
+                if ids.len() < PAGE as usize {
+                    break;
+                }
+                start += PAGE;
+            }
+        }
+        Ok(found)
     }
 
     /// The tenant's stored `what`, if the tenant stored it, without an

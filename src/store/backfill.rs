@@ -49,8 +49,8 @@ use super::{keys, Index, RedisStore, Reindexed, StoreError};
 
 /// The name a walk carries, in place of attributes, when it rewrites every
 /// order's entries after orderd added index entries of its own (the
-/// closed-orders index, the orders naming each contact and location, the
-/// tenant's set of them): [`LAYOUT`] is the layout the entries follow now.
+/// closed-orders index, and the tenant's set of the contacts and locations
+/// its orders stored): [`LAYOUT`] is the layout the entries follow now.
 /// Not an attribute: never listed as one being indexed.
 pub const LAYOUT_WALK: &str = "~layout-2";
 /// The layout of the index entries this orderd writes.

@@ -9,9 +9,7 @@
 //! - [`keys::number_index`]: numbers, scored by the value (equality and
 //!   ranges);
 //! - [`keys::closed_index`]: CLOSED orders, scored by their last change
-//!   (the archive sweep's list);
-//! - [`keys::personal_users`]: per contact or location, the orders naming
-//!   it, scored by createdAt (what an erase checks first).
+//!   (the archive sweep's list).
 //!
 //! Invariants: the entries are a pure function of the order and the
 //! tenant's **current** configuration version ([`entries`]), the same
@@ -88,14 +86,6 @@ pub fn entries(order: &Order, config: &TenantConfig) -> Vec<(String, f64)> {
         #[allow(clippy::cast_precision_loss)]
         let closed = order.updated_at.0 as f64;
         out.push((keys::closed_index(&order.tenant), closed));
-    }
-    let (contacts, locations) = order.personal_refs();
-    for item in contacts
-        .iter()
-        .map(keys::contact)
-        .chain(locations.iter().map(keys::location))
-    {
-        out.push((keys::personal_users(&order.tenant, &item), created));
     }
     if let Some(sub) = &order.sub_state {
         out.push((keys::sub_state_index(&order.tenant, sub), created));

@@ -142,12 +142,6 @@ pub fn closed_index(tenant: &TenantId) -> String {
     format!("orderd:idx:{tenant}:closed")
 }
 
-/// The tenant's live orders that name one contact or location (its key,
-/// [`contact`] or [`location`]), by createdAt.
-pub fn personal_users(tenant: &TenantId, item: &str) -> String {
-    format!("orderd:idx:{tenant}:uses:{item}")
-}
-
 /// The contact and location keys of the tenant that were erased, each with
 /// when (ms): a lookup of one answers that it was erased.
 pub fn tenant_erased(tenant: &TenantId) -> String {
@@ -229,10 +223,6 @@ mod tests {
             (TIMERS.to_owned(), "orderd:timers".to_owned()),
             (tenant_timers(&t), "orderd:tenant:acme:timers".to_owned()),
             (closed_index(&t), "orderd:idx:acme:closed".to_owned()),
-            (
-                personal_users(&t, "orderd:contact:c1"),
-                "orderd:idx:acme:uses:orderd:contact:c1".to_owned(),
-            ),
             (tenant_erased(&t), "orderd:tenant:acme:erased".to_owned()),
             (tenant_layout(&t), "orderd:tenant:acme:layout".to_owned()),
             (BACKFILLS.to_owned(), "orderd:backfills".to_owned()),

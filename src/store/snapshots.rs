@@ -121,10 +121,7 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// pairs of (contact or location key, value) to set, then pairs of (index
 /// key, score): the order's other
 /// index entries ([`super::indexes`]). Entries of the previous write (the
-/// `idx` field) that are not among them are removed. When only the
-/// entries are rewritten (the index backfill's walk), a contact or
-/// location an entry says the order names joins the tenant's personal-data
-/// set: an order written before that set existed gets its items there.
+/// `idx` field) that are not among them are removed.
 ///
 /// Returns `{1, version}` when written, `{0, stored version}` when the
 /// order moved on, `{2, current configuration version}` when the entries
@@ -153,10 +150,6 @@ for i = personal, #ARGV, 2 do
   keep[ARGV[i]] = true
   list[#list + 1] = ARGV[i]
   redis.call('ZADD', ARGV[i], ARGV[i + 1], ARGV[4])
-  if ARGV[3] == '' then
-    local item = string.match(ARGV[i], '^orderd:idx:[^:]+:uses:(orderd:[a-z]+:[^:]+)$')
-    if item and redis.call('EXISTS', item) == 1 then redis.call('SADD', KEYS[10], item) end
-  end
 end
 redis.call('ZREM', KEYS[11], ARGV[4])
 local old = redis.call('HGET', KEYS[1], 'idx')
@@ -188,6 +181,16 @@ else
   redis.call('ZREM', KEYS[5], ARGV[4])
 end
 return {1, ARGV[2]}
+";
+
+/// Adds to a tenant's personal-data set those of the given items that are
+/// stored. KEYS: 1 the set, 2… the items' keys.
+const HOLD_PERSONAL_SCRIPT: &str = r"
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then n = n + redis.call('SADD', KEYS[1], KEYS[i]) end
+end
+return n
 ";
 
 /// Records refusals decided on the stored version of an order, which
@@ -462,6 +465,29 @@ impl RedisStore {
         }
     }
 
+    /// Puts the contacts and locations `order` names (those stored) in its
+    /// tenant's personal-data set: an order written before the set existed
+    /// gets its items there when the backfill walks it.
+    async fn hold_personal(&self, order: &orderd_core::Order) -> Result<(), StoreError> {
+        let (contacts, locations) = order.personal_refs();
+        let items: Vec<String> = contacts
+            .iter()
+            .map(keys::contact)
+            .chain(locations.iter().map(keys::location))
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let hold = redis::Script::new(HOLD_PERSONAL_SCRIPT);
+        let mut script = hold.prepare_invoke();
+        script.key(keys::tenant_personal(&order.tenant));
+        for item in &items {
+            script.key(item);
+        }
+        let _: i64 = script.invoke_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
     /// Rewrites the index entries of one stored order so they follow the
     /// tenant's current configuration, without touching its snapshot: a
     /// compare-and-set on the snapshot's version, read again and retried
@@ -475,7 +501,10 @@ impl RedisStore {
             };
             let state = snapshot.order.state;
             match self.write(&snapshot, Some(state), None).await {
-                Ok(()) => return Ok(Reindexed::Done),
+                Ok(()) => {
+                    self.hold_personal(&snapshot.order).await?;
+                    return Ok(Reindexed::Done);
+                }
                 Err(e @ StoreError::StaleVersion { .. }) => moved = Some(e),
                 Err(e) => return Err(e),
             }
