@@ -8,10 +8,12 @@
 //!   epoch like every write of its orders): a change after the archive copy
 //!   was taken keeps it live, and the next sweep archives it again;
 //! - what stays of an archived order is a tombstone, its hash holding only
-//!   `v` and `archived` (when, ms), which expires with the archive: while it
-//!   is there, the save and refusal scripts refuse every write of the order
-//!   ([`StoreError::Archived`]), so a late command, or a create sent again
-//!   with the same idempotency key, cannot bring the order back as new;
+//!   `v` = `archived:<when>` and `archived` (when, ms), which expires with
+//!   the archive: no writer expects that version, so the save and refusal
+//!   scripts refuse every write of the order ([`StoreError::Archived`])
+//!   without a read of their own, and a late command, or a create sent
+//!   again with the same idempotency key, cannot bring the order back as
+//!   new;
 //! - an erased contact or location is gone from Redis, and its key is
 //!   remembered in the tenant's erased set (a lookup answers that it was
 //!   erased, not that it never existed); it is erased only while no live
@@ -48,7 +50,7 @@ redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZREM', KEYS[7], ARGV[3])
 redis.call('ZREM', KEYS[8], ARGV[3])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('HSET', KEYS[1], 'v', cur, 'archived', ARGV[4])
+redis.call('HSET', KEYS[1], 'v', 'archived:' .. ARGV[4], 'archived', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {1, cur}
 ";

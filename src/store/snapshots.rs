@@ -126,8 +126,10 @@ fn refusals_arg(refusals: &[(CommandId, String)]) -> String {
 /// Returns `{1, version}` when written, `{0, stored version}` when the
 /// order moved on, `{2, current configuration version}` when the entries
 /// were computed with a version that is no longer current (compute them
-/// again with that one), `{3, stored epoch}` when fenced, `{4, when}` when
-/// the order was archived (`super::archive`). The index keys are passed as arguments, not KEYS:
+/// again with that one), `{3, stored epoch}` when fenced. An archived
+/// order's tombstone holds `v` = `archived:<when>`, which no writer
+/// expects: its `{0, …}` says archived (`super::archive`), with no read of
+/// its own on every write. The index keys are passed as arguments, not KEYS:
 /// fine on a single Redis, not on a cluster (where every key would need one
 /// hash slot).
 pub(super) const SAVE_SCRIPT: &str = r"
@@ -135,8 +137,6 @@ if ARGV[13] ~= '' then
   local epoch = redis.call('GET', KEYS[9]) or '0:0'
   if epoch ~= ARGV[13] then return {3, epoch} end
 end
-local archived = redis.call('HGET', KEYS[1], 'archived')
-if archived then return {4, archived} end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
@@ -204,12 +204,10 @@ return n
 ///
 /// Returns `{1, version}` when recorded (or nothing to record), `{0, stored
 /// version}` when the order moved on, `{3, stored epoch}` when another
-/// owner's epoch is stored, `{4, when}` when the order was archived.
+/// owner's epoch is stored (an archived order answers `{0, archived:…}`).
 const REFUSE_SCRIPT: &str = r"
 local epoch = redis.call('GET', KEYS[3]) or '0:0'
 if epoch ~= ARGV[4] then return {3, epoch} end
-local archived = redis.call('HGET', KEYS[1], 'archived')
-if archived then return {4, archived} end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, cur} end
@@ -426,10 +424,10 @@ impl RedisStore {
                     config_version = found.parse().unwrap_or(configs::DEFAULT_VERSION);
                 }
                 3 => return Err(self.fenced(&order.tenant, &found)),
-                4 => {
+                _ if archived_at(&found).is_some() => {
                     return Err(StoreError::Archived {
                         order: order.id,
-                        at_ms: found.parse().unwrap_or_default(),
+                        at_ms: archived_at(&found).unwrap_or_default(),
                     })
                 }
                 _ => {
@@ -513,6 +511,12 @@ impl RedisStore {
     }
 }
 
+/// When the order was archived, if `version` is an archived order's
+/// tombstone (`archived:<ms>`; see `super::archive`).
+pub(super) fn archived_at(version: &str) -> Option<i64> {
+    version.strip_prefix("archived:")?.parse().ok()
+}
+
 fn decode_snapshot(id: &OrderId, bytes: &[u8]) -> Result<Snapshot, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|source| StoreError::Corrupt {
         key: keys::order(id),
@@ -570,11 +574,8 @@ impl SnapshotStore for RedisStore {
             if ok == 3 {
                 return Err(self.fenced(&snapshot.order.tenant, &found));
             }
-            if ok == 4 {
-                return Err(StoreError::Archived {
-                    order,
-                    at_ms: found.parse().unwrap_or_default(),
-                });
+            if let Some(at_ms) = archived_at(&found) {
+                return Err(StoreError::Archived { order, at_ms });
             }
             if ok != 1 {
                 return Err(StoreError::StaleVersion {
