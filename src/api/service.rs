@@ -665,7 +665,8 @@ impl Reader {
                 id: req.id,
                 status: match done.erased {
                     crate::store::Erased::Before => "ALREADY_ERASED",
-                    _ => "ERASED",
+                    crate::store::Erased::Now => "ERASED",
+                    crate::store::Erased::Unknown => "INCOMPLETE",
                 }
                 .to_owned(),
                 commands_erased: done.commands_erased,

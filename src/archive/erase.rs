@@ -16,7 +16,8 @@
 //!    read, and each one that carries the same contact or address in full,
 //!    and whose command was already decided, is deleted from the stream
 //!    (JetStream overwrites a deleted message); a command not decided yet is
-//!    left and counted, so the erase can be asked again once it is;
+//!    left and counted, and then the erase stops there, the item kept, so
+//!    that asking again once it is decided reads the stream again;
 //! 4. the item is deleted from Redis, its key remembered as erased (a
 //!    lookup then answers `ORD-410-ERASED`), and the erase audited.
 //!
@@ -58,12 +59,13 @@ pub enum EraseError {
 /// What an erase did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Erasure {
-    /// Erased now, or by an earlier request.
+    /// Erased now, or by an earlier request; `Unknown` when it stopped
+    /// before Redis because commands that carry it are not decided yet.
     pub erased: Erased,
     /// Commands deleted from the commands stream.
     pub commands_erased: u64,
-    /// Commands that carry it but are not decided yet: left in the stream
-    /// (ask again once they are).
+    /// Commands that carry it but are not decided yet: left in the stream,
+    /// and the item kept in Redis (ask again once they are).
     pub commands_left: u64,
     /// Creates and updates looked through.
     pub commands_read: u64,
@@ -140,12 +142,19 @@ pub async fn erase(
             }
         }
     }
-    let outcome = store.erase_personal(tenant, what, by, now_ms).await?;
+    // A command not decided yet still carries it: keep the item, so that
+    // asking again reads the stream again.
+    let outcome = if left > 0 {
+        Erased::Unknown
+    } else {
+        store.erase_personal(tenant, what, by, now_ms).await?
+    };
     tracing::info!(
         tenant = %tenant,
         kind = what.kind(),
         commands_erased = erased,
         commands_left = left,
+        finished = left == 0,
         "erased personal data"
     );
     Ok(Erasure {

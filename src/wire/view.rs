@@ -512,12 +512,14 @@ pub struct EraseReply {
     pub kind: String,
     /// Its id.
     pub id: String,
-    /// `ERASED` now, or `ALREADY_ERASED` by an earlier request.
+    /// `ERASED` now, `ALREADY_ERASED` by an earlier request, or
+    /// `INCOMPLETE`: commands that carry it are not decided yet, so it is
+    /// kept everywhere those are; ask again once they are.
     pub status: String,
     /// Commands deleted from the commands stream because they carried it.
     pub commands_erased: u64,
-    /// Commands that carry it but are not decided yet, left in the stream:
-    /// ask again once they are.
+    /// Commands that carry it but are not decided yet, left in the stream
+    /// (status `INCOMPLETE`).
     pub commands_left: u64,
     /// Creates and updates looked through.
     pub commands_read: u64,
