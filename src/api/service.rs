@@ -664,9 +664,12 @@ impl Reader {
                 kind: req.kind,
                 id: req.id,
                 status: match done.erased {
-                    crate::store::Erased::Before => "ALREADY_ERASED",
-                    crate::store::Erased::Now => "ERASED",
-                    crate::store::Erased::Unknown => "INCOMPLETE",
+                    Some(crate::store::Erased::Now) => "ERASED",
+                    // Unknown: another erase finished it meanwhile.
+                    Some(crate::store::Erased::Before | crate::store::Erased::Unknown) => {
+                        "ALREADY_ERASED"
+                    }
+                    None => "INCOMPLETE",
                 }
                 .to_owned(),
                 commands_erased: done.commands_erased,

@@ -59,9 +59,9 @@ pub enum EraseError {
 /// What an erase did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Erasure {
-    /// Erased now, or by an earlier request; `Unknown` when it stopped
-    /// before Redis because commands that carry it are not decided yet.
-    pub erased: Erased,
+    /// Erased now, or by an earlier request; `None` when it stopped before
+    /// Redis because commands that carry it are not decided yet.
+    pub erased: Option<Erased>,
     /// Commands deleted from the commands stream.
     pub commands_erased: u64,
     /// Commands that carry it but are not decided yet: left in the stream,
@@ -92,7 +92,7 @@ pub async fn erase(
         if store.erased_at(tenant, what).await?.is_some() {
             let erased = store.erase_personal(tenant, what, by, now_ms).await?;
             return Ok(Erasure {
-                erased,
+                erased: Some(erased),
                 commands_erased: 0,
                 commands_left: 0,
                 commands_read: 0,
@@ -145,9 +145,9 @@ pub async fn erase(
     // A command not decided yet still carries it: keep the item, so that
     // asking again reads the stream again.
     let outcome = if left > 0 {
-        Erased::Unknown
+        None
     } else {
-        store.erase_personal(tenant, what, by, now_ms).await?
+        Some(store.erase_personal(tenant, what, by, now_ms).await?)
     };
     tracing::info!(
         tenant = %tenant,

@@ -28,8 +28,9 @@ use super::{keys, RedisStore, StoreError};
 ///
 /// KEYS: 1 order hash, 2 its command ids, 3 its refusals, 4 the tenant's
 /// owner epoch, 5 the CLOSED state index, 6 the client order id index, 7
-/// the tenant's timers, 8 the timers of every tenant kept before. ARGV: 1 the archived version, 2 the writer's epoch, 3 the
-/// order id, 4 when (ms), 5 the tombstone's life (s).
+/// the tenant's timers, 8 the timers of every tenant kept before. ARGV: 1
+/// the archived version, 2 the writer's epoch, 3 the order id, 4 when
+/// (ms), 5 the tombstone's life (s).
 ///
 /// Returns `{1, version}` when removed, `{0, stored version}` when the
 /// order moved on (or is gone), `{3, stored epoch}` when fenced, `{4,
