@@ -290,6 +290,7 @@ mod tests {
         TIMERS_FIRED,
         TENANTS_OWNED,
         FENCED_WRITES,
+        ORDERS_ARCHIVED,
     ];
 
     /// The `orderd_…` names a text mentions.

@@ -508,14 +508,7 @@ impl Reader {
                     format!("this {} was erased on request", what.kind()),
                 )))
             }
-            None if contact => Err(Failure(ErrorBody::error(
-                "ORD-404-CONTACT_NOT_FOUND",
-                "no such contact in this tenant",
-            ))),
-            None => Err(Failure(ErrorBody::error(
-                "ORD-404-LOCATION_NOT_FOUND",
-                "no such location in this tenant",
-            ))),
+            None => Err(Failure(ErrorBody::personal_not_found(what.kind()))),
         }
     }
 
@@ -676,14 +669,7 @@ impl Reader {
                 commands_left: done.commands_left,
                 commands_read: done.commands_read,
             }),
-            Err(EraseError::NotFound(kind)) => Err(Failure(ErrorBody::error(
-                if kind == "contact" {
-                    "ORD-404-CONTACT_NOT_FOUND"
-                } else {
-                    "ORD-404-LOCATION_NOT_FOUND"
-                },
-                format!("no such {kind} in this tenant"),
-            ))),
+            Err(EraseError::NotFound(kind)) => Err(Failure(ErrorBody::personal_not_found(kind))),
             Err(EraseError::InUse(orders)) => {
                 let mut error = ErrorBody::error(
                     "ORD-409-PERSONAL_IN_USE",

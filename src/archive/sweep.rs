@@ -148,15 +148,11 @@ impl Sweeper {
         }
         if pass.archived > 0 {
             telemetry::archived(pass.archived);
-            let left = self
-                .store
-                .closed_before(tenant, cutoff, 10_001)
-                .await?
-                .len();
+            let left = self.store.closed_count_before(tenant, cutoff).await?;
             tracing::info!(
                 tenant = %tenant,
                 archived = pass.archived,
-                left_past_retention = %if left > 10_000 { "more than 10000".to_owned() } else { left.to_string() },
+                left_past_retention = left,
                 "archived closed orders past their retention"
             );
         }

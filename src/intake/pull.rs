@@ -210,11 +210,11 @@ impl Intake {
                     .send(outcome_for(&fate, order_id, last_delivery))
                     .await;
                 match tenant {
-                    Some(tenant) if last_delivery => {
-                        self.dead_letter(&msg, &tenant, &stream, stream_seq, delivered, &fate)
-                            .await;
+                    Some(tenant) => {
+                        let at = (stream.as_str(), stream_seq, delivered, last_delivery);
+                        self.conclude(&msg, &tenant, at, &fate).await;
                     }
-                    _ => self.settle(&msg, &fate, delivered).await,
+                    None => self.settle(&msg, &fate, delivered).await,
                 }
                 return;
             }
@@ -275,14 +275,8 @@ impl Intake {
                 reply
                     .send(outcome_for(&fate, Some(order_id), last_delivery))
                     .await;
-                if last_delivery
-                    && matches!(ack_kind(&fate, delivered, &this.settings), AckKind::Nak(_))
-                {
-                    this.dead_letter(&msg, &tenant, &stream, stream_seq, delivered, &fate)
-                        .await;
-                } else {
-                    this.settle(&msg, &fate, delivered).await;
-                }
+                let at = (stream.as_str(), stream_seq, delivered, last_delivery);
+                this.conclude(&msg, &tenant, at, &fate).await;
                 drop(permit);
             },
             span,
@@ -374,6 +368,24 @@ impl Intake {
                 kind: item.kind(),
             })),
             None => Ok(()),
+        }
+    }
+
+    /// Acknowledges `msg` as its fate says, except that one still to be
+    /// redelivered on its last delivery (`at`: stream, stream sequence,
+    /// deliveries, last) goes to the tenant's dead letters instead.
+    async fn conclude(
+        &self,
+        msg: &jetstream::Message,
+        tenant: &orderd_core::TenantId,
+        (stream, stream_seq, delivered, last_delivery): (&str, u64, i64, bool),
+        fate: &Fate,
+    ) {
+        if last_delivery && matches!(ack_kind(fate, delivered, &self.settings), AckKind::Nak(_)) {
+            self.dead_letter(msg, tenant, stream, stream_seq, delivered, fate)
+                .await;
+        } else {
+            self.settle(msg, fate, delivered).await;
         }
     }
 

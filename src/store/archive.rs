@@ -102,6 +102,21 @@ impl RedisStore {
             .await
     }
 
+    /// How many of the tenant's CLOSED orders last changed at or before
+    /// `cutoff_ms` (one `ZCOUNT`).
+    pub async fn closed_count_before(
+        &self,
+        tenant: &TenantId,
+        cutoff_ms: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(keys::closed_index(tenant))
+            .arg("-inf")
+            .arg(cutoff_ms)
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
     /// Removes the archived `version` of a CLOSED order from the live store
     /// (its snapshot, command ids, refusals and index entries), leaving a
     /// tombstone for `tombstone_secs`. Fenced by this instance's epoch for

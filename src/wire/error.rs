@@ -47,10 +47,7 @@ impl WireError {
         match self {
             WireError::TooLarge { .. } => "ORD-413-PAYLOAD_TOO_LARGE",
             WireError::Malformed(_) => "ORD-400-MALFORMED",
-            WireError::UnknownReference {
-                kind: "contact", ..
-            } => "ORD-404-CONTACT_NOT_FOUND",
-            WireError::UnknownReference { .. } => "ORD-404-LOCATION_NOT_FOUND",
+            WireError::UnknownReference { kind, .. } => personal_not_found_code(kind),
             WireError::UnsupportedContentType(_) => "ORD-415-UNSUPPORTED_CONTENT_TYPE",
             WireError::Subject(e) => e.code(),
         }
@@ -101,6 +98,15 @@ pub struct ErrorBody {
     pub details: Vec<FieldProblemBody>,
 }
 
+/// The code of a contact or location (`kind`) the tenant does not hold.
+pub fn personal_not_found_code(kind: &str) -> &'static str {
+    if kind == "contact" {
+        "ORD-404-CONTACT_NOT_FOUND"
+    } else {
+        "ORD-404-LOCATION_NOT_FOUND"
+    }
+}
+
 /// The code of [`ErrorBody::order_archived`].
 pub const ORDER_ARCHIVED: &str = "ORD-410-ORDER_ARCHIVED";
 
@@ -122,6 +128,15 @@ impl ErrorBody {
         Self::error(
             ORDER_ARCHIVED,
             "the order was archived after its retention: it no longer changes; read it with orderd.v1.api.archive",
+        )
+    }
+
+    /// A contact or location (`kind`) the tenant does not hold: unknown, or
+    /// another tenant's.
+    pub fn personal_not_found(kind: &str) -> Self {
+        Self::error(
+            personal_not_found_code(kind),
+            format!("no such {kind} in this tenant"),
         )
     }
 
