@@ -73,7 +73,9 @@ pub async fn run_with_clock(
     if settings.nats.auto_create_streams {
         bus::ensure_streams(&js, &settings).await?;
     }
-    let store = RedisStore::connect(&settings.redis).await?;
+    let store = RedisStore::connect(&settings.redis)
+        .await?
+        .partitioned(settings.ownership.partitions);
 
     let (plugin_requests, plugin_asks) = crate::order::plugins::PluginRequests::channel();
     let deps = Deps {
@@ -86,6 +88,12 @@ pub async fn run_with_clock(
         passivate_after: Duration::from_millis(settings.runtime.passivate_after_ms),
         hold_back: settings.ack_wait() * 2,
         plugins: Some(plugin_requests),
+        creates: (settings.ownership.partitions > 1).then(|| {
+            Arc::new(crate::intake::consumers::CreateLane::new(
+                js.clone(),
+                settings.clone(),
+            )) as Arc<dyn crate::order::CreatesSettled>
+        }),
     };
     let (router, router_task) = Actor::spawn(None, Router, deps)
         .await
@@ -145,6 +153,7 @@ pub async fn run_with_clock(
             router: router.clone(),
             store: store.clone(),
             in_flight: Arc::default(),
+            ownership: Some(lanes_ownership.clone()),
         },
         plugin_asks,
     ));

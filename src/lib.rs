@@ -29,7 +29,8 @@
 //!    - [`store`]: Redis: every key format and every Redis command
 //!      (snapshots with their outbox and command ids, personal data,
 //!      indexes, timers, tenant configurations, the index backfill; every
-//!      key in [`store::keys`]);
+//!      key in [`store::keys`]; it names a write's fence by its
+//!      [`subjects::Unit`]);
 //!    - [`bus`]: NATS: the connection, the six streams, the outbox
 //!      publisher.
 //! 3. [`order`]: the order actors (decide → persist → publish → answer),

@@ -493,6 +493,10 @@ impl Default for ArchiveSettings {
     }
 }
 
+/// The most partitions a tenant's orders can be spread over
+/// (`ownership.partitions`).
+pub const MAX_PARTITIONS: u16 = 64;
+
 /// Several instances on one NATS and Redis: each tenant's lanes are pulled
 /// by one instance at a time, its owner, which holds a lease in NATS KV.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -506,6 +510,13 @@ pub struct OwnershipSettings {
     /// once it has expired, so a killed instance's tenants move within
     /// about this long.
     pub lease_ms: u64,
+    /// How many partitions each tenant's orders are spread over (by a hash
+    /// of the order id). Each partition has its own lanes and owner, so a
+    /// busy tenant's work spreads over the instances; 1 keeps a tenant whole.
+    /// Every instance must run with the same value: orderd refuses to start
+    /// against streams set up for another (changing it is a drain, see
+    /// docs/runtime.md).
+    pub partitions: u16,
 }
 
 impl Default for OwnershipSettings {
@@ -513,6 +524,7 @@ impl Default for OwnershipSettings {
         Self {
             instance_name: String::new(),
             lease_ms: 3_000,
+            partitions: 1,
         }
     }
 }
@@ -903,6 +915,11 @@ impl Settings {
             (500..=60_000).contains(&self.ownership.lease_ms),
             "ownership.lease_ms",
             "must be between 500 and 60000",
+        )?;
+        check(
+            (1..=MAX_PARTITIONS).contains(&self.ownership.partitions),
+            "ownership.partitions",
+            "must be between 1 and 64",
         )?;
         check(
             self.nats.duplicate_window_secs >= 1,

@@ -498,6 +498,184 @@ pub fn job_updates_of_tenant(tenant: &TenantId) -> String {
     format!("{ROOT}.{VERSION}.{tenant}.job.>")
 }
 
+/// The partition of `order` among `parts`: FNV-1a (32 bits) of the order id
+/// as its subjects print it, modulo `parts`. This is what nats-server's
+/// `partition()` subject transform computes for that token, so the stream
+/// stores every command and job update of an order under the partition
+/// this names (`tests/partitions.rs` checks the two agree). Always 0 for
+/// one partition.
+pub fn partition_of(order: OrderId, parts: u16) -> u16 {
+    partition_of_token(&order.to_string(), parts)
+}
+
+fn partition_of_token(token: &str, parts: u16) -> u16 {
+    if parts <= 1 {
+        return 0;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in token.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    u16::try_from(h % u32::from(parts)).unwrap_or(0)
+}
+
+/// A unit of ownership: one partition of one tenant's orders (the whole
+/// tenant when its orders are in one partition). Each unit's commands and
+/// job updates are read through its own two lanes and decided by one
+/// instance at a time. Creates (whose subject names no order) arrive on
+/// partition 0's lane and are decided there ([`created_elsewhere`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Unit {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The partition, from 0.
+    pub part: u16,
+}
+
+impl Unit {
+    /// Partition 0 of `tenant` (all of it when it has one partition).
+    pub fn first(tenant: &TenantId) -> Unit {
+        Unit {
+            tenant: tenant.clone(),
+            part: 0,
+        }
+    }
+
+    /// The unit `order` of `tenant` belongs to, among `parts` partitions.
+    pub fn of(tenant: &TenantId, order: OrderId, parts: u16) -> Unit {
+        Unit {
+            tenant: tenant.clone(),
+            part: partition_of(order, parts),
+        }
+    }
+
+    /// Every unit of `tenant`, among `parts` partitions.
+    pub fn all(tenant: &TenantId, parts: u16) -> impl Iterator<Item = Unit> + '_ {
+        (0..parts.max(1)).map(move |part| Unit {
+            tenant: tenant.clone(),
+            part,
+        })
+    }
+
+    /// Reads a unit back from its [`fmt::Display`] form.
+    pub fn parse(text: &str) -> Option<Unit> {
+        let (tenant, part) = match text.split_once('.') {
+            Some((t, p)) => (t, p.parse().ok().filter(|p| *p > 0)?),
+            None => (text, 0),
+        };
+        Some(Unit {
+            tenant: TenantId::parse(tenant).ok()?,
+            part,
+        })
+    }
+}
+
+/// `<tenant>` for partition 0, `<tenant>.<partition>` for the others: the
+/// owners bucket's key (so one partition keeps the key of a whole tenant).
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.part == 0 {
+            write!(f, "{}", self.tenant)
+        } else {
+            write!(f, "{}.{}", self.tenant, self.part)
+        }
+    }
+}
+
+/// The subject transform of the commands stream when orders are spread
+/// over `parts` partitions (source, destination): a command on an order,
+/// `orderd.v1.<tenant>.cmd.<orderId>.<verb>`, is stored as
+/// `orderd.v1.<tenant>.pc.<partition>.<orderId>.<verb>`. A create (one
+/// token shorter) and any other subject are stored as sent. The stored
+/// token `pc` lies outside what the stream captures, so no client can
+/// publish into a partition directly.
+pub fn commands_transform(parts: u16) -> (String, String) {
+    (
+        format!("{ROOT}.{VERSION}.*.cmd.*.*"),
+        format!(
+            "{ROOT}.{VERSION}.{{{{wildcard(1)}}}}.pc.{{{{partition({parts},2)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}"
+        ),
+    )
+}
+
+/// The subject transform of the job updates stream (source, destination):
+/// `orderd.v1.<tenant>.job.<orderId>.<workOrderId>.<status>` is stored as
+/// `orderd.v1.<tenant>.pj.<partition>.<orderId>.<workOrderId>.<status>`.
+pub fn job_updates_transform(parts: u16) -> (String, String) {
+    (
+        format!("{ROOT}.{VERSION}.*.job.*.*.*"),
+        format!(
+            "{ROOT}.{VERSION}.{{{{wildcard(1)}}}}.pj.{{{{partition({parts},2)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{{{{wildcard(4)}}}}"
+        ),
+    )
+}
+
+/// What one unit's lane on the commands stream (`commands: true`) or the
+/// job updates stream reads, among `parts` partitions: with one
+/// partition, every subject of the tenant; with more, the unit's stored
+/// partition, and for partition 0 also what the transform leaves as sent
+/// (creates, subjects that are not a command, and anything stored before
+/// the transform).
+pub fn lane_filters(unit: &Unit, parts: u16, commands: bool) -> Vec<String> {
+    let tenant = &unit.tenant;
+    let (sent, stored) = if commands {
+        (commands_of_tenant(tenant), "pc")
+    } else {
+        (job_updates_of_tenant(tenant), "pj")
+    };
+    if parts <= 1 {
+        return vec![sent];
+    }
+    let mut filters = vec![format!(
+        "{ROOT}.{VERSION}.{tenant}.{stored}.{}.>",
+        unit.part
+    )];
+    if unit.part == 0 {
+        filters.push(sent);
+    }
+    filters
+}
+
+/// A stored subject in the form its sender published it: the transform's
+/// `pc.<partition>` and `pj.<partition>` back to `cmd` and `job` (a
+/// dead letter names the subject to publish again).
+pub fn as_sent(stored: &str) -> String {
+    let tokens: Vec<&str> = stored.split('.').collect();
+    let tree = match tokens.get(3) {
+        Some(&"pc") => "cmd",
+        Some(&"pj") => "job",
+        _ => return stored.to_owned(),
+    };
+    if tokens.len() < 6 {
+        return stored.to_owned();
+    }
+    let mut out: Vec<&str> = tokens[..3].to_vec();
+    out.push(tree);
+    out.extend(&tokens[5..]);
+    out.join(".")
+}
+
+/// Where a new order is announced to the owner of its partition: creates
+/// arrive on the lane of the tenant's partition 0 and are decided there,
+/// and the order's own owner then loads it (to ask its validation
+/// plugins). Core NATS request and reply, served by the unit's owner
+/// while it owns it; outside every tenant's tree, so no tenant can reach
+/// it.
+pub fn created_elsewhere(unit: &Unit) -> String {
+    created_elsewhere_layout(unit.tenant.as_str(), &unit.part.to_string())
+}
+
+fn created_elsewhere_layout(tenant: &str, part: &str) -> String {
+    format!("{ROOT}._int.{VERSION}.{tenant}.{part}.created")
+}
+
+/// Every stored order update of one tenant once its commands are
+/// partitioned: `orderd.v1.<tenant>.pc.*.*.update`.
+pub fn stored_updates_of_tenant(tenant: &TenantId) -> String {
+    format!("{ROOT}.{VERSION}.{tenant}.pc.*.*.{}", Verb::Update.as_str())
+}
+
 /// Why a subject was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
@@ -612,7 +790,18 @@ pub fn parse_inbound(subject: &str) -> Result<Inbound, SubjectError> {
         return Err(bad("unsupported version"));
     }
     let tenant = parse_tenant(tokens[2])?;
-    match (tokens[3], &tokens[4..]) {
+    // The stored forms of a partitioned stream: the partition token is
+    // the transform's, from the order id that follows it.
+    let (tree, rest) = match (tokens[3], &tokens[4..]) {
+        ("pc" | "pj", [part, rest @ ..]) => {
+            if part.parse::<u16>().is_err() {
+                return Err(bad("partition is not a number"));
+            }
+            (if tokens[3] == "pc" { "cmd" } else { "job" }, rest)
+        }
+        (tree, rest) => (tree, rest),
+    };
+    match (tree, rest) {
         ("cmd", ["create"]) => Ok(Inbound::Create { tenant }),
         ("cmd", [order, verb]) => Ok(Inbound::Command {
             tenant,
@@ -714,6 +903,8 @@ pub enum Tree {
     /// Validation plugin requests, from orderd to the tenant's plugins
     /// (request/reply, core NATS).
     Plugin,
+    /// Between orderd instances only (request/reply, core NATS).
+    Internal,
 }
 
 /// One subject pattern, in AsyncAPI channel-address form: ids are the
@@ -748,6 +939,7 @@ const P_TENANT: &str = "{tenant}";
 const P_ORDER: &str = "{orderId}";
 const P_WORK_ORDER: &str = "{workOrderId}";
 const P_PLUGIN: &str = "{plugin}";
+const P_PARTITION: &str = "{partition}";
 
 /// Every subject pattern the code builds or serves, in AsyncAPI
 /// channel-address form: each verb, status, action and kind written out.
@@ -796,6 +988,10 @@ pub fn catalogue() -> Vec<SubjectPattern> {
     all.push(SubjectPattern {
         address: plugin_layout(P_TENANT, P_PLUGIN),
         tree: Tree::Plugin,
+    });
+    all.push(SubjectPattern {
+        address: created_elsewhere_layout(P_TENANT, P_PARTITION),
+        tree: Tree::Internal,
     });
     all
 }
@@ -1045,7 +1241,7 @@ mod tests {
         addresses.sort_unstable();
         addresses.dedup();
         assert_eq!(addresses.len(), all.len());
-        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 12 + 5 + 1 + 2 + 1);
+        assert_eq!(all.len(), 1 + 7 + 5 + 4 + 7 + 12 + 5 + 1 + 2 + 1 + 1);
         assert!(addresses.contains(&"orderd.v1.{tenant}.cmd.{orderId}.hold"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.plugin.{plugin}.validate"));
         assert!(addresses.contains(&"orderd.v1.{tenant}.dlq.cmd"));

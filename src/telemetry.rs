@@ -188,7 +188,7 @@ pub fn timer_fired() {
     metrics::counter!(TIMERS_FIRED).increment(1);
 }
 
-/// How many tenants this instance decides now.
+/// How many units (tenants, or partitions of tenants) this instance decides now.
 pub fn tenants_owned(n: usize) {
     if !recording() {
         return;

@@ -117,6 +117,10 @@ fn every_built_subject_matches_exactly_one_pattern() {
     );
     built.push(subjects::archive_of_order(&tenant, order));
     built.push(subjects::plugin_validate(&tenant, "fraud-check"));
+    built.push(subjects::created_elsewhere(&subjects::Unit {
+        tenant: tenant.clone(),
+        part: 3,
+    }));
     let patterns = subjects::catalogue();
     let catalogued = catalogue_addresses();
     for subject in &built {

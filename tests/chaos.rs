@@ -26,7 +26,8 @@
 //! ```sh
 //! CHAOS_ORDERS=100000 CHAOS_RATE=250 CHAOS_DRAIN_SECS=600 \
 //!   cargo test --release --test chaos chaos -- --ignored --exact --nocapture
-//! # with several instances: CHAOS_INSTANCES=3 (the kills go round them)
+//! # with several instances: CHAOS_INSTANCES=3 (the kills go round them),
+//! # and CHAOS_PARTITIONS=4 to spread the tenant's orders over them
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -62,6 +63,8 @@ struct Knobs {
     drain: Duration,
     /// orderd processes on the same servers; the kills go round them.
     instances: usize,
+    /// `ownership.partitions` of every instance.
+    partitions: u16,
 }
 
 impl Knobs {
@@ -74,6 +77,7 @@ impl Knobs {
             nats_kills: env_or("CHAOS_NATS_KILLS", 2),
             drain: Duration::from_secs(env_or("CHAOS_DRAIN_SECS", 180)),
             instances: env_or("CHAOS_INSTANCES", 1),
+            partitions: env_or("CHAOS_PARTITIONS", 1),
         }
     }
 }
@@ -90,6 +94,7 @@ async fn chaos_short() {
         nats_kills: 2,
         drain: Duration::from_secs(120),
         instances: 1,
+        partitions: 1,
     })
     .await;
 }
@@ -112,6 +117,26 @@ async fn chaos_short_three_instances() {
         nats_kills: 1,
         drain: Duration::from_secs(120),
         instances: 3,
+        partitions: 1,
+    })
+    .await;
+}
+
+/// The three-instance short form with the tenant's orders in 4
+/// partitions: each instance owns some of them, so every kill takes
+/// partitions over while creates (read on partition 0) and the commands
+/// after them are decided by different instances.
+#[tokio::test]
+async fn chaos_short_three_instances_partitioned() {
+    run(Knobs {
+        orders: 3_000,
+        rate: 100.0,
+        kill_every: Duration::from_secs(5),
+        redis_kills: 1,
+        nats_kills: 1,
+        drain: Duration::from_secs(120),
+        instances: 3,
+        partitions: 4,
     })
     .await;
 }
@@ -511,11 +536,13 @@ async fn run(knobs: Knobs) {
     let names: Vec<String> = (0..knobs.instances.max(1))
         .map(|i| format!("chaos-{i}"))
         .collect();
+    let partitions = knobs.partitions.to_string();
     let start = |servers: &Servers, i: usize| {
         let log = servers.dir().join(format!("orderd-{i}.log"));
         let env = [
             ("RUST_LOG", "info"),
             ("ORDERD_INSTANCE_NAME", names[i].as_str()),
+            ("ORDERD_OWNERSHIP_PARTITIONS", partitions.as_str()),
         ];
         Process::start_with(servers, &env, Some(&log))
     };

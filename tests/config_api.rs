@@ -690,8 +690,14 @@ async fn the_backfill_resumes_refuses_queries_meanwhile_and_survives_concurrent_
     let writer = {
         let store = t.servers.store().await;
         // It writes as the tenant's owner does: with the owner's epoch.
-        let epoch = store.stored_epoch(&t.tenant).await.unwrap();
-        assert!(store.fence(&t.tenant, epoch).await.unwrap());
+        let epoch = store
+            .stored_epoch(&orderd::subjects::Unit::first(&t.tenant))
+            .await
+            .unwrap();
+        assert!(store
+            .fence(&orderd::subjects::Unit::first(&t.tenant), epoch)
+            .await
+            .unwrap());
         let moved: Vec<OrderId> = orders.iter().step_by(2).map(|(id, _, _)| *id).collect();
         tokio::spawn(async move {
             use orderd::store::SnapshotStore;

@@ -23,7 +23,7 @@ const CRATE: &[(&str, &[&str])] = &[
     ("wire", &["subjects", "headers"]),
     ("outbox", &["subjects", "headers", "wire"]),
     // 2. The servers.
-    ("store", &["settings", "outbox", "telemetry"]),
+    ("store", &["settings", "outbox", "subjects", "telemetry"]),
     ("bus", &["settings", "outbox", "subjects", "headers", "telemetry", "retry"]),
     // 3. The order actors.
     ("order", &["store", "bus", "outbox", "subjects", "headers", "wire", "settings", "telemetry", "retry"]),

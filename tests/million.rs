@@ -137,7 +137,7 @@ async fn a_million_orders_fit() {
         .expect("stream")
         .get_consumer(&orderd::intake::consumers::lane_name(
             orderd::intake::consumers::intake_streams()[0],
-            &tenant,
+            &orderd::subjects::Unit::first(&tenant),
             &orderd::settings::Settings::default(),
         ))
         .await

@@ -346,7 +346,7 @@ async fn a_burst_at_one_hot_order_stays_bounded() {
         .expect("stream")
         .get_consumer(&orderd::intake::consumers::lane_name(
             orderd::intake::consumers::intake_streams()[0],
-            &hot,
+            &orderd::subjects::Unit::first(&hot),
             &orderd::settings::Settings::default(),
         ))
         .await

@@ -145,17 +145,35 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
         generation,
         revision,
     };
-    assert!(old_owner.fence(&tenant, epoch(5, 7)).await.unwrap());
+    assert!(old_owner
+        .fence(&orderd::subjects::Unit::first(&tenant), epoch(5, 7))
+        .await
+        .unwrap());
     let mut v1 = Snapshot::new(order.clone(), vec![], 1);
     old_owner.save(&mut v1, None).await.unwrap();
 
     // The new owner claims the tenant under a later epoch; an earlier one
     // cannot lower it, nor can a claim of an older bucket generation with
     // a higher revision.
-    assert!(new_owner.fence(&tenant, epoch(5, 9)).await.unwrap());
-    assert!(!old_owner.fence(&tenant, epoch(5, 8)).await.unwrap());
-    assert!(!old_owner.fence(&tenant, epoch(4, 900)).await.unwrap());
-    assert_eq!(new_owner.stored_epoch(&tenant).await.unwrap(), epoch(5, 9));
+    assert!(new_owner
+        .fence(&orderd::subjects::Unit::first(&tenant), epoch(5, 9))
+        .await
+        .unwrap());
+    assert!(!old_owner
+        .fence(&orderd::subjects::Unit::first(&tenant), epoch(5, 8))
+        .await
+        .unwrap());
+    assert!(!old_owner
+        .fence(&orderd::subjects::Unit::first(&tenant), epoch(4, 900))
+        .await
+        .unwrap());
+    assert_eq!(
+        new_owner
+            .stored_epoch(&orderd::subjects::Unit::first(&tenant))
+            .await
+            .unwrap(),
+        epoch(5, 9)
+    );
 
     // The earlier owner, still holding epoch 7, decides on what it holds:
     // its write is refused and changes nothing, its refusals too.
@@ -198,7 +216,7 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
         .save(&mut next, Some(OrderState::Created))
         .await
         .unwrap();
-    new_owner.unfence(&tenant);
+    new_owner.unfence(&orderd::subjects::Unit::first(&tenant));
     let mut after = next.clone();
     after.version = 3;
     match new_owner
@@ -213,8 +231,17 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
 
     // A bucket made anew (its revisions start again at 1) with a later
     // generation takes the tenant over all the same.
-    assert!(new_owner.fence(&tenant, epoch(6, 1)).await.unwrap());
-    assert_eq!(new_owner.stored_epoch(&tenant).await.unwrap(), epoch(6, 1));
+    assert!(new_owner
+        .fence(&orderd::subjects::Unit::first(&tenant), epoch(6, 1))
+        .await
+        .unwrap());
+    assert_eq!(
+        new_owner
+            .stored_epoch(&orderd::subjects::Unit::first(&tenant))
+            .await
+            .unwrap(),
+        epoch(6, 1)
+    );
 }
 
 #[tokio::test]
@@ -588,7 +615,11 @@ async fn a_lane_deleted_at_the_server_is_opened_again_while_orderd_runs() {
     // An operator deletes the tenant's commands lane.
     let settings = t.servers.settings();
     let spec = orderd::intake::consumers::intake_streams()[0];
-    let lane = orderd::intake::consumers::lane_name(spec, &t.tenant, &settings);
+    let lane = orderd::intake::consumers::lane_name(
+        spec,
+        &orderd::subjects::Unit::first(&t.tenant),
+        &settings,
+    );
     let stream = t.js.get_stream(spec.name).await.expect("stream");
     let deleted = stream.delete_consumer(&lane).await.expect("lane deleted");
     assert!(deleted.success, "the lane existed");
@@ -695,7 +726,11 @@ async fn a_stopped_lane_leaves_what_reaches_it_for_the_next_owner() {
     let consumer = orderd::intake::consumers::open_consumer(
         &js,
         spec,
-        orderd::intake::consumers::lane_config(spec, &tenant, &settings),
+        orderd::intake::consumers::lane_config(
+            spec,
+            &orderd::subjects::Unit::first(&tenant),
+            &settings,
+        ),
     )
     .await
     .unwrap();
@@ -734,7 +769,11 @@ async fn a_stopped_lane_leaves_what_reaches_it_for_the_next_owner() {
     late.await.unwrap();
     lane.await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let name = orderd::intake::consumers::lane_name(spec, &tenant, &settings);
+    let name = orderd::intake::consumers::lane_name(
+        spec,
+        &orderd::subjects::Unit::first(&tenant),
+        &settings,
+    );
     let stream = js.get_stream(subjects::STREAM_COMMANDS).await.unwrap();
     let info = stream
         .get_consumer::<pull::Config>(&name)

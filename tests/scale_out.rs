@@ -248,7 +248,10 @@ async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lo
     let store = t.servers.store().await;
     let orders = create_orders(&t, 40).await;
     let (owner_before, stalled) = owner_among(&t, &names).await;
-    let epoch_before = store.stored_epoch(&t.tenant).await.unwrap();
+    let epoch_before = store
+        .stored_epoch(&orderd::subjects::Unit::first(&t.tenant))
+        .await
+        .unwrap();
     assert!(
         epoch_before > orderd::store::Epoch::default(),
         "the owner raised the tenant's epoch"
@@ -273,7 +276,10 @@ async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lo
         assert!(stopped_at.elapsed() < WAIT, "nobody took the tenant over");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let epoch_after = store.stored_epoch(&t.tenant).await.unwrap();
+    let epoch_after = store
+        .stored_epoch(&orderd::subjects::Unit::first(&t.tenant))
+        .await
+        .unwrap();
     assert!(
         epoch_after > epoch_before,
         "the new owner raised the epoch ({epoch_before} -> {epoch_after})"
@@ -290,7 +296,13 @@ async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lo
         "commands refused across the stall"
     );
     assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
-    assert_eq!(store.stored_epoch(&t.tenant).await.unwrap(), epoch_after);
+    assert_eq!(
+        store
+            .stored_epoch(&orderd::subjects::Unit::first(&t.tenant))
+            .await
+            .unwrap(),
+        epoch_after
+    );
     for p in procs {
         p.kill9();
     }
@@ -298,15 +310,21 @@ async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lo
 
 #[tokio::test]
 async fn instances_join_and_leave_under_load_with_nothing_lost_or_doubled() {
+    join_and_leave_under_load(1).await;
+}
+
+/// Orders flow while two instances join, then the first leaves: the
+/// tenant (each of its `partitions`) is handed over at least once (the
+/// first cannot keep it); every order ends EXECUTED, its events contiguous.
+async fn join_and_leave_under_load(partitions: u16) {
     let servers = Servers::start().await;
-    let settings = servers.settings();
+    let mut settings = servers.settings();
+    settings.ownership.partitions = partitions;
     let t = testkit::client_for(servers).await;
     let first = App::start(settings.clone(), &t.nats).await;
     let mut events = t.events().await;
     let _dispatch = t.dispatcher(testkit::complete_everything()).await;
 
-    // Orders flow while two instances join, then the first leaves: the
-    // tenant is handed over at least once (the first cannot keep it).
     let mut orders = t.publish_creates(30).await;
     let second = App::start(settings.clone(), &t.nats).await;
     orders.extend(t.publish_creates(30).await);
@@ -460,4 +478,210 @@ async fn failover_time_over_many_kills() {
         "p99 failover {:?} (lease 3 s)",
         at(0.99)
     );
+}
+
+// ------------------------------------------------------------ partitions
+
+/// How many partitions the partitioned tests spread a tenant's orders over.
+const PARTS: u16 = 8;
+
+/// Each instance's count of the tenant's partitions, from the owners
+/// bucket (`<tenant>` for partition 0, `<tenant>.<p>` for the others),
+/// once every partition has an owner.
+async fn partitions_per_owner(js: &jetstream::Context, tenant: &str) -> BTreeMap<String, usize> {
+    let kv = js
+        .get_key_value(subjects::owners_bucket("orderd"))
+        .await
+        .expect("owners bucket");
+    let mut per = BTreeMap::new();
+    for p in 0..PARTS {
+        let key = if p == 0 {
+            tenant.to_owned()
+        } else {
+            format!("{tenant}.{p}")
+        };
+        match kv.get(&key).await.ok().flatten().filter(|v| !v.is_empty()) {
+            Some(v) => {
+                *per.entry(String::from_utf8_lossy(&v).into_owned())
+                    .or_default() += 1
+            }
+            None => return BTreeMap::new(),
+        }
+    }
+    per
+}
+
+/// A tenant's orders spread over 8 partitions and 3 instances: every
+/// instance owns 2 or 3 of them once settled, and each order's commands
+/// are still decided in publish order.
+#[tokio::test]
+async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order() {
+    let servers = Servers::start().await;
+    let mut settings = servers.settings();
+    settings.ownership.partitions = PARTS;
+    let t = testkit::client_for(servers).await;
+    let apps = [
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings, &t.nats).await,
+    ];
+    let orders = create_orders(&t, 60).await;
+    let spread: std::collections::HashSet<u16> = orders
+        .iter()
+        .map(|o| subjects::partition_of(*o, PARTS))
+        .collect();
+    assert!(spread.len() > PARTS as usize / 2, "orders in {spread:?}");
+    let reply = t.nats.new_inbox();
+    let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
+    let n = publish_burst(&t, &orders, &reply, || {}).await;
+    let got = outcomes(&mut sub, n, WAIT * 2).await;
+    assert_eq!(
+        refused(&got),
+        Vec::<String>::new(),
+        "commands decided out of order"
+    );
+    assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
+
+    let deadline = Instant::now() + WAIT;
+    let per = loop {
+        let per = partitions_per_owner(&t.js, t.tenant.as_str()).await;
+        if per.len() == 3 && per.values().all(|c| (2..=3).contains(c)) {
+            break per;
+        }
+        assert!(Instant::now() < deadline, "partitions not spread: {per:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("partitions per instance: {per:?}");
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// Creates are read on the tenant's partition 0 and commands on their own
+/// order's partition, often another instance's: a command sent right
+/// after its create, without waiting for the create's outcome, still
+/// finds the order.
+#[tokio::test]
+async fn a_command_sent_right_after_its_create_finds_the_order_on_another_partition() {
+    let servers = Servers::start().await;
+    let mut settings = servers.settings();
+    settings.ownership.partitions = PARTS;
+    let t = testkit::client_for(servers).await;
+    let apps = [
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings.clone(), &t.nats).await,
+        App::start(settings, &t.nats).await,
+    ];
+    // Until the partitions are spread (a command on partition 0 would go
+    // with its create).
+    let deadline = Instant::now() + WAIT;
+    while partitions_per_owner(&t.js, t.tenant.as_str()).await.len() < 3 {
+        // The tenant's lanes open with its first message.
+        if Instant::now() > deadline {
+            panic!("partitions not spread");
+        }
+        let _ = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reply = t.nats.new_inbox();
+    let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
+    let body = serde_json::to_vec(&create_body("SEQUENTIAL", &["PICKUP"])).unwrap();
+    let pairs = 150;
+    let mut acks = Vec::new();
+    let mut elsewhere = 0;
+    for i in 0..pairs {
+        let key = msg_id();
+        let order = orderd::wire::order_id_for_create(&t.tenant, &key);
+        elsewhere += usize::from(subjects::partition_of(order, PARTS) != 0);
+        let mut h = HeaderMap::new();
+        h.insert(headers::NATS_MSG_ID, key.as_str());
+        h.insert(
+            headers::ORDERD_REPLY_TO,
+            format!("{reply}.create.{i}").as_str(),
+        );
+        acks.push(
+            t.js.publish_with_headers(subjects::create(&t.tenant), h, body.clone().into())
+                .await
+                .unwrap(),
+        );
+        let mut h = HeaderMap::new();
+        h.insert(headers::NATS_MSG_ID, msg_id().as_str());
+        h.insert(
+            headers::ORDERD_REPLY_TO,
+            format!("{reply}.hold.{i}").as_str(),
+        );
+        acks.push(
+            t.js.publish_with_headers(
+                subjects::command(&t.tenant, order, Verb::Hold),
+                h,
+                br#"{"reason":"right away"}"#.to_vec().into(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.expect("stored");
+    }
+    assert!(
+        elsewhere > pairs / 2,
+        "{elsewhere} of {pairs} on another partition"
+    );
+    let got = outcomes(&mut sub, pairs * 2, WAIT * 2).await;
+    assert_eq!(
+        refused(&got),
+        Vec::<String>::new(),
+        "a command decided before its create"
+    );
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// Partitioned, with whole lifecycles (creates, dispatch, job updates):
+/// instances join and leave under load, and every order ends EXECUTED
+/// with its events contiguous.
+#[tokio::test]
+async fn partitioned_instances_join_and_leave_under_load_with_nothing_lost_or_doubled() {
+    join_and_leave_under_load(PARTS).await;
+}
+
+/// Partitioned: an instance SIGKILLed mid-burst and started again; its
+/// partitions are taken over with nothing refused or lost.
+#[tokio::test]
+async fn a_killed_instances_partitions_are_taken_over_mid_burst_with_nothing_refused_or_lost() {
+    let servers = Servers::start().await;
+    let names = ["alpha", "bravo", "charlie"];
+    let parts = PARTS.to_string();
+    let start = |servers: &Servers, name: &str| {
+        Process::start_with_env(
+            servers,
+            &[
+                ("ORDERD_INSTANCE_NAME", name),
+                ("ORDERD_OWNERSHIP_PARTITIONS", parts.as_str()),
+            ],
+        )
+    };
+    let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(start(&servers, n))).collect();
+    let t = testkit::attach(servers).await;
+    let orders = create_orders(&t, 40).await;
+    let deadline = Instant::now() + WAIT;
+    while partitions_per_owner(&t.js, t.tenant.as_str()).await.len() < 3 {
+        assert!(Instant::now() < deadline, "partitions not spread");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = t.nats.new_inbox();
+    let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
+    let n = publish_burst(&t, &orders, &reply, || {
+        procs[1].take().expect("running").kill9();
+    })
+    .await;
+    procs[1] = Some(start(&t.servers, names[1]));
+    let got = outcomes(&mut sub, n, WAIT * 2).await;
+    assert_eq!(
+        refused(&got),
+        Vec::<String>::new(),
+        "commands refused across the takeover"
+    );
+    assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
 }

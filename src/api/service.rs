@@ -392,11 +392,11 @@ impl Reader {
     }
 
     /// The order as the caller's tenant may see it: from its live actor when this instance decides its
-    /// tenant (queued behind the commands before it), else from the store:
+    /// partition (queued behind the commands before it), else from the store:
     /// another instance's actor may have changed it since a live one here
     /// last saw it.
     async fn read(&self, tenant: &TenantId, order_id: OrderId) -> Result<Order, Failure> {
-        let live = if self.ownership.deciding(tenant) {
+        let live = if self.ownership.decides(tenant, order_id) {
             self.router
                 .call(
                     |reply| RouterMsg::Read { order_id, reply },

@@ -110,6 +110,7 @@ pub async fn erase(
     for filter in [
         subjects::create(tenant),
         subjects::updates_of_tenant(tenant),
+        subjects::stored_updates_of_tenant(tenant),
     ] {
         read += scan(js, subjects::STREAM_COMMANDS, filter, |msg| {
             if let Some(c) = carrier(tenant, &value, settings, &msg) {

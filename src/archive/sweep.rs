@@ -28,7 +28,7 @@ use orderd_core::{OrderState, TenantId, Timestamp};
 use super::record::ArchiveRecord;
 use ractor::ActorRef;
 
-use crate::bus::ownership::Ownership;
+use crate::bus::ownership::{Decided, Ownership};
 use crate::bus::BusError;
 use crate::order::RouterMsg;
 use crate::settings::Settings;
@@ -97,23 +97,25 @@ impl Sweeper {
             }
             let mut left = budget;
             turn = turn.wrapping_add(1);
-            for tenant in self.ownership.deciding_now(turn) {
+            for decided in self.ownership.deciding_now(turn) {
                 if left == 0 || *stop.borrow() {
                     break;
                 }
-                match self.tenant(&tenant, left).await {
+                match self.tenant(&decided, left).await {
                     Ok(pass) => left = left.saturating_sub(pass.archived + pass.moved),
                     Err(e) => {
-                        tracing::warn!(tenant = %tenant, error = %e, "archive sweep failed; trying again at the next")
+                        tracing::warn!(tenant = %decided.tenant, error = %e, "archive sweep failed; trying again at the next")
                     }
                 }
             }
         }
     }
 
-    /// Archives up to `limit` of `tenant`'s CLOSED orders whose retention
-    /// has passed (none when the tenant sets no retention).
-    pub async fn tenant(&self, tenant: &TenantId, limit: u64) -> Result<Pass, ArchiveError> {
+    /// Archives up to `limit` of the CLOSED orders of the tenant's
+    /// partitions this instance decides (`decided`) whose retention has
+    /// passed (none when the tenant sets no retention).
+    pub async fn tenant(&self, decided: &Decided, limit: u64) -> Result<Pass, ArchiveError> {
+        let tenant = &decided.tenant;
         let config = self.store.tenant_config(tenant).await?;
         let Some(retention) = config.retention_ms else {
             return Ok(Pass::default());
@@ -121,7 +123,14 @@ impl Sweeper {
         let now = (self.now)().0;
         let cutoff = now.saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let due = self.store.closed_before(tenant, cutoff, limit).await?;
+        let due: Vec<_> = self
+            .store
+            .closed_before(tenant, cutoff, decided.widen(limit))
+            .await?
+            .into_iter()
+            .filter(|id| decided.holds(*id))
+            .take(limit)
+            .collect();
         let mut pass = Pass::default();
         // A few at once: each waits on Redis and JetStream round trips.
         let mut results = futures::stream::iter(due)

@@ -200,8 +200,8 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         if tokio::time::Instant::now() > deadline {
-            println!("gave up waiting: {open} orders still open (is orderd running?)");
-            break;
+            dispatch.abort();
+            anyhow::bail!("gave up waiting: {open} orders still open (is orderd running?)");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -199,8 +199,46 @@ pub fn stream_config(spec: StreamSpec, settings: &Settings) -> stream::Config {
         max_message_size: settings.nats.max_msg_bytes,
         duplicate_window: Duration::from_secs(settings.nats.duplicate_window_secs),
         num_replicas: settings.nats.replicas,
+        subject_transform: subject_transform(spec, settings.ownership.partitions),
         ..Default::default()
     }
+}
+
+/// The transform that stores an intake stream's messages under their
+/// order's partition, when orders are spread over more than one.
+fn subject_transform(spec: StreamSpec, parts: u16) -> Option<stream::SubjectTransform> {
+    let (source, destination) = match spec.name {
+        _ if parts <= 1 => return None,
+        subjects::STREAM_COMMANDS => subjects::commands_transform(parts),
+        subjects::STREAM_JOBS => subjects::job_updates_transform(parts),
+        _ => return None,
+    };
+    Some(stream::SubjectTransform {
+        source,
+        destination,
+    })
+}
+
+/// Whether every consumer of `stream` has nothing pending and nothing
+/// unacknowledged (so the partitions can change without reordering any
+/// order's commands).
+async fn drained(stream: &mut jetstream::stream::Stream) -> Result<bool, String> {
+    use futures::TryStreamExt;
+    let names: Vec<String> = stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    for name in names {
+        let info = stream
+            .consumer_info(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if info.num_pending > 0 || info.num_ack_pending > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Creates the streams that are missing, with the settings. A stream that
@@ -247,6 +285,28 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &Settings) -> Res
                             "the stream exists: kept as it is (change it with the NATS tools)"
                         );
                     }
+                }
+                if have.subject_transform != wanted.subject_transform {
+                    // Another number of partitions: only once nothing is
+                    // in flight, or an order's commands could be split
+                    // between the old layout and the new.
+                    if !drained(&mut stream).await.map_err(failed)? {
+                        return Err(failed(format!(
+                            "set up for another number of partitions than ownership.partitions = {}, \
+                             and it still has commands in flight: start orderd with the old value \
+                             until they are decided, then with the new (docs/runtime.md, \"Several instances\")",
+                            settings.ownership.partitions
+                        )));
+                    }
+                    tracing::warn!(
+                        stream = spec.name,
+                        partitions = settings.ownership.partitions,
+                        "the stream is drained: storing its messages under the new number of partitions"
+                    );
+                    have.subject_transform = wanted.subject_transform.clone();
+                    js.update_stream(have.clone())
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
                 }
                 if have.subjects != wanted.subjects {
                     tracing::warn!(

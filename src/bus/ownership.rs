@@ -6,13 +6,16 @@
 //! - **Members** (`<prefix>_members`): each instance puts its id there every
 //!   quarter lease; the bucket's `max_age` (the lease) removes the key of an
 //!   instance that stopped renewing. The live instances are the keys present.
-//! - **Owners** (`<prefix>_owners`): one key per tenant, its value the
-//!   owning instance's id. Every change is a compare-and-set on the key's
-//!   revision, so two instances never both take a tenant.
-//! - **Who should own a tenant**: the live instance that ranks first for it
-//!   by rendezvous hashing ([`owner_of`]): every instance computes the same
-//!   answer from the same members, work spreads evenly, and a join or a
-//!   leave moves only the tenants that rank the changed instance first.
+//! - **Owners** (`<prefix>_owners`): one key per unit (a tenant, or with
+//!   `ownership.partitions` above 1 one partition of its orders:
+//!   [`Unit`]), its value the owning instance's id. Every change is a
+//!   compare-and-set on the key's revision, so two instances never both
+//!   take a unit.
+//! - **Who should own a unit**: rendezvous hashing with bounded load over a
+//!   tenant's units ([`assign`]): every instance computes the same answer
+//!   from the same members, each gets ⌊P/N⌋ or ⌈P/N⌉ of a tenant's P
+//!   partitions, and a join or a leave moves about a share of them (with
+//!   one partition: the live instance that ranks first, [`owner_of`]).
 //!
 //! The fence, step by step: an instance pulls a tenant's lanes only while
 //! the owners key names it AND its own member key was renewed less than two
@@ -42,11 +45,11 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use orderd_core::TenantId;
+use orderd_core::{OrderId, TenantId};
 
 use super::BusError;
 use crate::settings::Settings;
-use crate::subjects;
+use crate::subjects::{self, Unit};
 use crate::telemetry;
 
 /// FNV-1a, 64 bits: a hash that every instance computes alike, whatever its
@@ -64,15 +67,62 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-/// The member that should own `tenant`: the one with the highest rendezvous
-/// score (ties, which need equal hashes, go to the smaller id). `None` when
-/// there are no members.
-pub fn owner_of<'a>(tenant: &TenantId, members: &'a [String]) -> Option<&'a str> {
+/// The member that should own `unit` (by its key, a tenant's name for a
+/// whole tenant): the one with the highest rendezvous score (ties, which
+/// need equal hashes, go to the smaller id). `None` when there are no
+/// members.
+pub fn owner_of<'a>(unit: &str, members: &'a [String]) -> Option<&'a str> {
     members
         .iter()
-        .map(|m| (fnv1a(&[m.as_bytes(), tenant.as_str().as_bytes()]), m))
+        .map(|m| (mix(fnv1a(&[m.as_bytes(), unit.as_bytes()])), m))
         .max_by(|(a, ma), (b, mb)| a.cmp(b).then_with(|| mb.cmp(ma)))
         .map(|(_, m)| m.as_str())
+}
+
+/// Spreads a hash's bits over all 64 (the SplitMix64 finalizer): FNV-1a
+/// of keys that differ in their last byte differ little in their high
+/// bits, and the bounded load then moves more at a join.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Who should own each of one tenant's units (`units`, by key): rendezvous
+/// hashing with bounded load. The (unit, member) pairs are taken by
+/// descending score, and a member takes a unit while it holds fewer than
+/// ⌊P/N⌋, or ⌊P/N⌋ + 1 for the first P mod N members to get there; so
+/// every member gets ⌊P/N⌋ or ⌈P/N⌉ of the tenant's P units, every
+/// instance computes the same from the same members, and a join or a
+/// leave moves about P/N of them. With one unit it is [`owner_of`].
+pub fn assign<'a>(units: &[String], members: &'a [String]) -> Vec<Option<&'a str>> {
+    let mut out = vec![None; units.len()];
+    if members.is_empty() {
+        return out;
+    }
+    let (base, mut extra) = (units.len() / members.len(), units.len() % members.len());
+    let mut pairs: Vec<(u64, &String, usize, usize)> = Vec::new();
+    for (u, unit) in units.iter().enumerate() {
+        for (m, member) in members.iter().enumerate() {
+            let score = mix(fnv1a(&[member.as_bytes(), unit.as_bytes()]));
+            pairs.push((score, member, u, m));
+        }
+    }
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)).then(a.2.cmp(&b.2)));
+    let mut load = vec![0_usize; members.len()];
+    for (_, member, u, m) in pairs {
+        if out[u].is_some() {
+            continue;
+        }
+        if load[m] < base || (load[m] == base && extra > 0) {
+            if load[m] == base {
+                extra -= 1;
+            }
+            load[m] += 1;
+            out[u] = Some(member.as_str());
+        }
+    }
+    out
 }
 
 /// A tenant's owners key as read: who, and the revision to compare against.
@@ -94,9 +144,38 @@ pub struct Ownership {
     /// When the owners bucket was created (ms): the generation of every
     /// claim's epoch, so a bucket made anew still orders after the old.
     generation: u64,
-    /// The tenants whose lanes this instance pulls now: only their live
+    /// How many partitions each tenant's orders are spread over.
+    parts: u16,
+    /// The units whose lanes this instance pulls now: only their live
     /// order actors are known to hold the latest state.
-    deciding: Arc<RwLock<HashSet<TenantId>>>,
+    deciding: Arc<RwLock<HashSet<Unit>>>,
+}
+
+/// The partitions of one tenant this instance decides now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// The tenant.
+    pub tenant: TenantId,
+    parts: u16,
+    mine: Vec<u16>,
+}
+
+impl Decided {
+    /// Whether `order` (of this tenant) is one this instance decides.
+    pub fn holds(&self, order: OrderId) -> bool {
+        self.parts <= 1
+            || self
+                .mine
+                .contains(&subjects::partition_of(order, self.parts))
+    }
+
+    /// How many of the tenant's orders to read to find about `n` of its
+    /// own: reads by tenant also return the other partitions' orders.
+    pub fn widen(&self, n: usize) -> usize {
+        let mine = self.mine.len().max(1);
+        n.saturating_mul(usize::from(self.parts.max(1)))
+            .div_ceil(mine)
+    }
 }
 
 fn kv_err(what: &'static str) -> impl Fn(String) -> BusError {
@@ -146,43 +225,71 @@ impl Ownership {
             me,
             lease,
             generation,
+            parts: settings.ownership.partitions.max(1),
             deciding: Arc::default(),
         })
     }
 
-    /// Notes whether this instance decides `tenant`'s commands now (its
+    /// How many partitions each tenant's orders are spread over.
+    pub fn parts(&self) -> u16 {
+        self.parts
+    }
+
+    /// The unit `order` of `tenant` belongs to.
+    pub fn unit_of(&self, tenant: &TenantId, order: OrderId) -> Unit {
+        Unit::of(tenant, order, self.parts)
+    }
+
+    /// Notes whether this instance decides `unit`'s commands now (its
     /// lanes run).
-    pub fn set_deciding(&self, tenant: &TenantId, deciding: bool) {
+    pub fn set_deciding(&self, unit: &Unit, deciding: bool) {
         let mut set = self.deciding.write().unwrap_or_else(|e| e.into_inner());
         if deciding {
-            set.insert(tenant.clone());
-        } else if set.remove(tenant) {
+            set.insert(unit.clone());
+        } else if set.remove(unit) {
             // Its lanes' backlog is another instance's now.
             for lane in ["cmd", "job"] {
-                telemetry::lane_backlog(tenant.as_str(), lane, 0);
+                telemetry::lane_backlog(&unit.to_string(), lane, 0);
             }
         }
         telemetry::tenants_owned(set.len());
     }
 
-    /// Whether this instance decides `tenant`'s commands now: when not, a
+    /// Whether this instance decides `unit`'s commands now: when not, a
     /// live actor of one of its orders may be stale (another instance may
     /// have changed the order since), so reads go to the store.
-    pub fn deciding(&self, tenant: &TenantId) -> bool {
+    pub fn deciding(&self, unit: &Unit) -> bool {
         self.deciding
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(tenant)
+            .contains(unit)
     }
 
-    /// The tenants this instance decides now, the `turn`th (modulo their
-    /// number) first and the others after it in order: a sweep that counts
-    /// its turns lets each tenant go first in turn, so one with a backlog
-    /// does not hold the others back sweep after sweep.
-    pub fn deciding_now(&self, turn: usize) -> Vec<TenantId> {
+    /// Whether this instance decides `order` of `tenant` now.
+    pub fn decides(&self, tenant: &TenantId, order: OrderId) -> bool {
+        self.deciding(&self.unit_of(tenant, order))
+    }
+
+    /// The tenants this instance decides now (some or all of their
+    /// partitions), the `turn`th (modulo their number) first and the others
+    /// after it in order: a sweep that counts its turns lets each tenant go
+    /// first in turn, so one with a backlog does not hold the others back
+    /// sweep after sweep.
+    pub fn deciding_now(&self, turn: usize) -> Vec<Decided> {
         let set = self.deciding.read().unwrap_or_else(|e| e.into_inner());
-        let mut tenants: Vec<TenantId> = set.iter().cloned().collect();
-        tenants.sort();
+        let mut tenants: Vec<Decided> = Vec::new();
+        let mut units: Vec<&Unit> = set.iter().collect();
+        units.sort();
+        for unit in units {
+            match tenants.last_mut() {
+                Some(d) if d.tenant == unit.tenant => d.mine.push(unit.part),
+                _ => tenants.push(Decided {
+                    tenant: unit.tenant.clone(),
+                    parts: self.parts,
+                    mine: vec![unit.part],
+                }),
+            }
+        }
         if !tenants.is_empty() {
             let first = turn % tenants.len();
             tenants.rotate_left(first);
@@ -242,11 +349,11 @@ impl Ownership {
         self.members.get(id).await.ok().flatten()
     }
 
-    /// Who owns `tenant` now, if anyone.
-    pub async fn claim(&self, tenant: &TenantId) -> Result<Option<Claim>, BusError> {
+    /// Who owns `unit` now, if anyone.
+    pub async fn claim(&self, unit: &Unit) -> Result<Option<Claim>, BusError> {
         let entry = self
             .owners
-            .entry(tenant.as_str())
+            .entry(unit.to_string())
             .await
             .map_err(|e| kv_err("owners")(e.to_string()))?;
         Ok(entry.and_then(|e| match e.operation {
@@ -258,29 +365,26 @@ impl Ownership {
         }))
     }
 
-    /// Takes `tenant`: from nobody (`previous` is `None`), or from the
+    /// Takes `unit`: from nobody (`previous` is `None`), or from the
     /// instance whose claim `previous` is (it must be gone). `Ok(None)`
     /// when another instance changed the key first.
     pub async fn take(
         &self,
-        tenant: &TenantId,
+        unit: &Unit,
         previous: Option<&Claim>,
     ) -> Result<Option<u64>, BusError> {
         let value = Bytes::from(self.me.clone());
+        let key = unit.to_string();
         let result = match previous {
-            None => self
-                .owners
-                .create(tenant.as_str(), value)
-                .await
-                .map_err(|e| {
-                    (
-                        e.kind() == kv::CreateErrorKind::AlreadyExists,
-                        e.to_string(),
-                    )
-                }),
+            None => self.owners.create(&key, value).await.map_err(|e| {
+                (
+                    e.kind() == kv::CreateErrorKind::AlreadyExists,
+                    e.to_string(),
+                )
+            }),
             Some(claim) => self
                 .owners
-                .update(tenant.as_str(), value, claim.revision)
+                .update(&key, value, claim.revision)
                 .await
                 .map_err(|e| {
                     (
@@ -296,15 +400,15 @@ impl Ownership {
         }
     }
 
-    /// Gives `tenant` up (its lanes no longer pulled here): deletes the key
+    /// Gives `unit` up (its lanes no longer pulled here): deletes the key
     /// if it still holds this instance's claim at `revision`.
-    pub async fn release(&self, tenant: &TenantId, revision: u64) {
+    pub async fn release(&self, unit: &Unit, revision: u64) {
         if let Err(e) = self
             .owners
-            .delete_expect_revision(tenant.as_str(), Some(revision))
+            .delete_expect_revision(unit.to_string(), Some(revision))
             .await
         {
-            tracing::debug!(error = %e, tenant = %tenant, "release: the claim had changed");
+            tracing::debug!(error = %e, unit = %unit, "release: the claim had changed");
         }
     }
 
@@ -362,9 +466,9 @@ mod tests {
         let a = ids(&["a", "b", "c"]);
         let b = ids(&["c", "a", "b"]);
         for t in tenants(200) {
-            assert_eq!(owner_of(&t, &a), owner_of(&t, &b));
+            assert_eq!(owner_of(t.as_str(), &a), owner_of(t.as_str(), &b));
         }
-        assert_eq!(owner_of(&tenants(1)[0], &[]), None);
+        assert_eq!(owner_of(tenants(1)[0].as_str(), &[]), None);
     }
 
     #[test]
@@ -373,7 +477,9 @@ mod tests {
         let three = ids(&["i-1", "i-2", "i-3"]);
         let mut count = std::collections::HashMap::<&str, usize>::new();
         for t in &all {
-            *count.entry(owner_of(t, &three).unwrap()).or_default() += 1;
+            *count
+                .entry(owner_of(t.as_str(), &three).unwrap())
+                .or_default() += 1;
         }
         for m in &three {
             let c = count[m.as_str()];
@@ -382,8 +488,8 @@ mod tests {
         let four = ids(&["i-1", "i-2", "i-3", "i-4"]);
         let mut moved = 0;
         for t in &all {
-            let before = owner_of(t, &three).unwrap();
-            let after = owner_of(t, &four).unwrap();
+            let before = owner_of(t.as_str(), &three).unwrap();
+            let after = owner_of(t.as_str(), &four).unwrap();
             if before != after {
                 assert_eq!(after, "i-4", "a join only takes tenants for itself");
                 moved += 1;
@@ -393,14 +499,64 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_partitions_spread_evenly_and_a_join_moves_about_its_share() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let units: Vec<String> = Unit::all(&tenant, 16).map(|u| u.to_string()).collect();
+        for n in 1..=7 {
+            let members: Vec<String> = (0..n).map(|i| format!("i-{i}")).collect();
+            let owners = assign(&units, &members);
+            for m in &members {
+                let c = owners.iter().filter(|o| **o == Some(m.as_str())).count();
+                assert!(
+                    c == 16 / n || c == 16usize.div_ceil(n),
+                    "{m} owns {c} of 16 among {n}"
+                );
+            }
+            // The order of members does not matter.
+            let mut reversed = members.clone();
+            reversed.reverse();
+            assert_eq!(assign(&units, &reversed), owners);
+        }
+        // A join moves about its share (16 / (n + 1)), on average over
+        // many memberships: a little more, as the bounded load cascades,
+        // far from a reshuffle.
+        for n in 2..=7_usize {
+            let mut moved = 0;
+            for set in 0..50 {
+                let members: Vec<String> = (0..n).map(|i| format!("m{set}-{i}")).collect();
+                let mut more = members.clone();
+                more.push(format!("m{set}-new"));
+                let (before, after) = (assign(&units, &members), assign(&units, &more));
+                moved += before.iter().zip(&after).filter(|(a, b)| a != b).count();
+            }
+            let mean = moved as f64 / 50.0;
+            let share = 16.0 / (n + 1) as f64;
+            println!(
+                "{n} -> {}: {mean} moved on average, share {share:.1}",
+                n + 1
+            );
+            assert!(
+                mean <= share * 1.6 + 1.0,
+                "{n} -> {}: {mean} moved on average, share {share}",
+                n + 1
+            );
+        }
+        // One unit: the plain rendezvous owner.
+        let one = vec!["acme".to_owned()];
+        let members = ids(&["a", "b", "c"]);
+        assert_eq!(assign(&one, &members)[0], owner_of("acme", &members));
+        assert_eq!(assign(&one, &[]), vec![None]);
+    }
+
+    #[test]
     fn a_leave_moves_only_the_leavers_tenants() {
         let all = tenants(500);
         let three = ids(&["x", "y", "z"]);
         let two = ids(&["x", "z"]);
         for t in &all {
-            let before = owner_of(t, &three).unwrap();
+            let before = owner_of(t.as_str(), &three).unwrap();
             if before != "y" {
-                assert_eq!(owner_of(t, &two).unwrap(), before);
+                assert_eq!(owner_of(t.as_str(), &two).unwrap(), before);
             }
         }
     }

@@ -1,15 +1,14 @@
 //! The intake's durable consumers: their names, their configurations, and
-//! opening them. Each tenant has one lane per intake stream (commands, job
-//! updates); each intake stream has one discovery consumer that finds new
-//! tenants (see [`super::lanes`]).
+//! opening them. Each unit (a tenant, or one partition of its orders when
+//! `ownership.partitions` is more than 1) has one lane per intake stream
+//! (commands, job updates); each intake stream has one discovery consumer
+//! that finds new tenants (see [`super::lanes`]).
 
 use async_nats::jetstream::{self, consumer::pull};
 
-use orderd_core::TenantId;
-
 use crate::bus::{stream_specs, BusError, StreamSpec};
 use crate::settings::Settings;
-use crate::subjects;
+use crate::subjects::{self, Unit};
 
 /// The streams that feed orderd (commands, job updates), each read through
 /// one lane per tenant ([`lane_config`]).
@@ -27,20 +26,35 @@ fn stream_token(spec: StreamSpec) -> &'static str {
     }
 }
 
-/// The durable name of one tenant's lane on `spec`:
-/// `<prefix>-cmd_<tenant>` or `<prefix>-job_<tenant>`.
-pub fn lane_name(spec: StreamSpec, tenant: &TenantId, settings: &Settings) -> String {
-    format!(
-        "{}-{}_{tenant}",
+/// The durable name of one unit's lane on `spec`:
+/// `<prefix>-cmd_<tenant>` or `<prefix>-job_<tenant>` for partition 0 (a
+/// whole tenant's), `<prefix>-cmd_<tenant>@<partition>` for the others.
+pub fn lane_name(spec: StreamSpec, unit: &Unit, settings: &Settings) -> String {
+    let base = format!(
+        "{}-{}_{}",
         settings.nats.consumer_prefix,
-        stream_token(spec)
-    )
+        stream_token(spec),
+        unit.tenant
+    );
+    if unit.part == 0 {
+        base
+    } else {
+        format!("{base}@{}", unit.part)
+    }
 }
 
-/// The tenant whose lane `name` is, if it is one of orderd's lanes on `spec`.
-pub fn lane_tenant(spec: StreamSpec, name: &str, settings: &Settings) -> Option<TenantId> {
+/// The unit whose lane `name` is, if it is one of orderd's lanes on `spec`.
+pub fn lane_unit(spec: StreamSpec, name: &str, settings: &Settings) -> Option<Unit> {
     let prefix = format!("{}-{}_", settings.nats.consumer_prefix, stream_token(spec));
-    TenantId::parse(name.strip_prefix(&prefix)?).ok()
+    let rest = name.strip_prefix(&prefix)?;
+    let (tenant, part) = match rest.split_once('@') {
+        Some((t, p)) => (t, p.parse().ok().filter(|p| *p > 0)?),
+        None => (rest, 0),
+    };
+    Some(Unit {
+        tenant: orderd_core::TenantId::parse(tenant).ok()?,
+        part,
+    })
 }
 
 /// The durable name of the consumer that finds new tenants on `spec`:
@@ -53,19 +67,25 @@ pub fn discovery_name(spec: StreamSpec, settings: &Settings) -> String {
     )
 }
 
-/// One tenant's lane on `spec`: a durable pull consumer of the tenant's
-/// subjects only, with explicit acks, a bounded number out at once, and
-/// redelivery after the ack wait.
-pub fn lane_config(spec: StreamSpec, tenant: &TenantId, settings: &Settings) -> pull::Config {
-    let filter = if spec.name == subjects::STREAM_COMMANDS {
-        subjects::commands_of_tenant(tenant)
+/// One unit's lane on `spec`: a durable pull consumer of the unit's
+/// subjects only ([`subjects::lane_filters`]), with explicit acks, a
+/// bounded number out at once, and redelivery after the ack wait.
+pub fn lane_config(spec: StreamSpec, unit: &Unit, settings: &Settings) -> pull::Config {
+    let mut filters = subjects::lane_filters(
+        unit,
+        settings.ownership.partitions,
+        spec.name == subjects::STREAM_COMMANDS,
+    );
+    let (filter_subject, filter_subjects) = if filters.len() == 1 {
+        (filters.remove(0), Vec::new())
     } else {
-        subjects::job_updates_of_tenant(tenant)
+        (String::new(), filters)
     };
     pull::Config {
-        durable_name: Some(lane_name(spec, tenant, settings)),
-        description: Some(format!("orderd intake of {} for {tenant}", spec.name)),
-        filter_subject: filter,
+        durable_name: Some(lane_name(spec, unit, settings)),
+        description: Some(format!("orderd intake of {} for {unit}", spec.name)),
+        filter_subject,
+        filter_subjects,
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         // Every message the stream holds for the tenant, whenever the lane
         // is opened: no other lane reads them, and one already decided is a
@@ -140,6 +160,8 @@ pub async fn open_consumer(
     if current.ack_wait != wanted.ack_wait
         || current.max_deliver != wanted.max_deliver
         || current.max_ack_pending != wanted.max_ack_pending
+        || current.filter_subject != wanted.filter_subject
+        || current.filter_subjects != wanted.filter_subjects
     {
         // The start position cannot change: keep the one it has.
         let update = pull::Config {
@@ -154,12 +176,12 @@ pub async fn open_consumer(
     Ok(consumer)
 }
 
-/// The tenants that have a lane on `spec` (whoever opened it).
+/// The units that have a lane on `spec` (whoever opened it).
 pub async fn lanes(
     js: &jetstream::Context,
     spec: StreamSpec,
     settings: &Settings,
-) -> Result<Vec<TenantId>, BusError> {
+) -> Result<Vec<Unit>, BusError> {
     use futures::TryStreamExt;
     let err = |why: String| BusError::Stream {
         stream: spec.name,
@@ -176,11 +198,11 @@ pub async fn lanes(
         .map_err(|e| err(e.to_string()))?;
     Ok(names
         .iter()
-        .filter_map(|n| lane_tenant(spec, n, settings))
+        .filter_map(|n| lane_unit(spec, n, settings))
         .collect())
 }
 
-/// Opens `tenant`'s lane on `spec` for a new owner: the consumer is made
+/// Opens `unit`'s lane on `spec` for a new owner: the consumer is made
 /// anew, starting right after its ack floor. Deleting the old one ends
 /// every pull request a previous owner may still have open at the server
 /// (a stopped pull loop's request outlives it and would swallow new
@@ -192,12 +214,12 @@ pub async fn lanes(
 pub async fn take_over(
     js: &jetstream::Context,
     spec: StreamSpec,
-    tenant: &TenantId,
+    unit: &Unit,
     settings: &Settings,
 ) -> Result<jetstream::consumer::PullConsumer, BusError> {
-    let wanted = lane_config(spec, tenant, settings);
+    let wanted = lane_config(spec, unit, settings);
     let mut consumer = open_consumer(js, spec, wanted.clone()).await?;
-    let name = lane_name(spec, tenant, settings);
+    let name = lane_name(spec, unit, settings);
     let err = |why: String| BusError::Consumer {
         consumer: name.clone(),
         why,
@@ -236,4 +258,57 @@ pub async fn take_over(
         .await
         .map_err(|e| err(e.to_string()))?;
     Ok(consumer)
+}
+
+/// Asks a tenant's partition 0 commands lane, which reads its creates,
+/// whether every create before a place in the stream is decided
+/// ([`crate::order::CreatesSettled`]).
+pub struct CreateLane {
+    js: jetstream::Context,
+    settings: std::sync::Arc<Settings>,
+}
+
+impl CreateLane {
+    /// Asks through `js`.
+    pub fn new(js: jetstream::Context, settings: std::sync::Arc<Settings>) -> Self {
+        Self { js, settings }
+    }
+
+    async fn settled(&self, tenant: &orderd_core::TenantId, position: u64) -> Result<bool, String> {
+        let spec = intake_streams()[0];
+        let name = lane_name(spec, &Unit::first(tenant), &self.settings);
+        let stream = self
+            .js
+            .get_stream(spec.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = stream
+            .consumer_info(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Every message of the lane up to its ack floor is settled; with
+        // none out, every one it delivered is, and with none pending
+        // either, every one the stream holds for it.
+        Ok(info.ack_floor.stream_sequence >= position
+            || (info.num_ack_pending == 0
+                && (info.num_pending == 0 || info.delivered.stream_sequence >= position)))
+    }
+}
+
+impl crate::order::CreatesSettled for CreateLane {
+    fn settled_before<'a>(
+        &'a self,
+        tenant: &'a orderd_core::TenantId,
+        position: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            match self.settled(tenant, position).await {
+                Ok(settled) => settled,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the creates lane; deciding as not found");
+                    true
+                }
+            }
+        })
+    }
 }

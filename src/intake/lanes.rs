@@ -2,6 +2,9 @@
 //! tenant's own durable consumers (its lanes), so a tenant with a backlog
 //! never holds up another: a consumer delivers in stream order, and one
 //! shared consumer would make every tenant wait behind the busiest one.
+//! With `ownership.partitions` = P above 1, each tenant has P pairs of
+//! lanes, one per partition of its orders (a [`Unit`]), each owned on its
+//! own; "tenant" below then reads "unit".
 //!
 //! - A **discovery** consumer per intake stream reads only the headers of
 //!   every message; the first message of a tenant without lanes makes the
@@ -17,8 +20,9 @@
 //! - **One instance pulls a tenant's lanes**: its owner
 //!   ([`crate::bus::ownership`]), so an order's commands are decided in stream
 //!   order even with several instances. Every quarter lease each instance
-//!   renews its membership, and for every tenant with lanes: takes it when
-//!   it should own it and nobody live does, gives it up (gracefully: stop
+//!   renews its membership, and for every unit with lanes: takes it when
+//!   it should own it ([`assign`]: a tenant's partitions spread evenly) and
+//!   nobody live does, gives it up (gracefully: stop
 //!   pulling, let the commands in flight finish, then release) when another
 //!   live instance should own it, and stops at once when its claim is gone.
 //!   A watchdog (every twelfth of a lease) stops every lane when the
@@ -49,10 +53,11 @@ use orderd_core::TenantId;
 
 use super::consumers;
 use super::pull::{refuse_unroutable, Intake};
-use crate::bus::ownership::{owner_of, Ownership};
+use crate::bus::ownership::{assign, Ownership};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
 use crate::store::{Epoch, RedisStore};
+use crate::subjects::Unit;
 use crate::{retry, subjects};
 
 /// How often each instance looks for lanes made by others.
@@ -67,11 +72,11 @@ struct Lane {
     permits: Arc<Semaphore>,
 }
 
-/// A tenant this instance owns, and its lanes.
+/// A unit this instance owns, and its lanes.
 struct Held {
     /// The owners key's revision when this instance took it.
     revision: u64,
-    /// Ends the tenant's pull loops.
+    /// Ends the unit's pull loops (and its announcements' responder).
     stop: watch::Sender<bool>,
     lanes: Vec<(StreamSpec, Lane)>,
 }
@@ -93,12 +98,12 @@ pub struct Lanes {
     ownership: Ownership,
     /// Where each claim's epoch is raised (the fence of its writes).
     store: RedisStore,
-    /// Tenants with lanes on the streams (whoever made them).
-    known: Mutex<HashSet<TenantId>>,
-    /// Tenants this instance owns.
-    held: Mutex<HashMap<TenantId, Held>>,
-    /// Tenants being handed over (pull stopped, commands finishing).
-    releasing: Mutex<HashSet<TenantId>>,
+    /// Units with lanes on the streams (whoever made them).
+    known: Mutex<HashSet<Unit>>,
+    /// Units this instance owns.
+    held: Mutex<HashMap<Unit, Held>>,
+    /// Units being handed over (pull stopped, commands finishing).
+    releasing: Mutex<HashSet<Unit>>,
     /// When a membership renewal last succeeded (when it was sent).
     renewed: std::sync::Mutex<Option<Instant>>,
     /// Asks for an ownership pass now (a new tenant).
@@ -130,8 +135,9 @@ impl Lanes {
         })
     }
 
-    /// Makes `tenant`'s lanes on both intake streams (their consumers),
-    /// and asks for an ownership pass so its owner pulls them soon.
+    /// Makes the lanes of every unit of `tenant` on both intake streams
+    /// (their consumers), and asks for an ownership pass so their owners
+    /// pull them soon.
     async fn make_lanes(&self, tenant: &TenantId) -> Result<(), BusError> {
         if *self.stop.borrow() {
             // Shutting down: the discovery does not acknowledge a tenant's
@@ -139,53 +145,62 @@ impl Lanes {
             return Err(BusError::Consumer {
                 consumer: consumers::lane_name(
                     consumers::intake_streams()[0],
-                    tenant,
+                    &Unit::first(tenant),
                     &self.settings,
                 ),
                 why: "orderd is shutting down".to_owned(),
             });
         }
-        for spec in consumers::intake_streams() {
-            let wanted = consumers::lane_config(spec, tenant, &self.settings);
-            consumers::open_consumer(&self.js, spec, wanted).await?;
+        let units: Vec<Unit> = Unit::all(tenant, self.settings.ownership.partitions).collect();
+        for unit in &units {
+            for spec in consumers::intake_streams() {
+                let wanted = consumers::lane_config(spec, unit, &self.settings);
+                consumers::open_consumer(&self.js, spec, wanted).await?;
+            }
         }
-        self.known.lock().await.insert(tenant.clone());
+        self.known.lock().await.extend(units);
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Learns the tenants whose lanes exist on the streams (made by this
+    /// Learns the units whose lanes exist on the streams (made by this
     /// instance or another), and forgets the lanes of this instance whose
     /// pull loop ended (their consumer vanished at the server): the next
-    /// pass takes the tenant again and makes its consumers anew.
+    /// pass takes the unit again and makes its consumers anew. Lanes of
+    /// partitions beyond `ownership.partitions` (left from a larger
+    /// setting) are not taken.
     pub async fn sync(&self) -> Result<(), BusError> {
         let mut found = HashSet::new();
         for spec in consumers::intake_streams() {
             found.extend(consumers::lanes(&self.js, spec, &self.settings).await?);
         }
-        self.known.lock().await.extend(found);
+        let parts = self.settings.ownership.partitions;
+        self.known
+            .lock()
+            .await
+            .extend(found.into_iter().filter(|u| u.part < parts));
         let mut held = self.held.lock().await;
-        let ended: Vec<TenantId> = held
+        let ended: Vec<Unit> = held
             .iter()
             .filter(|(_, h)| h.lanes.iter().any(|(_, l)| l.task.is_finished()))
             .map(|(t, _)| t.clone())
             .collect();
-        for tenant in ended {
-            if let Some(h) = held.remove(&tenant) {
+        for unit in ended {
+            if let Some(h) = held.remove(&unit) {
                 // Still its owner: the next pass opens the lanes again.
                 h.stop();
-                self.stop_deciding(&tenant);
-                self.ownership.release(&tenant, h.revision).await;
+                self.stop_deciding(&unit);
+                self.ownership.release(&unit, h.revision).await;
             }
         }
         Ok(())
     }
 
-    /// This instance no longer decides `tenant`: reads go to the store, and
-    /// its writes of the tenant's orders are fenced.
-    fn stop_deciding(&self, tenant: &TenantId) {
-        self.ownership.set_deciding(tenant, false);
-        self.store.unfence(tenant);
+    /// This instance no longer decides `unit`: reads go to the store, and
+    /// its writes of the unit's orders are fenced.
+    fn stop_deciding(&self, unit: &Unit) {
+        self.ownership.set_deciding(unit, false);
+        self.store.unfence(unit);
     }
 
     /// Renews this instance's membership.
@@ -208,7 +223,7 @@ impl Lanes {
         renewed.is_some_and(|at| at.elapsed() <= self.ownership.lease() * 2 / 3)
     }
 
-    /// One ownership pass: take, keep or give up each known tenant.
+    /// One ownership pass: take, keep or give up each known unit.
     async fn pass(self: &Arc<Self>) -> Result<(), BusError> {
         if !self.fresh() {
             return Ok(());
@@ -219,41 +234,60 @@ impl Lanes {
             members.push(me.clone());
             members.sort();
         }
-        let known: Vec<TenantId> = self.known.lock().await.iter().cloned().collect();
-        for tenant in known {
+        let mut known: Vec<Unit> = self.known.lock().await.iter().cloned().collect();
+        known.sort();
+        // Who should own each unit: a tenant's partitions spread evenly.
+        let parts = self.settings.ownership.partitions;
+        let mut targets: HashMap<TenantId, Vec<bool>> = HashMap::new();
+        for unit in &known {
+            targets.entry(unit.tenant.clone()).or_insert_with(|| {
+                let keys: Vec<String> = Unit::all(&unit.tenant, parts)
+                    .map(|u| u.to_string())
+                    .collect();
+                assign(&keys, &members)
+                    .into_iter()
+                    .map(|o| o == Some(me.as_str()))
+                    .collect()
+            });
+        }
+        for unit in known {
             if *self.stop.borrow() {
                 return Ok(());
             }
-            if self.releasing.lock().await.contains(&tenant) {
+            if self.releasing.lock().await.contains(&unit) {
                 continue;
             }
-            let want = owner_of(&tenant, &members) == Some(me.as_str());
-            let held_revision = self.held.lock().await.get(&tenant).map(|h| h.revision);
+            let want = targets
+                .get(&unit.tenant)
+                .and_then(|t| t.get(usize::from(unit.part)))
+                .copied()
+                .unwrap_or(false);
+            let held_revision = self.held.lock().await.get(&unit).map(|h| h.revision);
             match (held_revision, want) {
                 (Some(revision), true) => {
-                    let claim = self.ownership.claim(&tenant).await?;
+                    let claim = self.ownership.claim(&unit).await?;
                     if claim.is_none_or(|c| c.owner != me || c.revision != revision) {
-                        tracing::warn!(tenant = %tenant, "lost the tenant's claim: stopping its lanes");
-                        if let Some(h) = self.held.lock().await.remove(&tenant) {
+                        tracing::warn!(unit = %unit, "lost the claim: stopping its lanes");
+                        if let Some(h) = self.held.lock().await.remove(&unit) {
                             h.stop();
                         }
-                        self.stop_deciding(&tenant);
+                        self.stop_deciding(&unit);
                     }
                 }
-                (Some(_), false) => self.hand_over(tenant),
+                (Some(_), false) => self.hand_over(unit),
                 (None, true) => {
-                    let claim = self.ownership.claim(&tenant).await?;
+                    let claim = self.ownership.claim(&unit).await?;
                     let taken = match &claim {
-                        None => self.ownership.take(&tenant, None).await?,
+                        None => self.ownership.take(&unit, None).await?,
                         Some(c) if c.owner == me => Some(c.revision),
                         Some(c) if !members.contains(&c.owner) => {
-                            self.ownership.take(&tenant, Some(c)).await?
+                            self.ownership.take(&unit, Some(c)).await?
                         }
                         // Its owner is live: it hands over when it sees us.
                         Some(_) => None,
                     };
                     if let Some(revision) = taken {
-                        self.pull(&tenant, revision).await;
+                        self.pull(&unit, revision).await;
                     }
                 }
                 (None, false) => {}
@@ -262,37 +296,36 @@ impl Lanes {
         Ok(())
     }
 
-    /// Starts pulling `tenant`'s lanes, which this instance now owns:
-    /// first raises the tenant's epoch to this claim's (its revision), so
+    /// Starts pulling `unit`'s lanes, which this instance now owns:
+    /// first raises the unit's epoch to this claim's (its revision), so
     /// no earlier owner writes its orders from then on.
-    async fn pull(&self, tenant: &TenantId, revision: u64) {
+    async fn pull(&self, unit: &Unit, revision: u64) {
         let epoch = Epoch {
             generation: self.ownership.generation(),
             revision,
         };
-        match self.store.fence(tenant, epoch).await {
+        match self.store.fence(unit, epoch).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::info!(tenant = %tenant, "a later claim of the tenant exists: not pulling");
+                tracing::info!(unit = %unit, "a later claim of the unit exists: not pulling");
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, tenant = %tenant, "cannot raise the tenant's epoch; the next pass tries again");
-                self.ownership.release(tenant, revision).await;
+                tracing::warn!(error = %e, unit = %unit, "cannot raise the unit's epoch; the next pass tries again");
+                self.ownership.release(unit, revision).await;
                 return;
             }
         }
         let (stop, stop_rx) = watch::channel(false);
         let mut lanes = Vec::new();
         for spec in consumers::intake_streams() {
-            let consumer = match consumers::take_over(&self.js, spec, tenant, &self.settings).await
-            {
+            let consumer = match consumers::take_over(&self.js, spec, unit, &self.settings).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, tenant = %tenant, "cannot open the lane; the next pass tries again");
+                    tracing::warn!(error = %e, unit = %unit, "cannot open the lane; the next pass tries again");
                     let _ = stop.send(true);
-                    self.store.unfence(tenant);
-                    self.ownership.release(tenant, revision).await;
+                    self.store.unfence(unit);
+                    self.ownership.release(unit, revision).await;
                     return;
                 }
             };
@@ -304,27 +337,42 @@ impl Lanes {
             let task = tokio::spawn(intake.run(consumer, stop_rx.clone()));
             lanes.push((spec, Lane { task, permits }));
         }
-        tracing::info!(tenant = %tenant, "owner of the tenant: pulling its lanes");
+        tracing::info!(unit = %unit, "owner: pulling its lanes");
+        let tenant = &unit.tenant;
         // Orders written by an older orderd lack the index entries this
-        // one adds: once per tenant, the backfill walks them.
-        match self.store.upgrade_layout(tenant).await {
-            Ok(true) => {
-                tracing::info!(tenant = %tenant, "the tenant's orders follow an older index layout: walking them in the background")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, tenant = %tenant, "cannot check the tenant's index layout; the next claim tries again")
+        // one adds: once per tenant (by its partition 0's owner), the
+        // backfill walks them.
+        if unit.part == 0 {
+            match self.store.upgrade_layout(tenant).await {
+                Ok(true) => {
+                    tracing::info!(tenant = %tenant, "the tenant's orders follow an older index layout: walking them in the background")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, tenant = %tenant, "cannot check the tenant's index layout; the next claim tries again")
+                }
             }
         }
-        self.ownership.set_deciding(tenant, true);
+        self.ownership.set_deciding(unit, true);
+        // New orders of the unit created by partition 0's owner elsewhere
+        // are announced here.
+        if self.settings.ownership.partitions > 1 {
+            tokio::spawn(crate::order::plugins::serve_announcements(
+                self.intake.client.clone(),
+                self.intake.router.clone(),
+                unit.clone(),
+                stop_rx.clone(),
+            ));
+        }
         // Its orders waiting for plugins ask again, from here.
         tokio::spawn(crate::order::plugins::resume_waiting(
             self.store.clone(),
             self.intake.router.clone(),
-            tenant.clone(),
+            unit.clone(),
+            self.settings.ownership.partitions,
         ));
         self.held.lock().await.insert(
-            tenant.clone(),
+            unit.clone(),
             Held {
                 revision,
                 stop,
@@ -333,26 +381,26 @@ impl Lanes {
         );
     }
 
-    /// Gives `tenant` to the instance that should own it, in the
+    /// Gives `unit` to the instance that should own it, in the
     /// background: stop pulling, let the commands in flight finish (at most
     /// the shutdown grace), then release the claim.
-    fn hand_over(self: &Arc<Self>, tenant: TenantId) {
+    fn hand_over(self: &Arc<Self>, unit: Unit) {
         let this = self.clone();
         tokio::spawn(async move {
-            let Some(held) = this.held.lock().await.remove(&tenant) else {
+            let Some(held) = this.held.lock().await.remove(&unit) else {
                 return;
             };
-            this.releasing.lock().await.insert(tenant.clone());
+            this.releasing.lock().await.insert(unit.clone());
             held.stop();
-            this.ownership.set_deciding(&tenant, false);
+            this.ownership.set_deciding(&unit, false);
             let grace = Duration::from_millis(this.settings.runtime.shutdown_grace_ms);
             let settled = settle(&held, this.settings.runtime.max_in_flight, grace).await;
             // The commands in flight wrote as the owner; from here on, any
             // left over are fenced and go back to the stream.
-            this.store.unfence(&tenant);
-            this.ownership.release(&tenant, held.revision).await;
-            this.releasing.lock().await.remove(&tenant);
-            tracing::info!(tenant = %tenant, settled, "handed the tenant over");
+            this.store.unfence(&unit);
+            this.ownership.release(&unit, held.revision).await;
+            this.releasing.lock().await.remove(&unit);
+            tracing::info!(unit = %unit, settled, "handed the unit over");
             this.wake.notify_one();
         });
     }
@@ -365,12 +413,12 @@ impl Lanes {
             return;
         }
         tracing::warn!(
-            tenants = held.len(),
+            units = held.len(),
             "membership not renewed for two thirds of a lease: stopped pulling"
         );
-        for (tenant, h) in held.drain() {
+        for (unit, h) in held.drain() {
             h.stop();
-            self.stop_deciding(&tenant);
+            self.stop_deciding(&unit);
         }
     }
 
@@ -560,9 +608,9 @@ impl Lanes {
     /// lease.
     pub async fn release_all(&self) {
         let mut held = self.held.lock().await;
-        for (tenant, h) in held.drain() {
-            self.stop_deciding(&tenant);
-            self.ownership.release(&tenant, h.revision).await;
+        for (unit, h) in held.drain() {
+            self.stop_deciding(&unit);
+            self.ownership.release(&unit, h.revision).await;
         }
         self.ownership.leave().await;
     }

@@ -253,6 +253,7 @@ impl Intake {
             reply: Some(tx.into()),
             span: span.clone(),
             traceparent,
+            position: (stream == subjects::STREAM_COMMANDS).then_some(stream_seq),
         };
         let routed = self.router.cast(RouterMsg::Route {
             order_id,
@@ -445,7 +446,10 @@ impl Intake {
         );
         h.insert(headers::ORDERD_ERROR_CODE, code);
         h.insert(headers::ORDERD_ERROR, why.as_str());
-        h.insert(headers::ORDERD_DLQ_SUBJECT, msg.subject.as_str());
+        h.insert(
+            headers::ORDERD_DLQ_SUBJECT,
+            subjects::as_sent(&msg.subject).as_str(),
+        );
         h.insert(
             headers::ORDERD_DLQ_SOURCE,
             format!("{stream}:{stream_seq}").as_str(),

@@ -74,6 +74,9 @@ pub struct Deps {
     /// Where an INITIATED order asks for its validation plugins' verdicts
     /// (`None`: nobody asks, as in tests without NATS).
     pub plugins: Option<super::plugins::PluginRequests>,
+    /// Whether the creates before a place in the commands stream are all
+    /// decided (`None`: creates and commands share one lane, so they are).
+    pub creates: Option<Arc<dyn super::messages::CreatesSettled>>,
 }
 
 /// A scheduled message to the actor itself.
@@ -347,6 +350,10 @@ impl OrderActorState {
             if let Some((blocked, until)) = &self.blocked_on {
                 if *blocked == exec.envelope.command_id || Instant::now() >= *until {
                     self.blocked_on = None;
+                } else if matches!(exec.envelope.command, Command::Create(_)) {
+                    // A create overtakes nothing (it comes first for its
+                    // order), and the command waiting may wait for it: a
+                    // partitioned tenant's creates come on another lane.
                 } else {
                     verdicts[i] = Some(Verdict::Retry(RetryReason::WaitingForEarlier));
                     continue;
@@ -357,6 +364,11 @@ impl OrderActorState {
         if let Some(&first) = open.first() {
             let execs: Vec<&Execution> = open.iter().map(|&i| &batch[i]).collect();
             let decided = self.run_batch(myself, &execs).await;
+            if self.snap.as_ref().is_some_and(|s| !s.order.exists()) {
+                // Nothing stored: the next command reads Redis again (the
+                // order may be created there meanwhile, by another lane).
+                self.snap = None;
+            }
             if matches!(decided.first(), Some(Verdict::Retry(_))) {
                 // The write may or may not have happened: reload next time,
                 // and let the first of them come back before the later ones.
@@ -456,6 +468,25 @@ impl OrderActorState {
         self.ensure_loaded(myself).await?;
         let outbox_published = self.outbox_published;
         let snap = self.snap.as_mut().ok_or(StoreError::NotLoaded)?;
+        if let (false, Some(creates), Some(first)) =
+            (snap.order.exists(), &deps.creates, execs.first())
+        {
+            // Not found: unless a create before it is still undecided.
+            let pending = match (&first.envelope.command, first.position) {
+                (Command::Create(_), _) | (_, None) => false,
+                (_, Some(position)) => {
+                    !creates
+                        .settled_before(&first.envelope.tenant, position)
+                        .await
+                }
+            };
+            if pending {
+                return Ok(vec![
+                    Verdict::Retry(RetryReason::CreatePending);
+                    execs.len()
+                ]);
+            }
+        }
         let mut verdicts = Vec::with_capacity(execs.len());
         // The state Redis holds, for the indexes: before the first change.
         let previous_state = snap.order.exists().then_some(snap.order.state);
@@ -667,6 +698,7 @@ impl OrderActorState {
             reply: None,
             span: span.clone(),
             traceparent: None,
+            position: None,
         };
         let verdicts = tracing::Instrument::instrument(
             self.decide_batch(myself, std::slice::from_ref(&exec)),
@@ -922,6 +954,7 @@ mod tests {
             passivate_after: Duration::from_secs(60),
             hold_back: Duration::from_secs(1),
             plugins: None,
+            creates: None,
         };
         let (router, _) = Actor::spawn(None, Router, deps).await.unwrap();
         World {
@@ -972,6 +1005,7 @@ mod tests {
             reply: Some(tx.into()),
             span: tracing::Span::none(),
             traceparent: None,
+            position: None,
         };
         w.router
             .cast(RouterMsg::Route {
@@ -1200,6 +1234,7 @@ mod tests {
                 reply: Some(tx.into()),
                 span: tracing::Span::none(),
                 traceparent: None,
+                position: None,
             };
             w.router
                 .cast(RouterMsg::Route {

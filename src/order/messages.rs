@@ -36,6 +36,26 @@ pub struct Execution {
     /// ([`crate::headers::child_traceparent`]): its events and job
     /// commands carry it.
     pub traceparent: Option<String>,
+    /// Its place in the commands stream, for a command read from there
+    /// (`None` for job updates and orderd's own commands): a command on an
+    /// order not found yet waits while creates before it are undecided.
+    pub position: Option<u64>,
+}
+
+/// Whether every create of a tenant before a place in the commands stream
+/// has been decided. When a tenant's orders are partitioned, creates are
+/// read on its partition 0's lane and other commands on their own
+/// partition's: a command on an order not found waits while this says no,
+/// so a create and a command sent right after it are decided in order.
+pub trait CreatesSettled: Send + Sync + 'static {
+    /// True when no create of `tenant` before `position` is still to be
+    /// decided (an error counts as yes: the command is then refused as
+    /// before partitions).
+    fn settled_before<'a>(
+        &'a self,
+        tenant: &'a orderd_core::TenantId,
+        position: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 }
 
 /// Messages the router forwards; the router counts them, to know when an
@@ -122,6 +142,10 @@ pub enum RetryReason {
     Fenced,
     /// An earlier command of this order failed and must go first.
     WaitingForEarlier,
+    /// The order does not exist yet, and a create before the command in
+    /// the stream is not decided yet (its tenant's orders are partitioned:
+    /// creates are read on another lane).
+    CreatePending,
 }
 
 /// The router's messages.

@@ -26,7 +26,7 @@ pub mod timers;
 
 pub use actor::{Deps, OrderActor, MAX_BATCH};
 pub use messages::{
-    system_clock, Clock, Execution, NotLive, OrderMsg, RetryReason, Routed, RouterMsg, Summary,
-    Verdict,
+    system_clock, Clock, CreatesSettled, Execution, NotLive, OrderMsg, RetryReason, Routed,
+    RouterMsg, Summary, Verdict,
 };
 pub use router::Router;

@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 
 use orderd_core::command::PluginVerdict;
 use orderd_core::config::OnTimeout;
-use orderd_core::{Command, CommandId, Envelope, Order, OrderId, OrderState, TenantId};
+use orderd_core::{Command, CommandId, Envelope, Order, OrderId, OrderState};
 
 use super::messages::{Execution, RetryReason, Routed, RouterMsg, Verdict};
 use crate::store::{RedisStore, SnapshotStore};
@@ -78,11 +78,22 @@ pub struct Asker {
     /// (order, plugin) pairs being asked now, so an order loaded twice is
     /// not asked twice at once.
     pub in_flight: Arc<Mutex<HashSet<(OrderId, String)>>>,
+    /// Which orders this instance decides (`None`: all of them). An order
+    /// it created for another instance's partition is announced to that
+    /// partition's owner ([`announce`]), which asks its plugins.
+    pub ownership: Option<crate::bus::ownership::Ownership>,
 }
 
 /// The plugin task: asks each plugin of each order from its own task.
 pub async fn run(asker: Asker, mut asks: mpsc::UnboundedReceiver<PluginAsk>) {
     while let Some(ask) = asks.recv().await {
+        if let Some(ownership) = asker.ownership.as_ref().filter(|o| o.parts() > 1) {
+            let unit = ownership.unit_of(&ask.order.tenant, ask.order.id);
+            if !ownership.deciding(&unit) {
+                tokio::spawn(announce(asker.client.clone(), unit, ask.order.id));
+                continue;
+            }
+        }
         let order = Arc::new(*ask.order);
         for plugin in &order.validation.waiting_for {
             let plugin = plugin.clone();
@@ -212,6 +223,7 @@ impl Asker {
                     reply: Some(tx.into()),
                     span,
                     traceparent: None,
+                    position: None,
                 })),
             });
             if sent.is_err() {
@@ -236,16 +248,25 @@ impl Asker {
     }
 }
 
-/// When this instance takes `tenant` (at start-up, or over from another):
+/// When this instance takes `unit` (at start-up, or over from another):
 /// loads every INITIATED order of it, so each asks its plugins again.
-pub async fn resume_waiting(store: RedisStore, router: ActorRef<RouterMsg>, tenant: TenantId) {
+pub async fn resume_waiting(
+    store: RedisStore,
+    router: ActorRef<RouterMsg>,
+    unit: crate::subjects::Unit,
+    parts: u16,
+) {
+    let tenant = &unit.tenant;
     let Ok(ids) = store
-        .oldest_orders_in(&tenant, OrderState::Initiated, 10_000)
+        .oldest_orders_in(tenant, OrderState::Initiated, 10_000)
         .await
     else {
         tracing::warn!(%tenant, "cannot look for the tenant's INITIATED orders");
         return;
     };
+    let ids = ids
+        .into_iter()
+        .filter(|id| crate::subjects::partition_of(*id, parts) == unit.part);
     let loads = futures::stream::iter(ids)
         .map(|order_id| {
             let router = router.clone();
@@ -264,4 +285,70 @@ pub async fn resume_waiting(store: RedisStore, router: ActorRef<RouterMsg>, tena
         })
         .buffer_unordered(16);
     loads.collect::<Vec<()>>().await;
+}
+
+/// Tells the owner of `unit` that `order`, which this instance created
+/// (creates are decided on the tenant's partition 0), exists: the owner
+/// loads it, and so asks its plugins. Sent again up to three times while
+/// unanswered; if all go unanswered (the partition changing hands), the
+/// next owner asks every INITIATED order of it when it takes it.
+pub async fn announce(client: async_nats::Client, unit: crate::subjects::Unit, order: OrderId) {
+    let subject = subjects::created_elsewhere(&unit);
+    for _ in 0..4 {
+        let request = client.request(subject.clone(), order.to_string().into());
+        match tokio::time::timeout(Duration::from_secs(2), request).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    tracing::info!(unit = %unit, order_id = %order, "new order not announced to its partition's owner; it asks its plugins when it next loads it");
+}
+
+/// While this instance owns `unit` (until `stop`): loads each order
+/// announced on [`subjects::created_elsewhere`], so an INITIATED one asks
+/// its plugins from here, and answers once it is loaded.
+pub async fn serve_announcements(
+    client: async_nats::Client,
+    router: ActorRef<RouterMsg>,
+    unit: crate::subjects::Unit,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut sub = match client.subscribe(subjects::created_elsewhere(&unit)).await {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::warn!(error = %e, unit = %unit, "cannot listen for new orders created elsewhere; they ask their plugins when next loaded");
+            return;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = stop.changed() => break,
+            m = sub.next() => match m { Some(m) => m, None => break },
+        };
+        let Some(order_id) = std::str::from_utf8(&msg.payload)
+            .ok()
+            .and_then(|t| OrderId::parse(t).ok())
+        else {
+            continue;
+        };
+        let (client, router) = (client.clone(), router.clone());
+        tokio::spawn(async move {
+            let (tx, rx) = ractor::concurrency::oneshot();
+            if router
+                .cast(RouterMsg::Route {
+                    order_id,
+                    msg: Routed::Read(tx.into()),
+                })
+                .is_ok()
+                && tokio::time::timeout(Duration::from_secs(5), rx)
+                    .await
+                    .is_ok()
+            {
+                if let Some(reply) = msg.reply {
+                    let _ = client.publish(reply, bytes::Bytes::new()).await;
+                }
+            }
+        });
+    }
+    let _ = sub.unsubscribe().await;
 }

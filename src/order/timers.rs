@@ -69,11 +69,17 @@ pub async fn sweep(
         let mut left = budget;
         let before = store.due_timers_of_before(due_at, left + woken.len()).await;
         left -= wake(&router, &mut woken, before, left, now);
-        for tenant in tenants {
+        for decided in tenants {
             if left == 0 {
                 break;
             }
-            let due = store.due_timers(&tenant, due_at, left + woken.len()).await;
+            // The tenant's set holds every partition's timers: only this
+            // instance's partitions are woken here.
+            let wanted = decided.widen(left + woken.len());
+            let due = store
+                .due_timers(&decided.tenant, due_at, wanted)
+                .await
+                .map(|ids| ids.into_iter().filter(|id| decided.holds(*id)).collect());
             left -= wake(&router, &mut woken, due, left, now);
         }
         if left == 0 {

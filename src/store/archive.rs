@@ -131,18 +131,19 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tenant = &order.tenant;
+        let unit = self.fences.unit_of(tenant, order.id);
         let (ok, found): (i64, String) = redis::Script::new(REMOVE_SCRIPT)
             .key(keys::order(&order.id))
             .key(keys::command_ids(&order.id))
             .key(keys::refusals(&order.id))
-            .key(keys::owner_epoch(tenant))
+            .key(keys::owner_epoch(&unit))
             .key(keys::state_index(tenant, OrderState::Closed))
             // Without a client order id, a key that never exists.
             .key(keys::client_order_index(tenant, &order.client_order_id))
             .key(keys::tenant_timers(tenant))
             .key(keys::TIMERS)
             .arg(version)
-            .arg(self.fences.epoch(tenant).to_string())
+            .arg(self.fences.epoch(&unit).to_string())
             .arg(order.id.to_string())
             .arg(at_ms)
             .arg(tombstone_secs.max(1))
@@ -150,7 +151,7 @@ impl RedisStore {
             .await?;
         match ok {
             1 => self.replicated(&mut conn).await,
-            3 => Err(self.fenced(tenant, &found)),
+            3 => Err(self.fenced(&unit, &found)),
             4 => Err(StoreError::Archived {
                 order: order.id,
                 at_ms: found.parse().unwrap_or_default(),

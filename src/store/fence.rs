@@ -1,11 +1,12 @@
-//! The owner's fence: a tenant's orders are written only by the instance
-//! that owns the tenant now, whatever the timing.
+//! The owner's fence: a unit's orders (a tenant's, or one partition of
+//! them) are written only by the instance that owns the unit now,
+//! whatever the timing.
 //!
-//! Each claim of a tenant (`crate::bus::ownership`) has an [`Epoch`]: the
+//! Each claim of a unit (`crate::bus::ownership`) has an [`Epoch`]: the
 //! owners bucket's generation (when the bucket was created) and the claim's
 //! revision in it, which grows with every claim. The new owner raises the
-//! tenant's epoch key to its own before it pulls a message
-//! ([`RedisStore::fence`]), and every write of an order of the tenant
+//! unit's epoch key to its own before it pulls a message
+//! ([`RedisStore::fence`]), and every write of an order of the unit
 //! carries the epoch of the instance that writes it: the save and refusal
 //! scripts refuse it, changing nothing, unless it is the stored one. An
 //! owner that stalled past its lease (a VM pause, a stopped process, a
@@ -26,9 +27,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use orderd_core::TenantId;
+use orderd_core::{OrderId, TenantId};
 
 use super::{keys, RedisStore, StoreError};
+use crate::subjects::Unit;
 
 /// A claim's place in the order of claims: the owners bucket's generation,
 /// then the claim's revision in it. Stored as `<generation>:<revision>`.
@@ -57,26 +59,44 @@ impl Epoch {
     }
 }
 
-/// The epochs this instance writes with, per tenant it owns.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Fences(Arc<RwLock<HashMap<TenantId, Epoch>>>);
+/// The epochs this instance writes with, per unit it owns, and how many
+/// partitions a tenant's orders are spread over.
+#[derive(Debug, Clone)]
+pub(super) struct Fences {
+    held: Arc<RwLock<HashMap<Unit, Epoch>>>,
+    parts: u16,
+}
+
+impl Default for Fences {
+    fn default() -> Self {
+        Self {
+            held: Arc::default(),
+            parts: 1,
+        }
+    }
+}
 
 impl Fences {
-    /// The epoch to write `tenant`'s orders with: its claim's, or zero.
-    pub(super) fn epoch(&self, tenant: &TenantId) -> Epoch {
-        self.0
+    /// The unit `order` of `tenant` belongs to.
+    pub(super) fn unit_of(&self, tenant: &TenantId, order: OrderId) -> Unit {
+        Unit::of(tenant, order, self.parts)
+    }
+
+    /// The epoch to write `unit`'s orders with: its claim's, or zero.
+    pub(super) fn epoch(&self, unit: &Unit) -> Epoch {
+        self.held
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
+            .get(unit)
             .copied()
             .unwrap_or_default()
     }
 
-    fn set(&self, tenant: &TenantId, epoch: Option<Epoch>) {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+    fn set(&self, unit: &Unit, epoch: Option<Epoch>) {
+        let mut map = self.held.write().unwrap_or_else(|e| e.into_inner());
         match epoch {
-            Some(e) => map.insert(tenant.clone(), e),
-            None => map.remove(tenant),
+            Some(e) => map.insert(unit.clone(), e),
+            None => map.remove(unit),
         };
     }
 }
@@ -101,14 +121,22 @@ return 1
 ";
 
 impl RedisStore {
-    /// Makes `epoch` the one `tenant`'s orders are written with, from now
+    /// This store writes for tenants whose orders are spread over `parts`
+    /// partitions (`ownership.partitions`), each fenced on its own.
+    #[must_use]
+    pub fn partitioned(mut self, parts: u16) -> Self {
+        self.fences.parts = parts.max(1);
+        self
+    }
+
+    /// Makes `epoch` the one `unit`'s orders are written with, from now
     /// on and by this instance only. `Ok(false)`, changing nothing, when a
     /// later claim raised it already (this one lost). Waits for the
     /// replicas like any write (`redis.wait_replicas`).
-    pub async fn fence(&self, tenant: &TenantId, epoch: Epoch) -> Result<bool, StoreError> {
+    pub async fn fence(&self, unit: &Unit, epoch: Epoch) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let raised: i64 = redis::Script::new(RAISE_SCRIPT)
-            .key(keys::owner_epoch(tenant))
+            .key(keys::owner_epoch(unit))
             .arg(epoch.generation)
             .arg(epoch.revision)
             .invoke_async(&mut conn)
@@ -117,29 +145,29 @@ impl RedisStore {
             return Ok(false);
         }
         self.replicated(&mut conn).await?;
-        self.fences.set(tenant, Some(epoch));
+        self.fences.set(unit, Some(epoch));
         Ok(true)
     }
 
-    /// This instance stops writing `tenant`'s orders as their owner: its
+    /// This instance stops writing `unit`'s orders as their owner: its
     /// writes carry the zero epoch from now on.
-    pub fn unfence(&self, tenant: &TenantId) {
-        self.fences.set(tenant, None);
+    pub fn unfence(&self, unit: &Unit) {
+        self.fences.set(unit, None);
     }
 
-    /// The epoch stored for `tenant` (zero: never claimed).
-    pub async fn stored_epoch(&self, tenant: &TenantId) -> Result<Epoch, StoreError> {
+    /// The epoch stored for `unit` (zero: never claimed).
+    pub async fn stored_epoch(&self, unit: &Unit) -> Result<Epoch, StoreError> {
         let v: Option<String> = redis::cmd("GET")
-            .arg(keys::owner_epoch(tenant))
+            .arg(keys::owner_epoch(unit))
             .query_async(&mut self.conn())
             .await?;
         Ok(v.map_or_else(Epoch::default, |s| Epoch::parse(&s)))
     }
 
-    pub(super) fn fenced(&self, tenant: &TenantId, stored: &str) -> StoreError {
+    pub(super) fn fenced(&self, unit: &Unit, stored: &str) -> StoreError {
         StoreError::Fenced {
-            tenant: tenant.clone(),
-            mine: self.fences.epoch(tenant),
+            tenant: unit.tenant.clone(),
+            mine: self.fences.epoch(unit),
             stored: Epoch::parse(stored),
         }
     }

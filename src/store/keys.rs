@@ -20,7 +20,7 @@
 //! | `orderd:tenant:<tenant>:config:current` | string | the current version number | the publish script |
 //! | `orderd:tenant:<tenant>:personal` | set | the contact and location keys the tenant's orders stored: what its reads may resolve | the save script |
 //! | `orderd:tenant:<tenant>:audit` | stream | one entry per read of personal data (kind, id, by, found; never the data), capped | the lookup script |
-//! | `orderd:tenant:<tenant>:epoch` | string | the epoch of the tenant's owner: its orders are written with it only | the owner's claim (`fence`) |
+//! | `orderd:tenant:<tenant>:epoch`, `orderd:tenant:<tenant>:epoch:<partition>` | string | the epoch of the owner of the tenant's partition 0 (or of the whole tenant), and of its other partitions: their orders are written with it only | the owner's claim (`fence`) |
 //!
 //! Invariants: every key starts with [`ROOT`]; tenants and ids are printed by
 //! their own `Display`, which never holds a `:`, so a key names one thing;
@@ -160,9 +160,15 @@ pub fn tenant_layout(tenant: &TenantId) -> String {
     format!("orderd:tenant:{tenant}:layout")
 }
 
-/// The epoch of the tenant's current owner (the fence).
-pub fn owner_epoch(tenant: &TenantId) -> String {
-    format!("orderd:tenant:{tenant}:epoch")
+/// The epoch of the unit's current owner (the fence): the tenant's key
+/// for partition 0 (a whole tenant's), with the partition after it for
+/// the others.
+pub fn owner_epoch(unit: &crate::subjects::Unit) -> String {
+    if unit.part == 0 {
+        format!("orderd:tenant:{}:epoch", unit.tenant)
+    } else {
+        format!("orderd:tenant:{}:epoch:{}", unit.tenant, unit.part)
+    }
 }
 
 #[cfg(test)]

@@ -366,6 +366,13 @@ impl RedisStore {
             .min()
             .map(|d| d.to_string())
             .unwrap_or_default();
+        // A create is decided on the lane of the tenant's partition 0 (its
+        // subject names no order): fenced by that partition's owner. Every
+        // later write is fenced by the order's own partition's.
+        let unit = match previous_state {
+            None => crate::subjects::Unit::first(&order.tenant),
+            Some(_) => self.fences.unit_of(&order.tenant, order.id),
+        };
         let mut config_version = self.current_guess(&order.tenant, order.schema_version);
         for _ in 0..WRITE_TRIES {
             let config = self.cached_config(&order.tenant, config_version).await?;
@@ -383,7 +390,7 @@ impl RedisStore {
                 .key(keys::config_current(&order.tenant))
                 .key(keys::command_ids(&order.id))
                 .key(keys::refusals(&order.id))
-                .key(keys::owner_epoch(&order.tenant))
+                .key(keys::owner_epoch(&unit))
                 .key(keys::tenant_personal(&order.tenant))
                 .key(keys::TIMERS)
                 .arg(expected)
@@ -405,7 +412,7 @@ impl RedisStore {
                 .arg(if new_version == expected {
                     String::new()
                 } else {
-                    self.fences.epoch(&order.tenant).to_string()
+                    self.fences.epoch(&unit).to_string()
                 })
                 .arg(personal.len());
             for (key, value) in &personal {
@@ -423,7 +430,7 @@ impl RedisStore {
                 2 => {
                     config_version = found.parse().unwrap_or(configs::DEFAULT_VERSION);
                 }
-                3 => return Err(self.fenced(&order.tenant, &found)),
+                3 => return Err(self.fenced(&unit, &found)),
                 _ if archived_at(&found).is_some() => {
                     return Err(StoreError::Archived {
                         order: order.id,
@@ -560,19 +567,28 @@ impl SnapshotStore for RedisStore {
     fn refuse<'a>(&'a self, snapshot: &'a mut Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let order = snapshot.order.id;
+            if snapshot.version == 0 {
+                // Never written: nothing to record, and nobody's write to
+                // fence (a refused create is decided on the tenant's
+                // partition 0, a command on an order not found on the
+                // order's own partition).
+                snapshot.refusals_recorded();
+                return Ok(());
+            }
             let mut conn = self.conn();
+            let unit = self.fences.unit_of(&snapshot.order.tenant, order);
             let (ok, found): (i64, String) = redis::Script::new(REFUSE_SCRIPT)
                 .key(keys::order(&order))
                 .key(keys::refusals(&order))
-                .key(keys::owner_epoch(&snapshot.order.tenant))
+                .key(keys::owner_epoch(&unit))
                 .arg(snapshot.version)
                 .arg(refusals_arg(&snapshot.new_refusals))
                 .arg(REFUSALS_KEPT)
-                .arg(self.fences.epoch(&snapshot.order.tenant).to_string())
+                .arg(self.fences.epoch(&unit).to_string())
                 .invoke_async(&mut conn)
                 .await?;
             if ok == 3 {
-                return Err(self.fenced(&snapshot.order.tenant, &found));
+                return Err(self.fenced(&unit, &found));
             }
             if let Some(at_ms) = archived_at(&found) {
                 return Err(StoreError::Archived { order, at_ms });
