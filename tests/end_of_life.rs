@@ -238,7 +238,15 @@ async fn closed_orders_past_retention_leave_the_live_store_for_the_archive() {
         let archived: Vec<wire::EventMessage> =
             serde_json::from_value(record["history"].clone()).unwrap();
         assert_eq!(&archived, history);
-        assert_eq!(record["version"].as_u64(), view["seq"].as_u64());
+        // The snapshot's version: one write per change, and one more when
+        // the order's actor passivated after its last change (it clears
+        // the published outbox), as happens when closing takes over a
+        // minute (`runtime.passivate_after_ms`).
+        let (version, seq) = (record["version"].as_u64(), view["seq"].as_u64());
+        assert!(
+            version == seq || version == seq.map(|s| s + 1),
+            "archived version {version:?}, last seq {seq:?}"
+        );
     }
 
     // An archived order: reads and commands say so, and it comes back for

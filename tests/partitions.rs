@@ -183,3 +183,35 @@ async fn the_number_of_partitions_changes_only_once_nothing_is_in_flight() {
         Some(subjects::commands_transform(8))
     );
 }
+
+/// A command on an order that does not exist is refused not found on
+/// every partition, at once: on partition 0 too, whose lane also reads
+/// the creates it might wait for.
+#[tokio::test]
+async fn a_command_on_an_unknown_order_is_not_found_on_every_partition() {
+    const PARTS: u16 = 4;
+    let t = testkit::spawn_app_with(|s| s.ownership.partitions = PARTS).await;
+    // The tenant's lanes open with its first message.
+    t.create(&testkit::create_body("SEQUENTIAL", &["PICKUP"]))
+        .await;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < usize::from(PARTS) {
+        let order = OrderId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+        if !seen.insert(subjects::partition_of(order, PARTS)) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let outcome = t.command(order, Verb::Hold, &serde_json::json!({})).await;
+        assert_eq!(
+            outcome.error.as_ref().map(|e| e.code.as_str()),
+            Some("ORD-404-ORDER_NOT_FOUND"),
+            "partition {}: {outcome:?}",
+            subjects::partition_of(order, PARTS)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -299,9 +299,14 @@ impl crate::order::CreatesSettled for CreateLane {
     fn settled_before<'a>(
         &'a self,
         tenant: &'a orderd_core::TenantId,
+        order: orderd_core::OrderId,
         position: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         Box::pin(async move {
+            if subjects::partition_of(order, self.settings.ownership.partitions) == 0 {
+                // Read on the creates' own lane, after them.
+                return true;
+            }
             match self.settled(tenant, position).await {
                 Ok(settled) => settled,
                 Err(e) => {

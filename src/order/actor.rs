@@ -476,7 +476,7 @@ impl OrderActorState {
                 (Command::Create(_), _) | (_, None) => false,
                 (_, Some(position)) => {
                     !creates
-                        .settled_before(&first.envelope.tenant, position)
+                        .settled_before(&first.envelope.tenant, first.envelope.order_id, position)
                         .await
                 }
             };

@@ -48,12 +48,15 @@ pub struct Execution {
 /// partition's: a command on an order not found waits while this says no,
 /// so a create and a command sent right after it are decided in order.
 pub trait CreatesSettled: Send + Sync + 'static {
-    /// True when no create of `tenant` before `position` is still to be
-    /// decided (an error counts as yes: the command is then refused as
-    /// before partitions).
+    /// True when no create of `tenant` before `position` that `order`'s
+    /// command could be waiting for is still to be decided: always for an
+    /// order of partition 0, whose commands share the creates' lane (so
+    /// they come after its create anyway); an error counts as yes (the
+    /// command is then refused as without partitions).
     fn settled_before<'a>(
         &'a self,
         tenant: &'a orderd_core::TenantId,
+        order: OrderId,
         position: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 }
