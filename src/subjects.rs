@@ -583,6 +583,31 @@ impl fmt::Display for Unit {
     }
 }
 
+/// The durable name of `unit`'s lane on the stream whose consumers `token`
+/// names (`cmd` or `job`): `<prefix>-<token>_<tenant>` for partition 0 (a
+/// whole tenant's), `<prefix>-<token>_<tenant>@<partition>` for the others.
+pub fn lane_consumer(prefix: &str, token: &str, unit: &Unit) -> String {
+    let base = format!("{prefix}-{token}_{}", unit.tenant);
+    if unit.part == 0 {
+        base
+    } else {
+        format!("{base}@{}", unit.part)
+    }
+}
+
+/// The unit whose lane `name` is ([`lane_consumer`]), if it is one.
+pub fn lane_consumer_unit(prefix: &str, token: &str, name: &str) -> Option<Unit> {
+    let rest = name.strip_prefix(&format!("{prefix}-{token}_"))?;
+    let (tenant, part) = match rest.split_once('@') {
+        Some((t, p)) => (t, p.parse().ok().filter(|p| *p > 0)?),
+        None => (rest, 0),
+    };
+    Some(Unit {
+        tenant: TenantId::parse(tenant).ok()?,
+        part,
+    })
+}
+
 /// The subject transform of the commands stream when orders are spread
 /// over `parts` partitions (source, destination): a command on an order,
 /// `orderd.v1.<tenant>.cmd.<orderId>.<verb>`, is stored as

@@ -182,11 +182,10 @@ fn named(servers: &Servers, name: &str) -> Process {
     Process::start_with_env(servers, &[("ORDERD_INSTANCE_NAME", name)])
 }
 
-/// The tenant's owner, and which of the instances `names` it is.
-async fn owner_among(t: &TestApp, names: &[&str]) -> (String, usize) {
-    let owner = owner(&t.js, t.tenant.as_str())
-        .await
-        .expect("the tenant has an owner");
+/// The owner of `key` (a tenant, or `<tenant>.<partition>`), and which of
+/// the instances `names` it is.
+async fn owner_among(t: &TestApp, key: &str, names: &[&str]) -> (String, usize) {
+    let owner = owner(&t.js, key).await.expect("the unit has an owner");
     let i = names
         .iter()
         .position(|n| owner.starts_with(&format!("{n}-")))
@@ -201,7 +200,7 @@ async fn a_killed_owner_is_taken_over_mid_burst_with_nothing_refused_or_lost() {
     let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(named(&servers, n))).collect();
     let t = testkit::attach(servers).await;
     let orders = create_orders(&t, 40).await;
-    let (owner_before, victim) = owner_among(&t, &names).await;
+    let (owner_before, victim) = owner_among(&t, t.tenant.as_str(), &names).await;
 
     let reply = t.nats.new_inbox();
     let mut sub = t.nats.subscribe(format!("{reply}.>")).await.unwrap();
@@ -247,7 +246,7 @@ async fn an_owner_stalled_past_its_lease_wakes_fenced_with_nothing_refused_or_lo
     let t = testkit::attach(servers).await;
     let store = t.servers.store().await;
     let orders = create_orders(&t, 40).await;
-    let (owner_before, stalled) = owner_among(&t, &names).await;
+    let (owner_before, stalled) = owner_among(&t, t.tenant.as_str(), &names).await;
     let epoch_before = store
         .stored_epoch(&orderd::subjects::Unit::first(&t.tenant))
         .await
@@ -429,20 +428,45 @@ async fn reads_after_a_hand_over_show_the_new_owners_changes() {
 #[tokio::test]
 #[ignore = "long form: about 8 s a kill"]
 async fn failover_time_over_many_kills() {
+    failover_over_many_kills(1).await;
+}
+
+/// The long form with the tenant's orders in 8 partitions: each round
+/// kills the owner of the partition of the order the command is for.
+#[tokio::test]
+#[ignore = "long form: about 8 s a kill"]
+async fn failover_time_over_many_kills_partitioned() {
+    failover_over_many_kills(PARTS).await;
+}
+
+/// Kills, `SCALE_OUT_KILLS` times (20), the instance that owns the order
+/// a command waits for, and times the command's outcome from the kill.
+async fn failover_over_many_kills(parts: u16) {
     let kills: usize = std::env::var("SCALE_OUT_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let servers = Servers::start().await;
     let names = ["alpha", "bravo", "charlie"];
-    let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(named(&servers, n))).collect();
+    let parts_env = parts.to_string();
+    let start = |servers: &Servers, name: &str| {
+        Process::start_with_env(
+            servers,
+            &[
+                ("ORDERD_INSTANCE_NAME", name),
+                ("ORDERD_OWNERSHIP_PARTITIONS", parts_env.as_str()),
+            ],
+        )
+    };
+    let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(start(&servers, n))).collect();
     let t = testkit::attach(servers).await;
     let mut times = Vec::new();
     for round in 0..kills {
         let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
         // Settled: the owner decided that create; it may have just moved
         // (a restarted instance ranks anew), so ask again each round.
-        let (_, victim) = owner_among(&t, &names).await;
+        let unit = subjects::Unit::of(&t.tenant, order, parts).to_string();
+        let (_, victim) = owner_among(&t, &unit, &names).await;
         procs[victim].take().expect("running").kill9();
         let killed_at = Instant::now();
         let held = t
@@ -459,14 +483,14 @@ async fn failover_time_over_many_kills() {
             names[victim]
         );
         times.push(took);
-        procs[victim] = Some(named(&t.servers, names[victim]));
+        procs[victim] = Some(start(&t.servers, names[victim]));
         // Let it join (and take back what ranks it first) before the next kill.
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
     times.sort();
     let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
     println!(
-        "failover over {} kills: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        "failover over {} kills ({parts} partitions): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
         times.len(),
         at(0.5),
         at(0.9),
@@ -552,6 +576,37 @@ async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!("partitions per instance: {per:?}");
+    // Operators see each partition's owner and backlog in health (nothing
+    // left once every outcome came, give or take the last acks).
+    let deadline = Instant::now() + WAIT;
+    let health = loop {
+        let health = t
+            .nats
+            .request(subjects::API_HEALTH, "{}".into())
+            .await
+            .expect("health answers");
+        let health: serde_json::Value = serde_json::from_slice(&health.payload).unwrap();
+        let backlog = health["backlog"].as_object().cloned().unwrap_or_default();
+        if backlog.len() >= PARTS as usize && backlog.values().all(|n| n == 0) {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "backlog left: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for p in 0..PARTS {
+        let unit = subjects::Unit {
+            tenant: t.tenant.clone(),
+            part: p,
+        }
+        .to_string();
+        let owner = health["owners"][&unit].as_str().unwrap_or_default();
+        assert!(per.contains_key(owner), "{unit}: {health}");
+        assert_eq!(
+            health["backlog"][&unit],
+            serde_json::json!(0),
+            "{unit}: {health}"
+        );
+    }
     for app in apps {
         app.stop().await;
     }

@@ -39,10 +39,12 @@
 //! and counts the CPU of all five servers. `--instances N` runs N orderd
 //! processes on the same servers (one owns the bench's tenant, the others
 //! stand by) and sums their CPU: what the coordination costs.
+//! `--partitions P` spreads the tenant's orders over P partitions
+//! (`ownership.partitions`), so the instances share its work.
 //!
 //! `cargo run --release -p orderd-bench -- [--quick] [--json PATH]
 //! [--passivated N] [--live N] [--secs S] [--inflight N] [--saturation N]
-//! [--redis-replica] [--durable] [--instances N]`
+//! [--redis-replica] [--durable] [--instances N] [--partitions P]`
 
 #![recursion_limit = "256"]
 
@@ -96,6 +98,8 @@ struct Args {
     /// orderd processes on the same servers (one owns the bench's tenant,
     /// the others stand by): what the coordination of several costs.
     instances: usize,
+    /// `ownership.partitions` of every orderd process.
+    partitions: u16,
     /// Equal durability with a peer that fsyncs before it answers: a
     /// three-node NATS cluster with every stream on three replicas (a PubAck
     /// means a quorum stored it) and the Redis replica wait.
@@ -115,6 +119,7 @@ impl Args {
             redis_replica: false,
             durable: false,
             instances: 1,
+            partitions: 1,
         };
         let mut live = None;
         let mut secs = None;
@@ -131,6 +136,7 @@ impl Args {
                 "--saturation" => a.saturation = value()?.parse()?,
                 "--redis-replica" => a.redis_replica = true,
                 "--instances" => a.instances = value()?.parse::<usize>()?.max(1),
+                "--partitions" => a.partitions = value()?.parse::<u16>()?.max(1),
                 "--durable" => {
                     a.durable = true;
                     a.redis_replica = true;
@@ -138,7 +144,7 @@ impl Args {
                 _ => bail!(
                     "usage: orderd-bench [--quick] [--json PATH] [--passivated N] [--live N] \
                      [--secs S] [--inflight N] [--saturation N] [--redis-replica] [--durable] \
-                     [--instances N]"
+                     [--instances N] [--partitions P]"
                 ),
             }
         }
@@ -243,6 +249,8 @@ struct Stack {
     /// use instead of the single server (which then stands idle).
     cluster: Option<NatsCluster>,
     servers: Servers,
+    /// `ownership.partitions` of every orderd process.
+    partitions: u16,
 }
 
 impl Stack {
@@ -283,6 +291,7 @@ impl Stack {
             replica,
             cluster,
             servers,
+            partitions: 1,
         })
     }
 
@@ -334,7 +343,8 @@ impl Stack {
             .env("ORDERD_NATS_REPLICAS", self.replicas().to_string())
             .env("ORDERD_REDIS_URL", &self.servers.redis_url)
             .env("ORDERD_PASSIVATE_AFTER_MS", passivate_ms.to_string())
-            .env("ORDERD_INSTANCE_NAME", name);
+            .env("ORDERD_INSTANCE_NAME", name)
+            .env("ORDERD_OWNERSHIP_PARTITIONS", self.partitions.to_string());
         if self.replica.is_some() {
             cmd.env("ORDERD_REDIS_WAIT_REPLICAS", "1");
         }
@@ -1243,6 +1253,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         cpu_model()
     );
     let mut stack = Stack::start(args.redis_replica, args.durable).await?;
+    stack.partitions = args.partitions;
     eprintln!(
         "servers: {} | {} ({})",
         stack.servers.nats().version(),
@@ -1551,6 +1562,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     println!("{:<48} {:>14}", "measure", "value");
     let row = |k: &str, v: String| println!("{k:<48} {v:>14}");
     row("orderd instances (CPU summed)", args.instances.to_string());
+    row("partitions of the tenant", args.partitions.to_string());
     row(
         &format!("lifecycles/s, {} in flight", args.inflight),
         format!("{fixed:.0}"),
@@ -1632,6 +1644,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
             "redis_replica_wait": args.redis_replica,
             "nats_cluster_r3": args.durable,
             "instances": args.instances,
+            "partitions": args.partitions,
             "setup": stack.setup(),
             "ok": ok,
             "orders": orders,

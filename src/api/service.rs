@@ -731,7 +731,29 @@ impl Reader {
             instance: self.ownership.me().to_owned(),
             instances,
             owners,
+            backlog: self.backlog().await,
         }
+    }
+
+    /// Each owned unit's backlog: what its two lanes still have to
+    /// deliver or to see acknowledged (one listing per intake stream).
+    async fn backlog(&self) -> std::collections::BTreeMap<String, u64> {
+        let prefix = &self.settings.nats.consumer_prefix;
+        let mut out = std::collections::BTreeMap::new();
+        for (stream, token) in [
+            (subjects::STREAM_COMMANDS, "cmd"),
+            (subjects::STREAM_JOBS, "job"),
+        ] {
+            let Ok(lanes) = crate::bus::consumer_backlogs(&self.js, stream).await else {
+                continue;
+            };
+            for (name, n) in lanes {
+                if let Some(unit) = subjects::lane_consumer_unit(prefix, token, &name) {
+                    *out.entry(unit.to_string()).or_insert(0) += n;
+                }
+            }
+        }
+        out
     }
 
     fn max_body(&self) -> usize {
@@ -757,6 +779,12 @@ pub struct Health {
     pub instance: String,
     /// The live instances' ids.
     pub instances: Vec<String>,
-    /// Each tenant's owner: the instance that decides its commands.
+    /// Each tenant's owner: the instance that decides its commands; with
+    /// `ownership.partitions` above 1, each partition's, keyed
+    /// `<tenant>.<partition>` (`<tenant>` for partition 0).
     pub owners: std::collections::BTreeMap<String, String>,
+    /// Each tenant's (or partition's, keyed as `owners`) backlog: the
+    /// commands and job updates its lanes still have to deliver or to see
+    /// acknowledged.
+    pub backlog: std::collections::BTreeMap<String, u64>,
 }

@@ -219,6 +219,29 @@ fn subject_transform(spec: StreamSpec, parts: u16) -> Option<stream::SubjectTran
     })
 }
 
+/// Each consumer of `stream` with what it still has to deliver or to
+/// see acknowledged (pending plus unacknowledged), for operators.
+pub async fn consumer_backlogs(
+    js: &jetstream::Context,
+    stream: &'static str,
+) -> Result<Vec<(String, u64)>, BusError> {
+    use futures::TryStreamExt;
+    let failed = |why: String| BusError::Stream { stream, why };
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let infos: Vec<jetstream::consumer::Info> = handle
+        .consumers()
+        .try_collect()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(infos
+        .into_iter()
+        .map(|i| (i.name, i.num_pending + i.num_ack_pending as u64))
+        .collect())
+}
+
 /// Whether every consumer of `stream` has nothing pending and nothing
 /// unacknowledged (so the partitions can change without reordering any
 /// order's commands).

@@ -26,35 +26,15 @@ fn stream_token(spec: StreamSpec) -> &'static str {
     }
 }
 
-/// The durable name of one unit's lane on `spec`:
-/// `<prefix>-cmd_<tenant>` or `<prefix>-job_<tenant>` for partition 0 (a
-/// whole tenant's), `<prefix>-cmd_<tenant>@<partition>` for the others.
+/// The durable name of one unit's lane on `spec`
+/// ([`subjects::lane_consumer`]).
 pub fn lane_name(spec: StreamSpec, unit: &Unit, settings: &Settings) -> String {
-    let base = format!(
-        "{}-{}_{}",
-        settings.nats.consumer_prefix,
-        stream_token(spec),
-        unit.tenant
-    );
-    if unit.part == 0 {
-        base
-    } else {
-        format!("{base}@{}", unit.part)
-    }
+    subjects::lane_consumer(&settings.nats.consumer_prefix, stream_token(spec), unit)
 }
 
 /// The unit whose lane `name` is, if it is one of orderd's lanes on `spec`.
 pub fn lane_unit(spec: StreamSpec, name: &str, settings: &Settings) -> Option<Unit> {
-    let prefix = format!("{}-{}_", settings.nats.consumer_prefix, stream_token(spec));
-    let rest = name.strip_prefix(&prefix)?;
-    let (tenant, part) = match rest.split_once('@') {
-        Some((t, p)) => (t, p.parse().ok().filter(|p| *p > 0)?),
-        None => (rest, 0),
-    };
-    Some(Unit {
-        tenant: orderd_core::TenantId::parse(tenant).ok()?,
-        part,
-    })
+    subjects::lane_consumer_unit(&settings.nats.consumer_prefix, stream_token(spec), name)
 }
 
 /// The durable name of the consumer that finds new tenants on `spec`:
