@@ -179,7 +179,19 @@ async fn owner(js: &jetstream::Context, tenant: &str) -> Option<String> {
 
 /// An orderd process named `name` (a new id at every start).
 fn named(servers: &Servers, name: &str) -> Process {
-    Process::start_with_env(servers, &[("ORDERD_INSTANCE_NAME", name)])
+    named_in(servers, name, 1)
+}
+
+/// [`named`], with each tenant's orders in `parts` partitions.
+fn named_in(servers: &Servers, name: &str, parts: u16) -> Process {
+    let parts = parts.to_string();
+    Process::start_with_env(
+        servers,
+        &[
+            ("ORDERD_INSTANCE_NAME", name),
+            ("ORDERD_OWNERSHIP_PARTITIONS", parts.as_str()),
+        ],
+    )
 }
 
 /// The owner of `key` (a tenant, or `<tenant>.<partition>`), and which of
@@ -448,16 +460,7 @@ async fn failover_over_many_kills(parts: u16) {
         .unwrap_or(20);
     let servers = Servers::start().await;
     let names = ["alpha", "bravo", "charlie"];
-    let parts_env = parts.to_string();
-    let start = |servers: &Servers, name: &str| {
-        Process::start_with_env(
-            servers,
-            &[
-                ("ORDERD_INSTANCE_NAME", name),
-                ("ORDERD_OWNERSHIP_PARTITIONS", parts_env.as_str()),
-            ],
-        )
-    };
+    let start = |servers: &Servers, name: &str| named_in(servers, name, parts);
     let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(start(&servers, n))).collect();
     let t = testkit::attach(servers).await;
     let mut times = Vec::new();
@@ -707,16 +710,7 @@ async fn partitioned_instances_join_and_leave_under_load_with_nothing_lost_or_do
 async fn a_killed_instances_partitions_are_taken_over_mid_burst_with_nothing_refused_or_lost() {
     let servers = Servers::start().await;
     let names = ["alpha", "bravo", "charlie"];
-    let parts = PARTS.to_string();
-    let start = |servers: &Servers, name: &str| {
-        Process::start_with_env(
-            servers,
-            &[
-                ("ORDERD_INSTANCE_NAME", name),
-                ("ORDERD_OWNERSHIP_PARTITIONS", parts.as_str()),
-            ],
-        )
-    };
+    let start = |servers: &Servers, name: &str| named_in(servers, name, PARTS);
     let mut procs: Vec<Option<Process>> = names.iter().map(|n| Some(start(&servers, n))).collect();
     let t = testkit::attach(servers).await;
     let orders = create_orders(&t, 40).await;

@@ -290,8 +290,11 @@ impl crate::order::CreatesSettled for CreateLane {
             match self.settled(tenant, position).await {
                 Ok(settled) => settled,
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot read the creates lane; deciding as not found");
-                    true
+                    // Its consumer being made anew at a hand-over, or NATS
+                    // away: wait rather than refuse a command whose create
+                    // may be about to be decided.
+                    tracing::debug!(error = %e, "cannot read the creates lane; the command waits");
+                    false
                 }
             }
         })

@@ -51,8 +51,8 @@ pub trait CreatesSettled: Send + Sync + 'static {
     /// True when no create of `tenant` before `position` that `order`'s
     /// command could be waiting for is still to be decided: always for an
     /// order of partition 0, whose commands share the creates' lane (so
-    /// they come after its create anyway); an error counts as yes (the
-    /// command is then refused as without partitions).
+    /// they come after its create anyway). When it cannot be known now
+    /// (the lane being made anew at a hand-over), no: the command waits.
     fn settled_before<'a>(
         &'a self,
         tenant: &'a orderd_core::TenantId,
