@@ -51,6 +51,7 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("indexes", &["keys"]),
             ("personal", &["keys"]),
             ("sentinel", &[]),
+            ("reconnects", &[]),
             ("fence", &["keys"]),
             ("paging", &["keys"]),
             ("timers", &["keys"]),
