@@ -101,8 +101,9 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("failure", &[]),
             ("render", &[]),
             ("asof", &[]),
+            ("narrow", &[]),
             ("client", &["args", "failure"]),
-            ("watch", &["args", "client", "failure", "render"]),
+            ("watch", &["args", "client", "failure", "narrow", "render"]),
         ],
     ),
 ];
