@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use orderd::settings::Settings;
 use orderd::subjects::Verb;
 use testkit::servers::free_port;
-use testkit::{create_body, http_get, spawn_app_with, App, TestApp, WAIT};
+use testkit::{create_body, http_get, sample, scrape, spawn_app_with, App, TestApp, WAIT};
 
 /// orderd with its HTTP listener on a free port, and the port's address.
 async fn with_listener() -> (TestApp, SocketAddr) {
@@ -27,24 +27,6 @@ async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     let answer = http_get(addr, path).await.expect("an answer");
     let body = serde_json::from_str(&answer.body).expect("json");
     (answer.status, body)
-}
-
-/// The value of the sample `series` (name and labels exactly as rendered)
-/// in a Prometheus text exposition, 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().expect("a number"))
-        })
-        .unwrap_or(0.0)
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let answer = http_get(addr, "/metrics").await.expect("an answer");
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.body
 }
 
 #[tokio::test]
