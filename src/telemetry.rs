@@ -5,8 +5,8 @@
 //! Prometheus recorder and renders it at `/metrics`.
 //!
 //! Labels are bounded: verbs, outcomes, lanes and stages are fixed sets;
-//! the one open label is the tenant, on the lanes' backlog (one series per
-//! tenant this instance decides). Never an order id, never personal data.
+//! the one open label is the tenant, on the lanes' backlog and the timers
+//! due (one series per tenant this instance decides). Never an order id, never personal data.
 //!
 //! Traces: with `trace.otlp_endpoint` set, orderd's command spans are
 //! exported to an OpenTelemetry collector over OTLP/HTTP ([`otlp_layer`]),
@@ -33,12 +33,24 @@ pub const ACTORS_PASSIVATED: &str = "orderd_actors_passivated_total";
 pub const LANE_BACKLOG: &str = "orderd_lane_backlog";
 /// Redis calls that failed (the commands concerned are redelivered).
 pub const REDIS_ERRORS: &str = "orderd_redis_errors_total";
+/// The connection to Redis re-established: a connection found to be a new
+/// one (it lacks the name orderd gives each connection), after the old one
+/// broke (Redis restarted, the network cut, the connection killed) or after
+/// a Sentinel failover moved the primary. Counted by a check every half
+/// second, so two reconnects closer together count once.
+pub const REDIS_RECONNECTS: &str = "orderd_redis_reconnects_total";
 /// Outbox publishes that failed (retried until JetStream acknowledges).
 pub const NATS_PUBLISH_ERRORS: &str = "orderd_nats_publish_errors_total";
 /// NATS connection events, by `event` (`connected`, `disconnected`, …).
 pub const NATS_CONNECTION_EVENTS: &str = "orderd_nats_connection_events_total";
 /// Timer firings (milestones, holds that expire) decided.
 pub const TIMERS_FIRED: &str = "orderd_timers_fired_total";
+/// Orders whose earliest timer is due and not fired yet, by `tenant`, as
+/// the timer sweep counted them at its last tick in the timer sets of the
+/// tenants this instance decides (with partitions spread over instances,
+/// this instance's share: the tenant's count times the part of its
+/// partitions it decides); 0 once the tenant moved to another instance.
+pub const TIMERS_DUE: &str = "orderd_timers_due";
 /// Tenants this instance decides.
 pub const TENANTS_OWNED: &str = "orderd_tenants_owned";
 /// Writes refused because another instance owns the order's tenant now.
@@ -57,7 +69,9 @@ pub const STAGE_BUCKETS: &[f64] = &[
 /// even build their labels.
 static RECORDING: AtomicBool = AtomicBool::new(false);
 
-fn recording() -> bool {
+/// Whether metrics are recorded: a caller whose figure costs a Redis call
+/// asks first.
+pub fn recording() -> bool {
     RECORDING.load(Ordering::Relaxed)
 }
 
@@ -83,6 +97,10 @@ pub fn describe() {
     );
     describe_counter!(REDIS_ERRORS, "Redis calls that failed");
     describe_counter!(
+        REDIS_RECONNECTS,
+        "Times the connection to Redis was re-established"
+    );
+    describe_counter!(
         FENCED_WRITES,
         "Writes refused: another instance owns the tenant now"
     );
@@ -92,6 +110,10 @@ pub fn describe() {
         "NATS connection events (connected, disconnected, ...)"
     );
     describe_counter!(TIMERS_FIRED, "Timer firings decided");
+    describe_gauge!(
+        TIMERS_DUE,
+        "Orders of a tenant whose earliest timer is due and not fired yet"
+    );
     describe_gauge!(TENANTS_OWNED, "Tenants this instance decides");
     describe_counter!(
         ORDERS_ARCHIVED,
@@ -148,6 +170,14 @@ pub fn redis_error() {
     metrics::counter!(REDIS_ERRORS).increment(1);
 }
 
+/// The connection to Redis was re-established.
+pub fn redis_reconnected() {
+    if !recording() {
+        return;
+    }
+    metrics::counter!(REDIS_RECONNECTS).increment(1);
+}
+
 /// A write was fenced (another instance owns the tenant now).
 pub fn fenced_write() {
     if !recording() {
@@ -186,6 +216,14 @@ pub fn timer_fired() {
         return;
     }
     metrics::counter!(TIMERS_FIRED).increment(1);
+}
+
+/// How many of the tenant's orders have a timer due and not fired yet.
+pub fn timers_due(tenant: &str, due: u64) {
+    if !recording() {
+        return;
+    }
+    metrics::gauge!(TIMERS_DUE, "tenant" => tenant.to_owned()).set(due as f64);
 }
 
 /// How many units (tenants, or partitions of tenants) this instance decides now.
@@ -285,9 +323,11 @@ mod tests {
         ACTORS_PASSIVATED,
         LANE_BACKLOG,
         REDIS_ERRORS,
+        REDIS_RECONNECTS,
         NATS_PUBLISH_ERRORS,
         NATS_CONNECTION_EVENTS,
         TIMERS_FIRED,
+        TIMERS_DUE,
         TENANTS_OWNED,
         FENCED_WRITES,
         ORDERS_ARCHIVED,

@@ -43,7 +43,7 @@ pub use view::{
     AuditEntryView, AuditRequest, AuditResponse, CancellationView, ContactReply, CountsRequest,
     CountsResponse, DropDetailsView, EraseReply, EraseRequest, HistoryRequest, HistoryResponse,
     LocationReply, MilestoneView, OrderRequest, OrderSummaryView, OrderView, OutcomeRequest,
-    PersonalRequest, QueryRequest, QueryResponse, RangeBody, StopView, WorkOrderView,
+    PersonalRequest, QueryFacts, QueryRequest, QueryResponse, RangeBody, StopView, WorkOrderView,
 };
 
 use crate::headers;

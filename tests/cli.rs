@@ -118,6 +118,14 @@ async fn help_version_usage_and_an_unreachable_server() {
         Some(2)
     );
     assert_eq!(run(&["get", order]).status.code(), Some(2));
+    // Filters narrow a tenant's watch, not one order's.
+    let watch = run(&["watch", order, "--state", "on-hold", "--tenant", "acme"]);
+    assert_eq!(watch.status.code(), Some(2), "{watch:?}");
+    let help = run(&["watch", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in ["--attr", "--state", "last line"] {
+        assert!(text.contains(word), "watch --help lacks {word:?}:\n{text}");
+    }
     assert_eq!(run(&["--bogus"]).status.code(), Some(2));
 
     // Nothing listens: unavailable.
@@ -511,17 +519,43 @@ impl Watcher {
 
     /// The (seq, state) lines printed for `order` until it printed `last`.
     async fn lines_until(&mut self, order: OrderId, last: u64) -> Vec<(u64, String)> {
-        let id = order.to_string();
-        let mut seen: Vec<(u64, String)> = Vec::new();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while seen.last().map(|(seq, _)| *seq) != Some(last) {
+        let lines = self.collect(&[(order, last)], Duration::ZERO).await;
+        lines.get(&order.to_string()).cloned().unwrap_or_default()
+    }
+
+    /// Each order's (seq, state) lines, printed until every order of
+    /// `targets` printed its seq, and during `linger` after; then stops the
+    /// watch.
+    async fn collect(
+        &mut self,
+        targets: &[(OrderId, u64)],
+        linger: Duration,
+    ) -> BTreeMap<String, Vec<(u64, String)>> {
+        let mut seen: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        let reached = |seen: &BTreeMap<String, Vec<(u64, String)>>| {
+            targets.iter().all(|(order, last)| {
+                seen.get(&order.to_string())
+                    .and_then(|lines| lines.last())
+                    .is_some_and(|(seq, _)| seq == last)
+            })
+        };
+        let mut deadline = tokio::time::Instant::now() + WAIT;
+        let mut lingering = false;
+        loop {
+            if !lingering && reached(&seen) {
+                lingering = true;
+                deadline = tokio::time::Instant::now() + linger;
+            }
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line["orderId"] == json!(id) => seen.push((
-                    line["seq"].as_u64().expect("a seq"),
-                    line["state"].as_str().expect("a state").to_owned(),
-                )),
-                Ok(Some(_)) => {}
-                _ => panic!("watch stopped printing before seq {last}; it printed {seen:?}"),
+                Ok(Some(line)) => seen
+                    .entry(line["orderId"].as_str().expect("an order id").to_owned())
+                    .or_default()
+                    .push((
+                        line["seq"].as_u64().expect("a seq"),
+                        line["state"].as_str().expect("a state").to_owned(),
+                    )),
+                _ if lingering => break,
+                _ => panic!("watch stopped printing before {targets:?}; it printed {seen:?}"),
             }
         }
         let _ = self.child.kill().await;
@@ -622,4 +656,138 @@ async fn as_of_rebuilds_an_order_with_a_long_history() {
         assert_eq!(then["seq"], json!(expected.seq), "as of {at}");
         assert_eq!(then["state"], json!(expected.state), "as of {at}");
     }
+}
+
+/// Waits until orderd applied the order's change `seq`.
+async fn applied(t: &TestApp, order: OrderId, seq: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while t.get(order).await["seq"].as_u64() < Some(seq) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orderd applied {order} up to {seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sets the order's region; its seq after.
+async fn set_region(t: &TestApp, order: OrderId, region: &str) -> u64 {
+    let body = json!({"customAttributes": {"region": region}});
+    let out = t.command(order, Verb::Update, &body).await;
+    assert!(out.ok, "{out:?}");
+    t.get(order).await["seq"].as_u64().expect("a seq")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_narrowed_by_a_query_prints_only_matching_orders_in_order() {
+    let t = Arc::new(spawn_app().await);
+    t.publish_config(&json!({"attributes": [
+        {"name": "region", "dataType": "string", "indexed": true}
+    ]}))
+    .await;
+    let in_region = |region: &str| {
+        let mut body = create_body("SEQUENTIAL", &["PICKUP"]);
+        body["customAttributes"] = json!({"region": region});
+        body
+    };
+    let north = [
+        t.create(&in_region("north")).await,
+        t.create(&in_region("north")).await,
+    ];
+    let south = t.create(&in_region("south")).await;
+
+    // Bursts of holds and resumes on all three run before, while and after
+    // both watches begin.
+    let started = Arc::new(AtomicBool::new(false));
+    let bursts: Vec<_> = [north[0], north[1], south]
+        .into_iter()
+        .map(|order| {
+            let (t, started) = (t.clone(), started.clone());
+            tokio::spawn(async move { (order, burst(&t, order, started, 30).await) })
+        })
+        .collect();
+    applied(&t, north[0], 10).await;
+    let mut by_region = Watcher::start(&t, &["--attr", "region=north"], started.clone());
+    let mut on_hold = Watcher::start(&t, &["--state", "on-hold"], started.clone());
+    // Orders created while the watches run: one matches from its creation.
+    let late_north = t.create(&in_region("north")).await;
+    let late_south = t.create(&in_region("south")).await;
+    let mut last = BTreeMap::new();
+    for burst in bursts {
+        let (order, sent) = burst.await.expect("a burst");
+        last.insert(order, 1 + sent as u64);
+    }
+    for (order, seq) in &last {
+        applied(&t, *order, *seq).await;
+    }
+
+    // Then updates: one order leaves the region (that change is its last
+    // line; the next is not printed), one joins it, one created in it
+    // leaves.
+    let left = set_region(&t, north[1], "south").await;
+    let after_leaving = set_region(&t, north[1], "west").await;
+    let joined = set_region(&t, south, "north").await;
+    let late_left = set_region(&t, late_north, "east").await;
+
+    let seen = by_region
+        .collect(
+            &[
+                (north[0], last[&north[0]]),
+                (north[1], left),
+                (south, joined),
+                (late_north, late_left),
+            ],
+            Duration::from_secs(1),
+        )
+        .await;
+    assert_contiguous("north[0]", &seqs_of(&seen, north[0]), last[&north[0]]);
+    assert!(
+        seqs_of(&seen, north[0])[0] > 1,
+        "began in the burst: {:?}",
+        seqs_of(&seen, north[0])
+    );
+    assert_contiguous("north[1], up to leaving", &seqs_of(&seen, north[1]), left);
+    assert!(left < after_leaving);
+    assert_eq!(
+        seqs_of(&seen, south),
+        [joined],
+        "south: from the change that made it match"
+    );
+    assert_contiguous("late north", &seqs_of(&seen, late_north), late_left);
+    assert_eq!(seqs_of(&seen, late_north)[0], 1, "from its creation");
+    assert!(!seen.contains_key(&late_south.to_string()), "{seen:?}");
+    assert_eq!(seen.len(), 4, "only orders of the region: {seen:?}");
+
+    // Watching ON_HOLD: a line shows the order on hold, or is the change
+    // that took it off hold, right after one that showed it on hold.
+    let seen = on_hold
+        .collect(&[(north[0], last[&north[0]])], Duration::from_millis(500))
+        .await;
+    assert!(!seen.is_empty());
+    for (order, lines) in &seen {
+        for (i, (seq, state)) in lines.iter().enumerate() {
+            if state == "ON_HOLD" {
+                if let Some((before, _)) = i.checked_sub(1).map(|j| &lines[j]) {
+                    assert!(before < seq, "{order}: in seq order: {lines:?}");
+                }
+                continue;
+            }
+            let before = i.checked_sub(1).map(|j| &lines[j]);
+            assert!(
+                before.is_some_and(|(b, s)| *b + 1 == *seq && s == "ON_HOLD"),
+                "{order}: seq {seq} ({state}) is not the change that left ON_HOLD: {lines:?}"
+            );
+        }
+    }
+    assert_contiguous(
+        "north[0] on hold and off",
+        &seqs_of(&seen, north[0]),
+        last[&north[0]],
+    );
+}
+
+fn seqs_of(seen: &BTreeMap<String, Vec<(u64, String)>>, order: OrderId) -> Vec<u64> {
+    seen.get(&order.to_string())
+        .map(|lines| lines.iter().map(|(seq, _)| *seq).collect())
+        .unwrap_or_default()
 }

@@ -1,16 +1,18 @@
 //! orderd's HTTP listener: off unless `http.listen` names an address; when
 //! on, `/healthz` answers while orderd runs, and the listener goes with it;
 //! `/readyz` says whether each dependency answers; `/metrics` moves with
-//! the traffic.
+//! the traffic, counts Redis reconnects, and shows timers due until they
+//! fire.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use orderd::settings::Settings;
 use orderd::subjects::Verb;
 use testkit::servers::free_port;
-use testkit::{create_body, http_get, spawn_app_with, TestApp};
+use testkit::{create_body, http_get, sample, scrape, spawn_app_with, App, TestApp, WAIT};
 
 /// orderd with its HTTP listener on a free port, and the port's address.
 async fn with_listener() -> (TestApp, SocketAddr) {
@@ -25,24 +27,6 @@ async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     let answer = http_get(addr, path).await.expect("an answer");
     let body = serde_json::from_str(&answer.body).expect("json");
     (answer.status, body)
-}
-
-/// The value of the sample `series` (name and labels exactly as rendered)
-/// in a Prometheus text exposition, 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().expect("a number"))
-        })
-        .unwrap_or(0.0)
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let answer = http_get(addr, "/metrics").await.expect("an answer");
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.body
 }
 
 #[tokio::test]
@@ -112,6 +96,14 @@ async fn readyz_names_the_dependency_that_does_not_answer() {
 
     t.servers.start_redis().await;
     ready_again(addr, "redis is back").await;
+    // The connection was re-established, and counted.
+    let reconnects = "orderd_redis_reconnects_total";
+    let counted = until(|| async { sample(&scrape(addr).await, reconnects) >= 1.0 }).await;
+    assert!(
+        counted,
+        "{reconnects} after redis restarted: {}",
+        scrape(addr).await
+    );
 
     // NATS restarted: orderd reconnects, is ready again, and counts it.
     let disconnected = r#"orderd_nats_connection_events_total{event="disconnected"}"#;
@@ -120,6 +112,22 @@ async fn readyz_names_the_dependency_that_does_not_answer() {
     ready_again(addr, "nats is back").await;
     let after = scrape(addr).await;
     assert!(sample(&after, disconnected) > before, "{after}");
+}
+
+/// Whether `check` comes true within [`WAIT`], asking every 100 ms.
+async fn until<F, Fut>(check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Waits until `/readyz` answers 200 again.
@@ -173,4 +181,42 @@ async fn metrics_move_with_the_traffic() {
         after.contains(r#"orderd_stage_seconds_bucket{stage="publish",le="0.001"}"#),
         "histograms with buckets: {after}"
     );
+}
+
+#[tokio::test]
+async fn timers_due_show_until_they_fire() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // A slow sweep: a count it records stands for two seconds.
+    let adjust = |s: &mut Settings| {
+        s.http.listen = addr.to_string();
+        s.runtime.timer_sweep_ms = 2_000;
+    };
+    let mut t = spawn_app_with(adjust).await;
+    t.publish_config(&json!({"milestones": [
+        {"name": "executed", "reach": "EXECUTED", "withinMs": 3000}
+    ]}))
+    .await;
+    // No dispatcher: the order stays IN_PROGRESS, its milestone timer
+    // due 3 s after it was created.
+    let created = tokio::time::Instant::now();
+    let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
+    let series = format!(r#"orderd_timers_due{{tenant="{}"}}"#, t.tenant.as_str());
+    assert_eq!(sample(&scrape(addr).await, &series), 0.0, "not due yet");
+
+    // orderd stops before the timer is due, and starts again after: the
+    // sweep finds it due, counts it, then wakes the order, which fires it.
+    t.stop_app().await;
+    tokio::time::sleep_until(created + Duration::from_millis(3_500)).await;
+    let mut settings = t.servers.settings();
+    adjust(&mut settings);
+    t.app = Some(App::start(settings, &t.nats).await);
+    let shown = until(|| async { sample(&scrape(addr).await, &series) >= 1.0 }).await;
+    assert!(shown, "{series} while overdue: {}", scrape(addr).await);
+    let fired =
+        until(|| async { t.get(order).await["milestones"]["executed"]["missed"] == json!(true) })
+            .await;
+    assert!(fired, "the timer fired: {}", t.get(order).await);
+    let cleared = until(|| async { sample(&scrape(addr).await, &series) == 0.0 }).await;
+    assert!(cleared, "{series} once fired: {}", scrape(addr).await);
 }

@@ -51,6 +51,7 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("indexes", &["keys"]),
             ("personal", &["keys"]),
             ("sentinel", &[]),
+            ("reconnects", &[]),
             ("fence", &["keys"]),
             ("paging", &["keys"]),
             ("timers", &["keys"]),
@@ -100,8 +101,9 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("failure", &[]),
             ("render", &[]),
             ("asof", &[]),
+            ("narrow", &[]),
             ("client", &["args", "failure"]),
-            ("watch", &["args", "client", "failure", "render"]),
+            ("watch", &["args", "client", "failure", "narrow", "render"]),
         ],
     ),
 ];

@@ -4,12 +4,14 @@
 //! killed (kill -9): the sentinels promote a replica, orderd follows it,
 //! and no acknowledged command is lost: every order finishes, its events
 //! are contiguous, and what Redis holds (read back through orderd) is what
-//! the events say. The time from the kill to the next event is printed.
+//! the events say, and following the new primary counts as a Redis
+//! reconnect. The time from the kill to the next event is printed.
 //! And the wait matters: with the replicas frozen (SIGSTOP), a command is
 //! not acknowledged until a replica has its write.
 //!
 //! `REDIS_FAILOVER_ORDERS=600 cargo test --release --test redis_failover -- --nocapture`
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,16 +21,18 @@ use serde_json::json;
 
 use orderd::settings::SecretUrl;
 use orderd::subjects::{self, Verb};
-use testkit::servers::SentinelSet;
+use testkit::servers::{free_port, SentinelSet};
 use testkit::{
-    complete_everything, create_body, env_or, random_tenant, App, Dispatcher, Servers, TestApp,
+    complete_everything, create_body, env_or, random_tenant, sample, scrape, App, Dispatcher,
+    Servers, TestApp,
 };
 
 /// orderd on the set's primary, found through its sentinels, waiting for
-/// one replica on every write.
-async fn start(set: &SentinelSet) -> TestApp {
+/// one replica on every write, with its HTTP listener at `listen`.
+async fn start(set: &SentinelSet, listen: SocketAddr) -> TestApp {
     let servers = Servers::start().await; // its NATS; its own Redis is unused
     let mut settings = servers.settings();
+    settings.http.listen = listen.to_string();
     settings.redis.url = SecretUrl::new(format!("redis://127.0.0.1:{}", set.primary.port()));
     settings.redis.sentinels = set.addrs();
     settings.redis.wait_replicas = 1;
@@ -49,7 +53,8 @@ async fn start(set: &SentinelSet) -> TestApp {
 async fn a_killed_primary_loses_no_acknowledged_command() {
     let wanted: usize = env_or("REDIS_FAILOVER_ORDERS", 80);
     let mut set = SentinelSet::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let t = start(&set).await;
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let t = start(&set, http).await;
     let _dispatch = Dispatcher::start(&t.nats, &t.tenant, complete_everything()).await;
     let seen: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let mut events = t
@@ -122,6 +127,9 @@ async fn a_killed_primary_loses_no_acknowledged_command() {
         assert_eq!(view["seq"], 5, "order {o}: {view}");
         assert_eq!(view["state"], events[4].state.as_str(), "order {o}");
     }
+    // Following the new primary is a reconnect, and counted.
+    let reconnects = sample(&scrape(http).await, "orderd_redis_reconnects_total");
+    assert!(reconnects >= 1.0, "reconnects counted: {reconnects}");
     println!(
         "{} orders; primary killed: replica promoted after {:.0} ms, next event after {:.0} ms",
         orders.len(),
@@ -133,7 +141,7 @@ async fn a_killed_primary_loses_no_acknowledged_command() {
 #[tokio::test]
 async fn no_command_is_acknowledged_before_a_replica_has_it() {
     let set = SentinelSet::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let t = start(&set).await;
+    let t = start(&set, format!("127.0.0.1:{}", free_port()).parse().unwrap()).await;
     let order = t.create(&create_body("SEQUENTIAL", &["PICKUP"])).await;
 
     for r in &set.replicas {

@@ -21,7 +21,9 @@ use orderd_core::{Order, TenantConfig, TenantId};
 
 use crate::store::indexes::{self, Lookup};
 use crate::store::{Index, Page, RedisStore, SnapshotStore, StoreError};
-use crate::wire::{ErrorBody, OrderView, QueryRequest, QueryResponse, RangeBody, WireError};
+use crate::wire::{
+    ErrorBody, OrderView, QueryFacts, QueryRequest, QueryResponse, RangeBody, WireError,
+};
 
 /// Why a query was refused.
 #[derive(Debug, thiserror::Error)]
@@ -171,31 +173,14 @@ pub async fn page(
         .await
 }
 
-fn matches(order: &Order, tenant: &TenantId, req: &QueryRequest, from: f64, to: f64) -> bool {
-    #[allow(clippy::cast_precision_loss)]
-    let created = order.created_at.0 as f64;
-    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    };
+fn matches(order: &Order, tenant: &TenantId, req: &QueryRequest) -> bool {
     &order.tenant == tenant
-        && req.state.is_none_or(|s| order.state == s)
-        && (req.sub_state.is_none() || order.sub_state == req.sub_state)
-        && req
-            .client_order_id
-            .as_ref()
-            .is_none_or(|c| &order.client_order_id == c)
-        && (from..=to).contains(&created)
-        && req
-            .custom_attributes
-            .iter()
-            .all(|(k, v)| order.custom.get(k).is_some_and(|x| same(x, v)))
-        && req.custom_attribute_ranges.iter().all(|(k, r)| {
-            order
-                .custom
-                .get(k)
-                .and_then(serde_json::Value::as_f64)
-                .is_some_and(|x| r.min.is_none_or(|m| x >= m) && r.max.is_none_or(|m| x <= m))
+        && req.admits(&QueryFacts {
+            state: order.state,
+            sub_state: order.sub_state.as_deref(),
+            client_order_id: &order.client_order_id,
+            created_at: order.created_at,
+            custom: &order.custom,
         })
 }
 
@@ -221,13 +206,11 @@ pub async fn run(
         }
     }
     let page = page(store, &plan, req.after.as_deref(), limit).await?;
-    let from = parse_time("createdFrom", req.created_from.as_deref())?.unwrap_or(f64::MIN);
-    let to = parse_time("createdTo", req.created_to.as_deref())?.unwrap_or(f64::MAX);
     let snapshots = store.load_many(&page.ids).await?;
     let orders = snapshots
         .iter()
         .map(|s| &s.order)
-        .filter(|o| matches(o, &tenant, req, from, to))
+        .filter(|o| matches(o, &tenant, req))
         .map(OrderView::from)
         .collect();
     Ok(QueryResponse {

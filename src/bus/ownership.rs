@@ -169,6 +169,21 @@ impl Decided {
                 .contains(&subjects::partition_of(order, self.parts))
     }
 
+    /// This instance's share of `n` things of the tenant spread evenly
+    /// over its partitions: all of them when it decides every partition,
+    /// else `n` times the part of the partitions it decides (rounded), so
+    /// the shares of all instances add up to about `n`.
+    pub fn share(&self, n: u64) -> u64 {
+        let parts = u64::from(self.parts.max(1));
+        let mine = u64::try_from(self.mine.len())
+            .unwrap_or(u64::MAX)
+            .min(parts);
+        if mine == parts {
+            return n;
+        }
+        n.saturating_mul(mine).saturating_add(parts / 2) / parts
+    }
+
     /// How many of the tenant's orders to read to find about `n` of its
     /// own: reads by tenant also return the other partitions' orders.
     pub fn widen(&self, n: usize) -> usize {
@@ -459,6 +474,21 @@ mod tests {
 
     fn ids(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn shares_of_a_count_add_up_over_the_partitions() {
+        let decided = |parts: u16, mine: Vec<u16>| Decided {
+            tenant: tenants(1)[0].clone(),
+            parts,
+            mine,
+        };
+        assert_eq!(decided(1, vec![0]).share(7), 7);
+        assert_eq!(decided(4, vec![0, 1, 2, 3]).share(7), 7);
+        assert_eq!(decided(4, vec![2]).share(8), 2);
+        let (a, b) = (decided(3, vec![0]), decided(3, vec![1, 2]));
+        assert_eq!(a.share(9) + b.share(9), 9);
+        assert_eq!(decided(8, vec![5]).share(0), 0);
     }
 
     #[test]

@@ -87,6 +87,16 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print an order's (or every order of the tenant's) current state, then
     /// every change as it happens: no gap, no double.
+    ///
+    /// Watching a tenant, the filters of `orderd query` (--state, --attr,
+    /// --range, --sub-state, --client-order-id, --created-from/-to) narrow it:
+    /// the opening list holds the open orders that match (with --state, the
+    /// orders in that state), and then a change is printed when its order
+    /// matches after it. The change that makes an order stop matching (it
+    /// left the state, an update changed the attribute) is printed too, once,
+    /// as that order's last line; its later changes are left out until one
+    /// makes it match again, from which it is printed anew. Each order's
+    /// lines come in seq order, without a gap while it matches.
     #[command(after_help = EXIT_CODES)]
     Watch(WatchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -218,9 +228,10 @@ pub struct HistoryArgs {
     pub conn: Connection,
 }
 
-/// `orderd query`: every filter given must match.
-#[derive(Debug, Args)]
-pub struct QueryArgs {
+/// Which of a tenant's orders: every filter given must match (`query`
+/// lists them, `watch` follows them).
+#[derive(Debug, Clone, Default, Args)]
+pub struct QueryFilters {
     /// Only orders in this state (INITIATED, CREATED, IN_PROGRESS, ON_HOLD, EXECUTED, CLOSED).
     #[arg(long, value_parser = state)]
     pub state: Option<OrderState>,
@@ -244,6 +255,48 @@ pub struct QueryArgs {
     /// Only orders created at or before this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub created_to: Option<String>,
+}
+
+impl QueryFilters {
+    /// No filter given: every order.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none()
+            && self.client_order_id.is_none()
+            && self.sub_state.is_none()
+            && self.attributes.is_empty()
+            && self.ranges.is_empty()
+            && self.created_from.is_none()
+            && self.created_to.is_none()
+    }
+
+    /// The `query` endpoint's request for one page of these filters.
+    pub fn request(
+        &self,
+        tenant: &TenantId,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> wire::QueryRequest {
+        wire::QueryRequest {
+            tenant: tenant.to_string(),
+            state: self.state,
+            client_order_id: self.client_order_id.clone(),
+            sub_state: self.sub_state.clone(),
+            custom_attributes: self.attributes.iter().cloned().collect(),
+            custom_attribute_ranges: self.ranges.iter().cloned().collect(),
+            created_from: self.created_from.clone(),
+            created_to: self.created_to.clone(),
+            limit,
+            after,
+        }
+    }
+}
+
+/// `orderd query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Which orders.
+    #[command(flatten)]
+    pub filters: QueryFilters,
     /// At most this many orders per page.
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
@@ -376,13 +429,18 @@ pub struct DryRunArgs {
 /// `orderd watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The order to watch; without it, every order of the tenant.
+    /// The order to watch; without it, every order of the tenant (or, with
+    /// filters, those that match them).
     #[arg(value_parser = order_id)]
     pub order: Option<OrderId>,
     /// Watching a tenant: skip the opening list of its open orders and print
     /// only the changes from now on.
     #[arg(long)]
     pub changes_only: bool,
+    /// Watching a tenant: only the orders these filters match (as for
+    /// `orderd query`; see the rule above).
+    #[command(flatten)]
+    pub filters: QueryFilters,
     /// How to reach orderd.
     #[command(flatten)]
     pub conn: Connection,

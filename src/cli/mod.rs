@@ -12,7 +12,9 @@
 //!   inbox and, for a duplicate, the `outcome` endpoint);
 //! - [`render`]: the human-readable text of every answer;
 //! - [`asof`]: pure: an order at a past instant, rebuilt from its history;
-//! - [`watch`]: the current state, then every change, gapless.
+//! - [`watch`]: the current state, then every change, gapless;
+//! - [`narrow`]: pure: which changes a watch narrowed by query filters
+//!   prints.
 //!
 //! Invariants: a write's idempotency key is printed (on stderr) before it
 //! is sent, so any failure can be retried safely with `--idempotency-key`;
@@ -22,13 +24,15 @@
 //!
 //! May import: the wire contract ([`crate::subjects`], [`crate::headers`],
 //! [`crate::wire`]) and [`crate::settings`]. Inside: `args`, `failure`,
-//! `render` and `asof` import no sibling; `client` imports `args` and
-//! `failure`; `watch` imports `args`, `client`, `failure` and `render`.
+//! `render`, `asof` and `narrow` import no sibling; `client` imports `args`
+//! and `failure`; `watch` imports `args`, `client`, `failure`, `narrow` and
+//! `render`.
 
 pub mod args;
 pub mod asof;
 pub mod client;
 pub mod failure;
+pub mod narrow;
 pub mod render;
 pub mod watch;
 
@@ -51,7 +55,7 @@ use crate::subjects::{self, Verb};
 use crate::wire::{
     self, ConfigDraft, ConfigReply, ConfigRequest, DryRunReply, DryRunRequest, EmptyBody,
     ErrorBody, EventMessage, HistoryRequest, HistoryResponse, OrderRequest, OrderView,
-    QueryRequest, QueryResponse, ReasonBody, ValidateReply,
+    QueryResponse, ReasonBody, ValidateReply,
 };
 
 /// Runs a client subcommand to its end and says how it went. `Serve` is
@@ -101,6 +105,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Close(a) => empty_command(a, Verb::Close).await,
         Command::Config(c) => config(c).await,
         Command::Watch(a) => {
+            watch::check(&a)?;
             let client = Client::connect(&a.conn).await?;
             watch::run(&client, &a).await
         }
@@ -230,18 +235,7 @@ async fn history(
 async fn query(a: args::QueryArgs) -> Result<(), Failure> {
     let conn = &a.conn;
     let client = Client::connect(conn).await?;
-    let mut request = QueryRequest {
-        tenant: conn.tenant.to_string(),
-        state: a.state,
-        client_order_id: a.client_order_id,
-        sub_state: a.sub_state,
-        custom_attributes: a.attributes.into_iter().collect(),
-        custom_attribute_ranges: a.ranges.into_iter().collect(),
-        created_from: a.created_from,
-        created_to: a.created_to,
-        limit: a.limit,
-        after: a.after,
-    };
+    let mut request = a.filters.request(&conn.tenant, a.limit, a.after);
     loop {
         let (page, raw): (QueryResponse, _) = client.read(subjects::API_QUERY, &request).await?;
         if conn.json {

@@ -18,6 +18,11 @@
 //! stream delivers it. A gap can only come from events stored out of order;
 //! one that stays open past [`GAP_GRACE`] is filled from the `history`
 //! endpoint (or, if the stream no longer holds them, reported and skipped).
+//!
+//! A tenant's watch narrowed by query filters runs the same recipe: the
+//! opening list is the query's (per open state, or the one state asked
+//! for), every order's changes are still put in sequence, and
+//! [`Narrowing`] then picks the ones to print (see its rule).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -28,14 +33,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use orderd_core::{OrderId, OrderState, TenantId};
 
-use super::args::WatchArgs;
+use super::args::{QueryFilters, WatchArgs};
 use super::client::Client;
 use super::failure::Failure;
+use super::narrow::Narrowing;
 use super::render;
 use crate::subjects;
 use crate::wire::{
-    EventMessage, HistoryRequest, HistoryResponse, OrderRequest, OrderView, QueryRequest,
-    QueryResponse,
+    EventMessage, HistoryRequest, HistoryResponse, OrderRequest, OrderView, QueryResponse,
 };
 
 /// How long an order's events may wait behind a gap before the gap is
@@ -173,10 +178,22 @@ fn state_line(v: &OrderView, json: bool) -> String {
     }
 }
 
-/// Runs the watch until interrupted (Ctrl-C), or until stdout closes.
+/// Refuses what cannot be watched, before anything is sent: filters with
+/// an order.
+pub fn check(args: &WatchArgs) -> Result<(), Failure> {
+    if args.order.is_some() && !args.filters.is_empty() {
+        return Err(Failure::Usage(
+            "filters narrow a tenant's watch: give them without ORDER".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the watch (once [`check`]ed) until interrupted (Ctrl-C), or until stdout closes.
 pub async fn run(client: &Client, args: &WatchArgs) -> Result<(), Failure> {
     let json = args.conn.json;
     let tenant = client.tenant().clone();
+    let narrowed = !args.filters.is_empty();
     // 1. Subscribe first.
     let filter = match args.order {
         Some(order) => subjects::events_of_order(&tenant, order),
@@ -202,16 +219,27 @@ pub async fn run(client: &Client, args: &WatchArgs) -> Result<(), Failure> {
 
     // 2. Then the current state.
     let mut sequencer = Sequencer::default();
+    let mut narrowing = narrowed.then(|| Narrowing::new(args.filters.request(&tenant, None, None)));
     let opening = match args.order {
         Some(order) => vec![current(client, &tenant, order).await?],
-        None if args.changes_only => Vec::new(),
-        None => open_orders(client, &tenant).await?,
+        None if args.changes_only => {
+            if narrowed {
+                // One order at most, so that filters orderd refuses fail now.
+                let request = args.filters.request(&tenant, Some(1), None);
+                let _: (QueryResponse, _) = client.read(subjects::API_QUERY, &request).await?;
+            }
+            Vec::new()
+        }
+        None => open_orders(client, &tenant, &args.filters).await?,
     };
     for view in &opening {
         if !emit(&state_line(view, json)) {
             return Ok(());
         }
         sequencer.start(&view.order_id, view.seq, Instant::now());
+        if let Some(narrowing) = narrowing.as_mut() {
+            narrowing.opened(view);
+        }
     }
 
     // 3. Then every change after it.
@@ -251,6 +279,11 @@ pub async fn run(client: &Client, args: &WatchArgs) -> Result<(), Failure> {
         };
         for event in &ready {
             let payload = raw.remove(&(event.order_id.clone(), event.seq));
+            if let Some(narrowing) = narrowing.as_mut() {
+                if !admitted(client, &tenant, narrowing, event).await {
+                    continue;
+                }
+            }
             if !emit(&event_line(event, payload.as_deref(), json)) {
                 return Ok(());
             }
@@ -270,27 +303,51 @@ async fn current(client: &Client, tenant: &TenantId, order: OrderId) -> Result<O
     Ok(client.read(subjects::API_GET, &request).await?.0)
 }
 
-/// Every order of the tenant that is not CLOSED, page after page.
-async fn open_orders(client: &Client, tenant: &TenantId) -> Result<Vec<OrderView>, Failure> {
+/// Whether a narrowed watch prints `event`, reading its order first when
+/// it is first seen in the middle of its life.
+async fn admitted(
+    client: &Client,
+    tenant: &TenantId,
+    narrowing: &mut Narrowing,
+    event: &EventMessage,
+) -> bool {
+    if narrowing.needs_reading(event) {
+        let read = match OrderId::parse(&event.order_id) {
+            Ok(order) => current(client, tenant, order).await,
+            Err(e) => Err(Failure::Unexpected(e.to_string())),
+        };
+        if let Err(f) = &read {
+            eprintln!(
+                "orderd: order {} cannot be read ({f}); its changes are left out",
+                event.order_id
+            );
+        }
+        narrowing.read(&event.order_id, read.ok().as_ref());
+    }
+    narrowing.admits(event)
+}
+
+/// Every order of the tenant that `filters` match and that is not CLOSED
+/// (or, with a state among the filters, every order in that state), page
+/// after page.
+async fn open_orders(
+    client: &Client,
+    tenant: &TenantId,
+    filters: &QueryFilters,
+) -> Result<Vec<OrderView>, Failure> {
+    let states: Vec<OrderState> = match filters.state {
+        Some(state) => vec![state],
+        None => OrderState::ALL
+            .into_iter()
+            .filter(|s| *s != OrderState::Closed)
+            .collect(),
+    };
     let mut all = Vec::new();
-    for state in OrderState::ALL
-        .into_iter()
-        .filter(|s| *s != OrderState::Closed)
-    {
+    for state in states {
         let mut after = None;
         loop {
-            let request = QueryRequest {
-                tenant: tenant.to_string(),
-                state: Some(state),
-                client_order_id: None,
-                sub_state: None,
-                custom_attributes: BTreeMap::new(),
-                custom_attribute_ranges: BTreeMap::new(),
-                created_from: None,
-                created_to: None,
-                limit: Some(500),
-                after,
-            };
+            let mut request = filters.request(tenant, Some(500), after);
+            request.state = Some(state);
             let (page, _): (QueryResponse, _) = client.read(subjects::API_QUERY, &request).await?;
             all.extend(page.orders);
             match page.next {
@@ -352,20 +409,7 @@ mod tests {
     use super::*;
 
     fn event(order: &str, seq: u64) -> EventMessage {
-        EventMessage {
-            tenant: "acme".into(),
-            order_id: order.into(),
-            seq,
-            kind: "changed".into(),
-            at: "2026-01-01T00:00:00.000Z".into(),
-            command: "hold".into(),
-            command_id: format!("c{seq}"),
-            by: "x".into(),
-            state: "ON_HOLD".into(),
-            sub_state: None,
-            close_reason: None,
-            events: Vec::new(),
-        }
+        EventMessage::sample(order, seq, "ON_HOLD", Vec::new())
     }
 
     fn seqs(events: &[EventMessage]) -> Vec<u64> {

@@ -13,19 +13,24 @@
 //!   restart does not load every overdue order at once;
 //! - an order woken recently is not woken again for a few seconds, so a
 //!   slow order is not piled up with wake-ups.
+//!
+//! Each tick also counts, per tenant it decides, the orders whose timer is
+//! due and not fired yet ([`crate::telemetry::TIMERS_DUE`]; one `ZCOUNT`
+//! each, only while metrics are recorded).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ractor::ActorRef;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use orderd_core::OrderId;
+use orderd_core::{OrderId, TenantId};
 
 use super::messages::{Clock, Routed, RouterMsg};
-use crate::bus::ownership::Ownership;
+use crate::bus::ownership::{Decided, Ownership};
 use crate::store::{RedisStore, StoreError};
+use crate::telemetry;
 
 /// How long a woken order is left alone before it may be woken again.
 const REWAKE_AFTER: Duration = Duration::from_secs(5);
@@ -56,6 +61,7 @@ pub async fn sweep(
     let budget = budget(every, per_sec);
     let mut woken: HashMap<OrderId, Instant> = HashMap::new();
     let mut turn = 0_usize;
+    let mut counted = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -66,6 +72,7 @@ pub async fn sweep(
         let due_at = clock().0;
         turn = turn.wrapping_add(1);
         let tenants = ownership.deciding_now(turn);
+        counted = count_due(&store, &tenants, due_at, counted).await;
         let mut left = budget;
         let before = store.due_timers_of_before(due_at, left + woken.len()).await;
         left -= wake(&router, &mut woken, before, left, now);
@@ -86,6 +93,33 @@ pub async fn sweep(
             tracing::info!(budget, "timer backlog: waking at the bounded rate");
         }
     }
+}
+
+/// Records how many orders of each tenant in `tenants` have a timer due at
+/// `due_at` (this instance's share of them), and 0 for those of `before`
+/// it no longer decides; returns the tenants recorded.
+async fn count_due(
+    store: &RedisStore,
+    tenants: &[Decided],
+    due_at: i64,
+    before: HashSet<TenantId>,
+) -> HashSet<TenantId> {
+    if !telemetry::recording() {
+        return before;
+    }
+    let mut now = HashSet::with_capacity(tenants.len());
+    for decided in tenants {
+        match store.due_timer_count(&decided.tenant, due_at).await {
+            Ok(n) => telemetry::timers_due(decided.tenant.as_str(), decided.share(n)),
+            // Redis is away: the last count stands until it answers.
+            Err(e) => tracing::debug!(error = %e, "cannot count due timers"),
+        }
+        now.insert(decided.tenant.clone());
+    }
+    for gone in before.difference(&now) {
+        telemetry::timers_due(gone.as_str(), 0);
+    }
+    now
 }
 
 /// Wakes at most `limit` of `due` not woken lately; how many it woke.

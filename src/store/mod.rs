@@ -20,7 +20,10 @@
 //! - `paging`: the index reads of the query endpoint, the dry run and a
 //!   claim's plugin resumption (keyset pages over an index, recent orders,
 //!   a tenant's oldest orders in a state);
-//! - `timers`: the set of orders by their earliest due timer;
+//! - `timers`: the set of orders by their earliest due timer, and how many
+//!   of a tenant's are due;
+//! - `reconnects`: the check that counts the connection's
+//!   re-establishments (Redis restarted, a Sentinel failover);
 //! - `fence`: the epoch of each tenant's owner, which every write of its
 //!   orders must carry;
 //! - `configs`: tenant configurations, one immutable version per change and
@@ -33,8 +36,9 @@
 //!
 //! # Imports
 //! The folder imports `orderd_core`, [`crate::settings`] (the connection
-//! settings) and [`crate::outbox`] (the messages saved with a snapshot), and
-//! nothing else of the crate: the runtime modules import the store, never
+//! settings), [`crate::outbox`] (the messages saved with a snapshot) and
+//! [`crate::telemetry`] (the reconnects it counts), and nothing else of the
+//! crate: the runtime modules import the store, never
 //! the other way round.
 //!
 //! # Invariants
@@ -53,6 +57,7 @@ pub mod indexes;
 pub mod keys;
 mod paging;
 mod personal;
+mod reconnects;
 mod sentinel;
 mod snapshots;
 mod timers;
@@ -287,8 +292,10 @@ impl RedisStore {
             }
             None => info,
         };
-        let conn = manager(info.clone(), settings).await?;
+        let mut conn = manager(info.clone(), settings).await?;
+        let named = reconnects::name(&mut conn).await;
         let primary = Arc::new(std::sync::RwLock::new(conn));
+        tokio::spawn(reconnects::watch(Arc::downgrade(&primary), named));
         if let Some(sentinels) = sentinels {
             tokio::spawn(sentinel::follow(
                 sentinels,

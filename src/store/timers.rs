@@ -23,6 +23,18 @@ impl RedisStore {
             .await
     }
 
+    /// How many of the tenant's orders have their earliest timer due at or
+    /// before `now_ms` (one `ZCOUNT`: cheap however large the backlog).
+    pub async fn due_timer_count(&self, tenant: &TenantId, now_ms: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        Ok(redis::cmd("ZCOUNT")
+            .arg(keys::tenant_timers(tenant))
+            .arg("-inf")
+            .arg(now_ms)
+            .query_async(&mut conn)
+            .await?)
+    }
+
     /// Orders of any tenant still in the set kept before per-tenant sets,
     /// due at or before `now_ms`, at most `limit`.
     pub async fn due_timers_of_before(

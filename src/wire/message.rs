@@ -118,6 +118,28 @@ impl EventMessage {
     }
 }
 
+#[cfg(test)]
+impl EventMessage {
+    /// A change of `order` to `seq` leaving it in `state`, with `events`
+    /// (for the tests of what reads event messages).
+    pub(crate) fn sample(order: &str, seq: u64, state: &str, events: Vec<Event>) -> Self {
+        Self {
+            tenant: "acme".into(),
+            order_id: order.into(),
+            seq,
+            kind: "changed".into(),
+            at: "2026-01-01T00:00:00.000Z".into(),
+            command: "hold".into(),
+            command_id: format!("c{seq}"),
+            by: "x".into(),
+            state: state.into(),
+            sub_state: None,
+            close_reason: None,
+            events,
+        }
+    }
+}
+
 /// The wire name of a close reason.
 pub fn close_reason(reason: CloseReason) -> &'static str {
     match reason {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use orderd_core::model::{CancellationStatus, MilestoneStatus, Order, Stop, WorkOrder};
-use orderd_core::{CommandId, OrderId, OrderState, TenantId};
+use orderd_core::{CommandId, OrderId, OrderState, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::command::{ExecutionFlowBody, ItemBody, MoneyBody};
-use super::message::{close_reason, rfc3339, EventMessage};
+use super::message::{close_reason, parse_rfc3339, rfc3339, EventMessage};
 use super::WireError;
 use crate::subjects;
 
@@ -424,6 +424,60 @@ impl QueryRequest {
     /// The tenant, parsed.
     pub fn tenant(&self) -> Result<TenantId, WireError> {
         Ok(subjects::parse_tenant(&self.tenant)?)
+    }
+}
+
+/// What a query's filters look at in one order: the `query` endpoint
+/// reads them from each snapshot, `orderd watch` from what it knows of an
+/// order after each change.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryFacts<'a> {
+    /// Its state.
+    pub state: OrderState,
+    /// Its sub-state.
+    pub sub_state: Option<&'a str>,
+    /// The client's reference.
+    pub client_order_id: &'a str,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Its custom attributes.
+    pub custom: &'a BTreeMap<String, serde_json::Value>,
+}
+
+impl QueryRequest {
+    /// Whether an order passes every filter given (the tenant aside). A
+    /// creation-time bound that is not RFC 3339 is left open: the endpoint
+    /// refuses it before anything is matched.
+    pub fn admits(&self, order: &QueryFacts<'_>) -> bool {
+        let bound = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339);
+        let from = bound(&self.created_from).map_or(i64::MIN, |t| t.0);
+        let to = bound(&self.created_to).map_or(i64::MAX, |t| t.0);
+        // A number equals a number of another JSON form (10 and 10.0).
+        let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        };
+        self.state.is_none_or(|s| order.state == s)
+            && self
+                .sub_state
+                .as_deref()
+                .is_none_or(|s| order.sub_state == Some(s))
+            && self
+                .client_order_id
+                .as_deref()
+                .is_none_or(|c| order.client_order_id == c)
+            && (from..=to).contains(&order.created_at.0)
+            && self
+                .custom_attributes
+                .iter()
+                .all(|(k, v)| order.custom.get(k).is_some_and(|x| same(x, v)))
+            && self.custom_attribute_ranges.iter().all(|(k, r)| {
+                order
+                    .custom
+                    .get(k)
+                    .and_then(serde_json::Value::as_f64)
+                    .is_some_and(|x| r.min.is_none_or(|m| x >= m) && r.max.is_none_or(|m| x <= m))
+            })
     }
 }
 

@@ -270,6 +270,20 @@ impl TestApp {
         )
     }
 
+    /// Publishes `config` as the tenant's next configuration version, and
+    /// gives orderd's configuration cache a moment to see it.
+    pub async fn publish_config(&self, config: &Value) {
+        let body = json!({"tenant": self.tenant.as_str(), "config": config});
+        let (h, v) = self.read(subjects::API_CONFIG_PUBLISH, &body).await;
+        assert!(
+            h.as_ref()
+                .and_then(|h| h.get(headers::NATS_SERVICE_ERROR))
+                .is_none(),
+            "publishing the configuration failed: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
     /// The order as the get endpoint shows it.
     pub async fn get(&self, order: OrderId) -> Value {
         let (_, v) = self

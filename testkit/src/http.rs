@@ -35,6 +35,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<HttpAnswer> {
         .flatten()
 }
 
+/// `GET /metrics` on `addr`: the Prometheus text exposition.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let answer = http_get(addr, "/metrics").await.expect("an answer");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered)
+/// in a Prometheus text exposition, 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
 fn parse(raw: &str) -> Option<HttpAnswer> {
     let (head, body) = raw.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;

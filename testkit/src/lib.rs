@@ -47,7 +47,7 @@ pub use dispatcher::{
     complete_everything, job_body, job_msg_id, start_and_confirm_cancels, Dispatcher, Script,
 };
 pub use events::{stored_events, stored_messages, EventLog};
-pub use http::{http_get, HttpAnswer};
+pub use http::{http_get, sample, scrape, HttpAnswer};
 pub use measure::{env_or, percentile, rss_kib};
 pub use process::Process;
 pub use servers::Servers;
