@@ -90,3 +90,26 @@ wait_for_port() {
     echo "error: $name did not start on port $port" >&2
     return 1
 }
+
+# The demo's end. With $1 = 1 (--keep, ORDERD_DEMO_KEEP=1) it keeps what the
+# demo started running until Ctrl-C or SIGTERM, terminal or not; in a
+# terminal it asks; otherwise it returns at once, so a run nobody watches
+# (./scripts/demo < /dev/null) ends, saying how to keep it. $2 is the
+# dashboard's address. The caller's EXIT trap stops what it started.
+demo_finish() {
+    local keep=$1 dashboard=$2 answer
+    if [ "$keep" != 1 ] && [ -t 0 ]; then
+        echo
+        read -r -p "Keep orderd and the dashboard running to look around? [y/N] " answer || answer=n
+        case "$answer" in y | Y | yes) keep=1 ;; esac
+    fi
+    if [ "$keep" = 1 ]; then
+        echo "==> running; the dashboard: $dashboard"
+        echo "==> Ctrl-C (or SIGTERM) stops everything"
+        wait
+    else
+        echo "==> stopping orderd and the dashboard. To keep them running after the demo, also"
+        echo "    without a terminal (to follow 'orderd watch' from another one):"
+        echo "    ./scripts/demo --keep   (or ORDERD_DEMO_KEEP=1 ./scripts/demo)"
+    fi
+}

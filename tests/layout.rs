@@ -89,7 +89,10 @@ const FOLDERS: &[(&str, &[Rule])] = &[
             ("service", &["config", "query"]),
         ],
     ),
-    ("http", &[("dashboard", &[])]),
+    (
+        "http",
+        &[("throughput", &[]), ("dashboard", &["throughput"])],
+    ),
     (
         "archive",
         &[("record", &[]), ("sweep", &["record"]), ("erase", &[])],

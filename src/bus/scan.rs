@@ -1,14 +1,16 @@
 //! Reading back what a stream holds under a subject filter, oldest first,
 //! through a short-lived consumer: an order's history, the archive, the
-//! commands an erase looks through. Pages of at most [`PAGE`] messages, so
+//! commands an erase looks through, the dashboard's last minutes. Pages of at most [`PAGE`] messages, so
 //! memory stays bounded however much the filter matches.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
+use time::OffsetDateTime;
 
 use super::BusError;
 
@@ -26,6 +28,8 @@ pub struct Stored {
     pub headers: Option<HeaderMap>,
     /// Its body.
     pub payload: Bytes,
+    /// When the stream stored it.
+    pub stored_at: OffsetDateTime,
 }
 
 /// Hands every message `stream` holds under `filter` to `each`, oldest
@@ -35,6 +39,29 @@ pub async fn scan(
     js: &jetstream::Context,
     stream: &'static str,
     filter: String,
+    each: impl FnMut(Stored) -> bool,
+) -> Result<u64, BusError> {
+    scan_from(js, stream, filter, DeliverPolicy::All, each).await
+}
+
+/// As [`scan`], from the first message stored at or after `start` (what
+/// the last minutes hold, without reading what came before).
+pub async fn scan_since(
+    js: &jetstream::Context,
+    stream: &'static str,
+    filter: String,
+    start: OffsetDateTime,
+    each: impl FnMut(Stored) -> bool,
+) -> Result<u64, BusError> {
+    let from = DeliverPolicy::ByStartTime { start_time: start };
+    scan_from(js, stream, filter, from, each).await
+}
+
+async fn scan_from(
+    js: &jetstream::Context,
+    stream: &'static str,
+    filter: String,
+    from: DeliverPolicy,
     mut each: impl FnMut(Stored) -> bool,
 ) -> Result<u64, BusError> {
     let failed = |why: String| BusError::Stream { stream, why };
@@ -46,7 +73,7 @@ pub async fn scan(
         .create_consumer(pull::Config {
             filter_subject: filter,
             ack_policy: jetstream::consumer::AckPolicy::None,
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            deliver_policy: from,
             inactive_threshold: Duration::from_secs(30),
             ..Default::default()
         })
@@ -73,9 +100,12 @@ pub async fn scan(
         while let Some(msg) = messages.next().await {
             let msg = msg.map_err(|e| failed(e.to_string()))?;
             got += 1;
-            let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+            let (seq, stored_at) = msg.info().map_or((0, OffsetDateTime::UNIX_EPOCH), |i| {
+                (i.stream_sequence, i.published)
+            });
             let stored = Stored {
                 seq,
+                stored_at,
                 subject: msg.subject.to_string(),
                 headers: msg.headers.clone(),
                 payload: msg.payload.clone(),

@@ -8,20 +8,31 @@
 //! - `POST /dashboard/api/command` (`{tenant, orderId, verb, body}`):
 //!   hold, resume or cancel, published to the order's command subject with
 //!   a fresh `Nats-Msg-Id`, as the command line does; answers the Outcome;
+//! - `POST /dashboard/api/throughput` (`{tenant, since?}`): the tenant's
+//!   events and their latency in 10-second buckets over the last 15
+//!   minutes, read back from the events stream ([`super::throughput`]);
+//! - `POST /dashboard/api/live/session`: sets the live stream's cookie
+//!   (below);
 //! - `GET /dashboard/api/live?tenant=…`: the tenant's event messages as
 //!   server-sent events, as they are published;
 //! - `GET /dashboard/api/session`: what the login may do.
 //!
 //! Access: every route but the page needs a login of `http.dashboard_logins`
-//! (`Authorization: Bearer TOKEN`, or `?token=` for the live stream, which a
-//! browser's `EventSource` opens without headers), reads only the tenants
-//! the login names, and sends commands only with the `operator` role. The
-//! views carry no personal data (contacts and addresses are ids), so no
-//! role sees any.
+//! (`Authorization: Bearer TOKEN`), reads only the tenants the login names,
+//! and sends commands only with the `operator` role. A browser's
+//! `EventSource` cannot send that header, and a token in the address would
+//! end up in logs and histories, so the live stream also takes a session
+//! cookie: an authorised `POST /dashboard/api/live/session` answers with
+//! `dashboard_live`, a random id (HttpOnly, SameSite=Strict, Path limited to
+//! the live stream) standing for the login for [`LIVE_SESSION_LIFE`]; the
+//! ids live in this process only, so after a restart the page asks again.
+//! A `?token=` is not read. The views carry no personal data (contacts and
+//! addresses are ids), so no role sees any.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use axum::extract::{Path, Query, State};
@@ -34,6 +45,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::throughput::{self, ThroughputRequest};
 use super::Web;
 use crate::settings::DashboardLogin;
 use crate::subjects::{self, Verb};
@@ -51,6 +63,54 @@ const COMMANDS: [Verb; 3] = [Verb::Hold, Verb::Resume, Verb::Cancel];
 /// How long a read or a command's outcome may take.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The live stream's session cookie.
+const LIVE_COOKIE: &str = "dashboard_live";
+
+/// How long a live session lasts (the page asks for another when its
+/// stream is refused).
+const LIVE_SESSION_LIFE: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The most live sessions held at once.
+const MAX_LIVE_SESSIONS: usize = 10_000;
+
+/// The live stream's sessions: a random id → the login (its index in
+/// `Web::logins`) and when the session ends.
+#[derive(Clone, Default)]
+pub(super) struct LiveSessions(Arc<Mutex<HashMap<String, (usize, Instant)>>>);
+
+impl LiveSessions {
+    /// A new session for login `index`; forgets the sessions that ended.
+    fn open(&self, index: usize) -> String {
+        let id = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let now = Instant::now();
+        let mut sessions = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, (_, ends)| *ends > now);
+        if sessions.len() >= MAX_LIVE_SESSIONS {
+            // Bounded whatever the logins ask: the session that would end
+            // first goes (its page asks for another when refused).
+            let first = sessions.iter().min_by_key(|(_, (_, ends))| *ends);
+            if let Some(id) = first.map(|(id, _)| id.clone()) {
+                sessions.remove(&id);
+            }
+        }
+        sessions.insert(id.clone(), (index, now + LIVE_SESSION_LIFE));
+        id
+    }
+
+    /// The login a session stands for, while it lasts.
+    fn login(&self, id: &str) -> Option<usize> {
+        let sessions = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(id)
+            .filter(|(_, ends)| *ends > Instant::now())
+            .map(|(index, _)| *index)
+    }
+}
+
 /// The dashboard's routes.
 pub(super) fn routes() -> Router<Web> {
     Router::new()
@@ -58,6 +118,8 @@ pub(super) fn routes() -> Router<Web> {
         .route("/dashboard/api/session", get(session))
         .route("/dashboard/api/read/{endpoint}", post(read))
         .route("/dashboard/api/command", post(command))
+        .route("/dashboard/api/throughput", post(last_minutes))
+        .route("/dashboard/api/live/session", post(live_session))
         .route("/dashboard/api/live", get(live))
 }
 
@@ -84,37 +146,40 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The login the request names, if it is one.
-fn login<'a>(web: &'a Web, http: &HttpHeaders, query: Option<&str>) -> Option<&'a DashboardLogin> {
-    let bearer = http
+/// The login the request's bearer token names, if it is one.
+fn login<'a>(web: &'a Web, http: &HttpHeaders) -> Option<&'a DashboardLogin> {
+    let token = http
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let token = bearer.or(query)?;
+        .and_then(|v| v.strip_prefix("Bearer "))?;
     web.logins.iter().find(|l| l.token.expose() == token)
 }
 
-/// The login, or the 401 to answer.
-fn authorised<'a>(
-    web: &'a Web,
-    http: &HttpHeaders,
-    query: Option<&str>,
-) -> Result<&'a DashboardLogin, Refusal> {
-    login(web, http, query).ok_or(Refusal(
-        StatusCode::UNAUTHORIZED,
-        "ORD-401-LOGIN_REQUIRED",
-        "this needs a dashboard login (http.dashboard_logins)",
-    ))
+/// The login the request's live session cookie stands for, if any.
+fn live_login<'a>(web: &'a Web, http: &HttpHeaders) -> Option<&'a DashboardLogin> {
+    let session = http
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(LIVE_COOKIE)?.strip_prefix('='))?;
+    web.logins.get(web.live_sessions.login(session)?)
 }
 
-/// The login, if it may read `tenant`, or the answer to give.
-fn reader_of<'a>(
-    web: &'a Web,
-    http: &HttpHeaders,
-    query: Option<&str>,
-    tenant: &str,
-) -> Result<&'a DashboardLogin, Refusal> {
-    let login = authorised(web, http, query)?;
+/// The 401 to answer without a login.
+const LOGIN_REQUIRED: Refusal = Refusal(
+    StatusCode::UNAUTHORIZED,
+    "ORD-401-LOGIN_REQUIRED",
+    "this needs a dashboard login (http.dashboard_logins)",
+);
+
+/// The login, or the 401 to answer.
+fn authorised<'a>(web: &'a Web, http: &HttpHeaders) -> Result<&'a DashboardLogin, Refusal> {
+    login(web, http).ok_or(LOGIN_REQUIRED)
+}
+
+/// `login`, if it may read `tenant`, or the 403 to answer.
+fn may_read<'a>(login: &'a DashboardLogin, tenant: &str) -> Result<&'a DashboardLogin, Refusal> {
     if login.may_read(tenant) {
         Ok(login)
     } else {
@@ -124,6 +189,15 @@ fn reader_of<'a>(
             "this login may not read that tenant",
         ))
     }
+}
+
+/// The login, if it may read `tenant`, or the answer to give.
+fn reader_of<'a>(
+    web: &'a Web,
+    http: &HttpHeaders,
+    tenant: &str,
+) -> Result<&'a DashboardLogin, Refusal> {
+    may_read(authorised(web, http)?, tenant)
 }
 
 async fn page() -> Response {
@@ -138,7 +212,7 @@ async fn page() -> Response {
 }
 
 async fn session(State(web): State<Web>, http: HttpHeaders) -> Response {
-    match authorised(&web, &http, None) {
+    match authorised(&web, &http) {
         Ok(login) => Json(json!({
             "tenants": login.tenants.clone().unwrap_or_else(|| vec!["*".into()]),
             "role": if login.operator { "operator" } else { "viewer" },
@@ -162,7 +236,7 @@ async fn read(
         );
     }
     let tenant = body["tenant"].as_str().unwrap_or_default().to_owned();
-    if let Err(refused) = reader_of(&web, &http, None, &tenant) {
+    if let Err(refused) = reader_of(&web, &http, &tenant) {
         return refused.into_response();
     }
     let subject = format!("{}.{endpoint}", subjects::API_GROUP);
@@ -212,7 +286,7 @@ async fn command(
     http: HttpHeaders,
     Json(req): Json<CommandRequest>,
 ) -> Response {
-    let login = match reader_of(&web, &http, None, &req.tenant) {
+    let login = match reader_of(&web, &http, &req.tenant) {
         Ok(login) => login,
         Err(refused) => return refused.into_response(),
     };
@@ -279,13 +353,64 @@ async fn command(
     }
 }
 
+/// The tenant's last minutes, for the page's chart.
+async fn last_minutes(
+    State(web): State<Web>,
+    http: HttpHeaders,
+    Json(req): Json<ThroughputRequest>,
+) -> Response {
+    if let Err(refused) = reader_of(&web, &http, &req.tenant) {
+        return refused.into_response();
+    }
+    let Ok(tenant) = subjects::parse_tenant(&req.tenant) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "ORD-400-BAD_TENANT",
+            "not a tenant id",
+        );
+    };
+    match throughput::read(&web.reader.js, &tenant, req.since).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A live session for the bearer's login, as an HttpOnly cookie only the
+/// live stream receives.
+async fn live_session(State(web): State<Web>, http: HttpHeaders) -> Response {
+    let Some(index) =
+        login(&web, &http).and_then(|l| web.logins.iter().position(|x| std::ptr::eq(x, l)))
+    else {
+        return LOGIN_REQUIRED.into_response();
+    };
+    let id = web.live_sessions.open(index);
+    let cookie = format!(
+        "{LIVE_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/dashboard/api/live; Max-Age={}",
+        LIVE_SESSION_LIFE.as_secs()
+    );
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+    )
+        .into_response()
+}
+
+/// The tenant's event messages as server-sent events; the login is the
+/// live session's cookie or a bearer token.
 async fn live(
     State(web): State<Web>,
     http: HttpHeaders,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let tenant = query.get("tenant").cloned().unwrap_or_default();
-    if let Err(refused) = reader_of(&web, &http, query.get("token").map(String::as_str), &tenant) {
+    let allowed = live_login(&web, &http)
+        .or_else(|| login(&web, &http))
+        .ok_or(LOGIN_REQUIRED)
+        .and_then(|l| may_read(l, &tenant));
+    if let Err(refused) = allowed {
         return refused.into_response();
     }
     let Ok(tenant) = subjects::parse_tenant(&tenant) else {

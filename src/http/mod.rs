@@ -15,9 +15,11 @@
 //! - `GET /metrics`: every metric of [`crate::telemetry`] in Prometheus'
 //!   text format.
 //! - `GET /dashboard` and `/dashboard/api/…`: the live dashboard
-//!   ([`dashboard`]); `/` leads there.
+//!   ([`dashboard`], its chart's last minutes read back from the events
+//!   stream by [`throughput`]); `/` leads there.
 
 mod dashboard;
+mod throughput;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -52,6 +54,8 @@ struct Web {
     metrics: PrometheusHandle,
     /// Who may use the dashboard.
     logins: std::sync::Arc<Vec<crate::settings::DashboardLogin>>,
+    /// The dashboard's live stream sessions.
+    live_sessions: dashboard::LiveSessions,
 }
 
 /// Why the listener could not start.
@@ -132,6 +136,7 @@ pub async fn start(
         readiness,
         metrics: metrics.clone(),
         logins,
+        live_sessions: dashboard::LiveSessions::default(),
     });
     let task = tokio::spawn(async move {
         let stopped = async move {

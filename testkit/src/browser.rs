@@ -86,23 +86,60 @@ impl Browser {
     /// Waits until the element `css` exists and its text satisfies `want`;
     /// the text it had last.
     pub async fn wait_text(&self, css: &str, want: impl Fn(&str) -> bool) -> String {
+        self.wait_for(css, "", want, |e| async move { e.text().await.ok() })
+            .await
+    }
+
+    /// Waits until the element `css` exists and its attribute `name`
+    /// satisfies `want`; the value it had last.
+    pub async fn wait_attr(&self, css: &str, name: &str, want: impl Fn(&str) -> bool) -> String {
+        let what = format!(" [{name}]");
+        self.wait_for(css, &what, want, |e| async move {
+            e.attr(name).await.ok().flatten()
+        })
+        .await
+    }
+
+    /// Waits until what `read` finds on the element `css` satisfies `want`.
+    async fn wait_for<F, R>(
+        &self,
+        css: &str,
+        what: &str,
+        want: impl Fn(&str) -> bool,
+        read: R,
+    ) -> String
+    where
+        R: Fn(fantoccini::elements::Element) -> F,
+        F: std::future::Future<Output = Option<String>>,
+    {
         let deadline = tokio::time::Instant::now() + crate::WAIT;
         let mut last = String::new();
         loop {
             if let Ok(e) = self.client.find(Locator::Css(css)).await {
-                if let Ok(text) = e.text().await {
-                    if want(&text) {
-                        return text;
+                if let Some(found) = read(e).await {
+                    if want(&found) {
+                        return found;
                     }
-                    last = text;
+                    last = found;
                 }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{css} never showed what was expected; last: {last:?}"
+                "{css}{what} never showed what was expected; last: {last:?}"
             );
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
+    }
+
+    /// The page's visible text and its source, together (what a test
+    /// searches for what must not be on screen).
+    pub async fn text_and_source(&self) -> String {
+        let text = match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let source = self.client.source().await.unwrap_or_default();
+        format!("{text}\n{source}")
     }
 
     /// Saves a PNG of the page to `path`.
