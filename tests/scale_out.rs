@@ -552,6 +552,13 @@ async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order(
         App::start(settings.clone(), &t.nats).await,
         App::start(settings, &t.nats).await,
     ];
+    // Every event as a dashboard sees it (core NATS: each publish, even one
+    // the stream drops as a repeat).
+    let mut seen_events = t
+        .nats
+        .subscribe(subjects::events_of_tenant(&t.tenant))
+        .await
+        .unwrap();
     let orders = create_orders(&t, 60).await;
     let spread: std::collections::HashSet<u16> = orders
         .iter()
@@ -568,6 +575,28 @@ async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order(
         "commands decided out of order"
     );
     assert_each_order_saw_the_whole_burst(&stored_events(&t.js, &t.tenant).await, &orders);
+    // A new order's events are published once: its creator marks them
+    // published, so its partition's owner does not publish them again
+    // when it loads the order.
+    let mut heard = std::collections::HashSet::new();
+    let mut repeats = 0;
+    while heard.len() < orders.len() * (1 + BURST.len()) {
+        let msg = tokio::time::timeout(WAIT, seen_events.next())
+            .await
+            .expect("every event heard")
+            .expect("subscribed");
+        let event: EventMessage = serde_json::from_slice(&msg.payload).expect("an event");
+        if !heard.insert((event.order_id.clone(), event.seq)) {
+            repeats += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(50), seen_events.next()).await
+    {
+        repeats += 1;
+    }
+    assert_eq!(repeats, 0, "events published twice");
 
     let deadline = Instant::now() + WAIT;
     let per = loop {

@@ -324,7 +324,7 @@ impl OrderActorState {
                 Some(snap) => snap,
                 None => self.blank(),
             };
-            self.outbox_published = snap.outbox.is_empty();
+            self.outbox_published = snap.outbox.is_empty() || snap.published;
             self.outbox_in_redis = !snap.outbox.is_empty();
             self.snap = Some(snap);
             // After a restart or passivation nobody is asking its plugins.
@@ -644,6 +644,17 @@ impl OrderActorState {
                 self.outbox_published = true;
                 // Sent: a live order need not keep the bodies in memory.
                 snap.outbox = Vec::new();
+                if snap.version == 1 && self.deps.creates.is_some() {
+                    // A new order of a partitioned tenant: its partition's
+                    // owner (maybe another instance) loads it next, and
+                    // would publish this outbox again (core subscribers see
+                    // every repeat). In the background: only a saving.
+                    let (store, order, version) =
+                        (self.deps.store.clone(), snap.order.id, snap.version);
+                    tokio::spawn(async move {
+                        let _ = store.mark_published(order, version).await;
+                    });
+                }
                 true
             }
             Err(e) => {

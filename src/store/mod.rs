@@ -192,6 +192,18 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// snapshot's known refusals.
     fn refuse<'a>(&'a self, snapshot: &'a mut Snapshot) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Notes that the outbox of `version` of `order` is published, so an
+    /// instance that loads it next does not publish it again (the creator
+    /// of an order of another instance's partition does not write it
+    /// again, which would clear it). Nothing when the order moved on.
+    fn mark_published(
+        &self,
+        _order: OrderId,
+        _version: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The tenant's configuration; the default when it has none.
     fn tenant_config<'a>(
         &'a self,

@@ -58,6 +58,11 @@ pub struct Snapshot {
     /// [`SnapshotStore::refuse`]) records them. Never encoded.
     #[serde(skip)]
     pub new_refusals: Vec<(CommandId, String)>,
+    /// Its outbox is known to be published already (another instance
+    /// published it and said so: [`SnapshotStore::mark_published`]), so
+    /// loading it need not publish it again. Never encoded.
+    #[serde(skip)]
+    pub published: bool,
 }
 
 impl Snapshot {
@@ -71,6 +76,7 @@ impl Snapshot {
             new_personal: Vec::new(),
             refusals: HashMap::new(),
             new_refusals: Vec::new(),
+            published: false,
         }
     }
 
@@ -220,6 +226,18 @@ end
 return {1, cur}
 ";
 
+/// Notes that the outbox of version ARGV[1] of an order is published, if
+/// that is still the stored version (a later write makes the note stale,
+/// which the load sees by comparing it with the version).
+///
+/// KEYS: 1 order hash. ARGV: 1 the version.
+const MARK_PUBLISHED_SCRIPT: &str = r"
+if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'pub', ARGV[1])
+end
+return 1
+";
+
 /// Tries of a write whose entries were computed with a configuration
 /// version that stopped being current meanwhile (and of a reindex whose
 /// order moved on meanwhile).
@@ -258,16 +276,17 @@ impl RedisStore {
         let mut conn = self.conn();
         // One transaction: the ids as of the snapshot's own version.
         type Loaded = (
-            (Option<Vec<u8>>, Option<i64>),
+            (Option<Vec<u8>>, Option<i64>, Option<u64>),
             Option<Vec<u8>>,
             HashMap<String, String>,
         );
-        let ((bytes, archived), ids, refusals): Loaded = redis::pipe()
+        let ((bytes, archived, published), ids, refusals): Loaded = redis::pipe()
             .atomic()
             .cmd("HMGET")
             .arg(keys::order(&order))
             .arg("snap")
             .arg("archived")
+            .arg("pub")
             .cmd("GET")
             .arg(keys::command_ids(&order))
             .cmd("HGETALL")
@@ -281,6 +300,7 @@ impl RedisStore {
             return Ok(None);
         };
         let mut snapshot = decode_snapshot(&order, &bytes)?;
+        snapshot.published = published == Some(snapshot.version);
         // Written before the ids had a key of their own: they are in the
         // order; the next write appends them to the key.
         snapshot.new_command_ids = snapshot.order.applied_commands.iter().cloned().collect();
@@ -602,6 +622,21 @@ impl SnapshotStore for RedisStore {
             }
             self.replicated(&mut conn).await?;
             snapshot.refusals_recorded();
+            Ok(())
+        })
+    }
+
+    fn mark_published(
+        &self,
+        order: OrderId,
+        version: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _: i64 = redis::Script::new(MARK_PUBLISHED_SCRIPT)
+                .key(keys::order(&order))
+                .arg(version)
+                .invoke_async(&mut self.conn())
+                .await?;
             Ok(())
         })
     }
