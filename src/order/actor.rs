@@ -465,28 +465,35 @@ impl OrderActorState {
     ) -> Result<Vec<Verdict>, StoreError> {
         let deps = self.deps.clone();
         let started = Instant::now();
-        self.ensure_loaded(myself).await?;
-        let outbox_published = self.outbox_published;
-        let snap = self.snap.as_mut().ok_or(StoreError::NotLoaded)?;
-        if let (false, Some(creates), Some(first)) =
-            (snap.order.exists(), &deps.creates, execs.first())
-        {
+        let exists = self.ensure_loaded(myself).await?.order.exists();
+        if let (false, Some(creates), Some(first)) = (exists, &deps.creates, execs.first()) {
             // Not found: unless a create before it is still undecided.
-            let pending = match (&first.envelope.command, first.position) {
-                (Command::Create(_), _) | (_, None) => false,
-                (_, Some(position)) => {
+            let waits = match (&first.envelope.command, first.position) {
+                (Command::Create(_), _) | (_, None) => None,
+                (_, Some(position)) => Some(
                     !creates
                         .settled_before(&first.envelope.tenant, first.envelope.order_id, position)
-                        .await
-                }
+                        .await,
+                ),
             };
-            if pending {
-                return Ok(vec![
-                    Verdict::Retry(RetryReason::CreatePending);
-                    execs.len()
-                ]);
+            match waits {
+                Some(true) => {
+                    return Ok(vec![
+                        Verdict::Retry(RetryReason::CreatePending);
+                        execs.len()
+                    ]);
+                }
+                Some(false) => {
+                    // Settled now: a create decided since the load above is
+                    // stored (before it was acknowledged), so read again.
+                    self.snap = None;
+                    self.ensure_loaded(myself).await?;
+                }
+                None => {}
             }
         }
+        let outbox_published = self.outbox_published;
+        let snap = self.snap.as_mut().ok_or(StoreError::NotLoaded)?;
         let mut verdicts = Vec::with_capacity(execs.len());
         // The state Redis holds, for the indexes: before the first change.
         let previous_state = snap.order.exists().then_some(snap.order.state);
