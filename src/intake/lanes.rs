@@ -53,7 +53,7 @@ use orderd_core::TenantId;
 
 use super::consumers;
 use super::pull::{refuse_unroutable, Intake};
-use crate::bus::ownership::{assign, Ownership};
+use crate::bus::ownership::{assign, owner_of, Ownership};
 use crate::bus::{BusError, StreamSpec};
 use crate::settings::Settings;
 use crate::store::{Epoch, RedisStore};
@@ -241,6 +241,11 @@ impl Lanes {
         let mut targets: HashMap<TenantId, Vec<bool>> = HashMap::new();
         for unit in &known {
             targets.entry(unit.tenant.clone()).or_insert_with(|| {
+                if parts <= 1 {
+                    // A whole tenant: ranked as before partitions, so
+                    // instances of an older release agree during an upgrade.
+                    return vec![owner_of(unit.tenant.as_str(), &members) == Some(me.as_str())];
+                }
                 let keys: Vec<String> = Unit::all(&unit.tenant, parts)
                     .map(|u| u.to_string())
                     .collect();
