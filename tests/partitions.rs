@@ -93,7 +93,7 @@ async fn the_server_stores_each_command_under_the_partition_orderd_computes() {
                 };
                 subjects::lane_filters(&unit, PARTS, commands)
                     .iter()
-                    .any(|f| matches_filter(f, subject))
+                    .any(|f| testkit::subject_matches(f, subject))
             })
             .collect();
         assert_eq!(readers, vec![part], "{subject}");
@@ -107,21 +107,6 @@ async fn the_server_stores_each_command_under_the_partition_orderd_computes() {
         subjects::parse_inbound(&subjects::create(&tenant)),
         Ok(Inbound::Create { .. })
     ));
-}
-
-/// Whether a NATS subject filter (`*`, `>` wildcards) matches `subject`.
-fn matches_filter(filter: &str, subject: &str) -> bool {
-    let f: Vec<&str> = filter.split('.').collect();
-    let s: Vec<&str> = subject.split('.').collect();
-    for (i, t) in f.iter().enumerate() {
-        match *t {
-            ">" => return s.len() > i,
-            "*" if i < s.len() => {}
-            lit if s.get(i) == Some(&lit) => {}
-            _ => return false,
-        }
-    }
-    f.len() == s.len()
 }
 
 /// orderd refuses to start against streams laid out for another number

@@ -137,6 +137,7 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
     let old_owner = servers.store().await;
     let new_owner = servers.store().await;
     let tenant = testkit::random_tenant();
+    let unit = orderd::subjects::Unit::first(&tenant);
     let id = OrderId(uuid::Uuid::new_v4());
     let mut order = orderd_core::Order::blank(id, tenant.clone());
     order.seq = 1;
@@ -145,35 +146,17 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
         generation,
         revision,
     };
-    assert!(old_owner
-        .fence(&orderd::subjects::Unit::first(&tenant), epoch(5, 7))
-        .await
-        .unwrap());
+    assert!(old_owner.fence(&unit, epoch(5, 7)).await.unwrap());
     let mut v1 = Snapshot::new(order.clone(), vec![], 1);
     old_owner.save(&mut v1, None).await.unwrap();
 
     // The new owner claims the tenant under a later epoch; an earlier one
     // cannot lower it, nor can a claim of an older bucket generation with
     // a higher revision.
-    assert!(new_owner
-        .fence(&orderd::subjects::Unit::first(&tenant), epoch(5, 9))
-        .await
-        .unwrap());
-    assert!(!old_owner
-        .fence(&orderd::subjects::Unit::first(&tenant), epoch(5, 8))
-        .await
-        .unwrap());
-    assert!(!old_owner
-        .fence(&orderd::subjects::Unit::first(&tenant), epoch(4, 900))
-        .await
-        .unwrap());
-    assert_eq!(
-        new_owner
-            .stored_epoch(&orderd::subjects::Unit::first(&tenant))
-            .await
-            .unwrap(),
-        epoch(5, 9)
-    );
+    assert!(new_owner.fence(&unit, epoch(5, 9)).await.unwrap());
+    assert!(!old_owner.fence(&unit, epoch(5, 8)).await.unwrap());
+    assert!(!old_owner.fence(&unit, epoch(4, 900)).await.unwrap());
+    assert_eq!(new_owner.stored_epoch(&unit).await.unwrap(), epoch(5, 9));
 
     // The earlier owner, still holding epoch 7, decides on what it holds:
     // its write is refused and changes nothing, its refusals too.
@@ -216,7 +199,7 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
         .save(&mut next, Some(OrderState::Created))
         .await
         .unwrap();
-    new_owner.unfence(&orderd::subjects::Unit::first(&tenant));
+    new_owner.unfence(&unit);
     let mut after = next.clone();
     after.version = 3;
     match new_owner
@@ -231,17 +214,8 @@ async fn a_tenants_earlier_owner_cannot_write_once_a_later_claim_raised_its_epoc
 
     // A bucket made anew (its revisions start again at 1) with a later
     // generation takes the tenant over all the same.
-    assert!(new_owner
-        .fence(&orderd::subjects::Unit::first(&tenant), epoch(6, 1))
-        .await
-        .unwrap());
-    assert_eq!(
-        new_owner
-            .stored_epoch(&orderd::subjects::Unit::first(&tenant))
-            .await
-            .unwrap(),
-        epoch(6, 1)
-    );
+    assert!(new_owner.fence(&unit, epoch(6, 1)).await.unwrap());
+    assert_eq!(new_owner.stored_epoch(&unit).await.unwrap(), epoch(6, 1));
 }
 
 #[tokio::test]

@@ -538,11 +538,9 @@ async fn partitions_per_owner(js: &jetstream::Context, tenant: &str) -> BTreeMap
     per
 }
 
-/// A tenant's orders spread over 8 partitions and 3 instances: every
-/// instance owns 2 or 3 of them once settled, and each order's commands
-/// are still decided in publish order.
-#[tokio::test]
-async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order() {
+/// A client, and three instances that spread each tenant's orders over
+/// [`PARTS`] partitions.
+async fn three_partitioned() -> (TestApp, [App; 3]) {
     let servers = Servers::start().await;
     let mut settings = servers.settings();
     settings.ownership.partitions = PARTS;
@@ -552,6 +550,15 @@ async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order(
         App::start(settings.clone(), &t.nats).await,
         App::start(settings, &t.nats).await,
     ];
+    (t, apps)
+}
+
+/// A tenant's orders spread over 8 partitions and 3 instances: every
+/// instance owns 2 or 3 of them once settled, and each order's commands
+/// are still decided in publish order.
+#[tokio::test]
+async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order() {
+    let (t, apps) = three_partitioned().await;
     // Every event as a dashboard sees it (core NATS: each publish, even one
     // the stream drops as a repeat).
     let mut seen_events = t
@@ -650,15 +657,7 @@ async fn three_instances_share_a_tenants_partitions_and_decide_in_publish_order(
 /// finds the order.
 #[tokio::test]
 async fn a_command_sent_right_after_its_create_finds_the_order_on_another_partition() {
-    let servers = Servers::start().await;
-    let mut settings = servers.settings();
-    settings.ownership.partitions = PARTS;
-    let t = testkit::client_for(servers).await;
-    let apps = [
-        App::start(settings.clone(), &t.nats).await,
-        App::start(settings.clone(), &t.nats).await,
-        App::start(settings, &t.nats).await,
-    ];
+    let (t, apps) = three_partitioned().await;
     // Until the partitions are spread (a command on partition 0 would go
     // with its create).
     let deadline = Instant::now() + WAIT;

@@ -725,23 +725,6 @@ async fn a_tenants_plugin_answers_validate_requests_and_does_nothing_else() {
 
 // ---- random attempts ------------------------------------------------------
 
-/// NATS subject matching, with the subject's own tokens taken literally (a
-/// `*` or `>` in it matches only a wildcard of the pattern): how the server
-/// checks permissions.
-fn nats_matches(pattern: &str, subject: &str) -> bool {
-    let p: Vec<&str> = pattern.split('.').collect();
-    let s: Vec<&str> = subject.split('.').collect();
-    for (i, token) in p.iter().enumerate() {
-        match *token {
-            ">" => return s.len() > i,
-            "*" if i < s.len() => {}
-            literal if i < s.len() && s[i] == literal => {}
-            _ => return false,
-        }
-    }
-    p.len() == s.len()
-}
-
 /// The policy the config must enforce for a tenant, written from the
 /// contract, not copied from the config.
 fn tenant_may(tenant: &str, publish: bool, subject: &str) -> bool {
@@ -761,7 +744,7 @@ fn tenant_may(tenant: &str, publish: bool, subject: &str) -> bool {
             inbox,
         ]
     };
-    allowed.iter().any(|p| nats_matches(p, subject))
+    allowed.iter().any(|p| testkit::subject_matches(p, subject))
 }
 
 /// Whether a delivered subject lies in `tenant`'s own space (its tree, its

@@ -271,20 +271,24 @@ pub async fn resume_waiting(
         .map(|order_id| {
             let router = router.clone();
             async move {
-                let (tx, rx) = ractor::concurrency::oneshot();
-                if router
-                    .cast(RouterMsg::Route {
-                        order_id,
-                        msg: Routed::Read(tx.into()),
-                    })
-                    .is_ok()
-                {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-                }
+                load(&router, order_id, Duration::from_secs(10)).await;
             }
         })
         .buffer_unordered(16);
     loads.collect::<Vec<()>>().await;
+}
+
+/// Loads `order_id`'s actor (a read through the router), so an INITIATED
+/// order asks its plugins from here; true once it answered within `within`.
+async fn load(router: &ActorRef<RouterMsg>, order_id: OrderId, within: Duration) -> bool {
+    let (tx, rx) = ractor::concurrency::oneshot();
+    router
+        .cast(RouterMsg::Route {
+            order_id,
+            msg: Routed::Read(tx.into()),
+        })
+        .is_ok()
+        && tokio::time::timeout(within, rx).await.is_ok()
 }
 
 /// Tells the owner of `unit` that `order`, which this instance created
@@ -333,17 +337,7 @@ pub async fn serve_announcements(
         };
         let (client, router) = (client.clone(), router.clone());
         tokio::spawn(async move {
-            let (tx, rx) = ractor::concurrency::oneshot();
-            if router
-                .cast(RouterMsg::Route {
-                    order_id,
-                    msg: Routed::Read(tx.into()),
-                })
-                .is_ok()
-                && tokio::time::timeout(Duration::from_secs(5), rx)
-                    .await
-                    .is_ok()
-            {
+            if load(&router, order_id, Duration::from_secs(5)).await {
                 if let Some(reply) = msg.reply {
                     let _ = client.publish(reply, bytes::Bytes::new()).await;
                 }

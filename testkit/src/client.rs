@@ -329,3 +329,21 @@ impl TestApp {
         }
     }
 }
+
+/// NATS subject matching: whether `pattern` (with `*` and `>` wildcards)
+/// matches `subject`, whose own tokens are taken literally (a `*` or `>`
+/// in it matches only a wildcard of the pattern), as the server matches a
+/// consumer's filter or a permission.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let p: Vec<&str> = pattern.split('.').collect();
+    let s: Vec<&str> = subject.split('.').collect();
+    for (i, token) in p.iter().enumerate() {
+        match *token {
+            ">" => return s.len() > i,
+            "*" if i < s.len() => {}
+            literal if i < s.len() && s[i] == literal => {}
+            _ => return false,
+        }
+    }
+    p.len() == s.len()
+}

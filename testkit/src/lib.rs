@@ -41,7 +41,7 @@ pub use app::{wait_healthy, App};
 pub use browser::Browser;
 pub use client::{
     attach, client_for, create_body, drop_ids, msg_id, random_tenant, spawn_app, spawn_app_with,
-    TestApp,
+    subject_matches, TestApp,
 };
 pub use dispatcher::{
     complete_everything, job_body, job_msg_id, start_and_confirm_cancels, Dispatcher, Script,
